@@ -1,0 +1,52 @@
+# The workflow, executable. `make help` lists the targets.
+.DEFAULT_GOAL := check
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DB ?= listener.db
+CONFIG ?= config/listener.toml
+
+.PHONY: help check install fmt lint typecheck test cov run poll-once bench model clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## venv + editable install with the dev tools
+
+check: lint typecheck test  ## everything CI runs
+
+fmt: $(STAMP)  ## ruff format + ruff check --fix
+	$(BIN)/ruff format listener tests bench
+	$(BIN)/ruff check --fix listener tests bench
+
+lint: $(STAMP)  ## ruff format --check + ruff check
+	$(BIN)/ruff format --check listener tests bench
+	$(BIN)/ruff check listener tests bench
+
+typecheck: $(STAMP)  ## mypy --strict on listener/
+	$(BIN)/mypy
+
+test: $(STAMP)  ## the whole suite (hermetic: loopback servers, temp files)
+	$(BIN)/pytest -q
+
+cov: $(STAMP)  ## coverage run -m pytest && coverage report
+	$(BIN)/coverage run -m pytest -q -p no:randomly && $(BIN)/coverage report --skip-covered
+
+run: $(STAMP)  ## the main job on the embedded defaults (config/listener.toml, ./listener.db)
+	$(BIN)/listener --config $(CONFIG) --db $(DB) run
+
+poll-once: $(STAMP)  ## one poll pass over every feed, then exit
+	$(BIN)/listener --config $(CONFIG) --db $(DB) poll --all
+
+bench: $(STAMP)  ## benchmarks on generated data; prints a table
+	$(BIN)/python -m bench
+
+clean:  ## remove the venv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

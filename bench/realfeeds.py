@@ -1,0 +1,110 @@
+"""`python -m bench.realfeeds DIR`: poll every feed file of DIR over HTTP on 127.0.0.1, twice.
+
+A robustness check against real-world captures (odd encodings, broken XML, mojibake, missing
+ids), which stay outside the repository. For each file it prints what feedparser alone finds
+in the bytes and what listener stored, flags any difference, and checks that the second poll
+stores nothing new. Exit status 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import sqlite3
+import sys
+import tempfile
+import threading
+from datetime import UTC, datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import feedparser
+
+from listener.config import parse_settings
+from listener.fetch import make_client
+from listener.jobs import Services, fetch_limits, poll_feeds
+from listener.store import open_store
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    def guess_type(self, path: Any) -> str:
+        name = str(path)
+        if name.endswith(".json"):
+            return "application/feed+json"
+        if name.endswith(".html"):
+            return "text/html"
+        return "application/xml"
+
+    def end_headers(self) -> None:
+        if self.path.endswith(".gz"):  # a server would send a gzip body as Content-Encoding
+            self.send_header("Content-Encoding", "gzip")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _feedparser_count(path: Path) -> int:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        import gzip
+
+        data = gzip.decompress(data)
+    return len(feedparser.parse(io.BytesIO(data)).entries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.realfeeds")
+    parser.add_argument("folder", type=Path)
+    options = parser.parse_args(argv)
+    files = sorted(p for p in options.folder.iterdir() if p.is_file())
+    handler = functools.partial(_Handler, directory=str(options.folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "real.db")
+        settings = parse_settings({"poll": {"max_per_host": 8}}, {})
+        limits = fetch_limits(settings)
+        services = Services(settings, store, make_client(limits), limits)
+        now = datetime.now(UTC)
+        for path in files:
+            store.add_feed(base + path.name, now=now)
+        first = {r.url: r for r in poll_feeds(services, now, all_feeds=True)}
+        second = poll_feeds(services, now, all_feeds=True)
+        conn = sqlite3.connect(Path(tmp) / "real.db")
+        stored = dict(
+            conn.execute(
+                "SELECT feeds.url, count(items.id) FROM feeds LEFT JOIN items"
+                " ON items.feed_id = feeds.id GROUP BY feeds.url"
+            ).fetchall()
+        )
+        print(f"{'file':<52} {'feedparser':>10} {'stored':>7} {'status':<8} note")
+        for path in files:
+            url = base + path.name
+            expected = _feedparser_count(path)
+            result = first[url]
+            got = stored.get(url, 0)
+            note = result.error or ""
+            flag = "" if got >= expected else "  <-- fewer items than feedparser"
+            if flag:
+                failures += 1
+            print(
+                f"{path.name[:52]:<52} {expected:>10} {got:>7} {result.status:<8} {note[:60]}{flag}"
+            )
+        again = sum(r.new for r in second)
+        total = sum(stored.values())
+        print(f"\n{len(files)} files, {total} items stored; second poll: {again} new")
+        if again:
+            failures += 1
+        services.client.close()
+        store.close()
+    server.shutdown()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

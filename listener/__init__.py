@@ -1,0 +1,3 @@
+"""listener: social listening for brand, PR, HR and customer-service teams."""
+
+__version__ = "0.1.0"

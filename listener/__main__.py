@@ -1,0 +1,5 @@
+"""python -m listener → the command line."""
+
+from listener.cli import main
+
+main()

@@ -1,0 +1,204 @@
+"""Settings: parsed once from TOML into frozen dataclasses, every problem reported at once.
+
+Pure apart from `load_settings`, which reads one file. Precedence: the defaults below (the
+same values, commented, in config/listener.toml), then the file given with --config or
+LISTENER_CONFIG, then environment variables, which are for secrets only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+from listener.errors import ConfigError
+
+SECRET_ENV = {"smtp_password": "LISTENER_SMTP_PASSWORD"}
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    interval_minutes: int = 60
+    jitter_fraction: float = 0.1
+    max_interval_minutes: int = 1440
+    max_backoff_minutes: int = 1440
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    total_timeout_s: float = 60.0
+    max_body_mb: float = 15.0
+    max_redirects: int = 5
+    max_in_flight: int = 16
+    max_per_host: int = 2
+    parse_workers: int = 0
+    silent_after_days: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSetting:
+    url: str
+    tags: tuple[str, ...] = ()
+    interval_minutes: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    format: str = "auto"
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database: str = "listener.db"
+    busy_timeout_s: float = 5.0
+    import_opml_on_init: str = "feeds.opml"
+    poll: PollSettings = field(default_factory=PollSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    feeds: tuple[FeedSetting, ...] = ()
+    # Where the settings came from, for check-config and relative paths; not a TOML key.
+    source: str | None = None
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "logging.format": ("auto", "console", "json"),
+    "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+_POSITIVE = re.compile(r"(_minutes|_s|_mb|max_redirects|max_in_flight|max_per_host|_days)$")
+
+
+def is_http_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def parse_settings(
+    raw: Mapping[str, Any], environ: Mapping[str, str], *, source: str | None = None
+) -> Settings:
+    """Validate a TOML document; raise ConfigError listing every problem with its key."""
+    problems: list[str] = []
+    values: Settings = _build(Settings, raw, "", problems, skip=frozenset({"source"}))
+    if problems:
+        raise ConfigError(problems)
+    del environ  # no secret is used yet; the digest's SMTP password will come from here
+    return dataclasses.replace(values, source=source)
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read and validate the TOML file at `path`, or return the defaults when it is None."""
+    if path is None:
+        return parse_settings({}, environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    return parse_settings(raw, environ, source=str(path))
+
+
+def resolve_path(settings: Settings, value: str) -> Path:
+    """A path from the config is relative to the config file's folder."""
+    path = Path(value)
+    if path.is_absolute() or settings.source is None:
+        return path
+    return Path(settings.source).parent / path
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective settings as a plain dict, secrets hidden, for `check-config`."""
+    data: dict[str, Any] = dataclasses.asdict(settings)
+    for key in SECRET_ENV:
+        if data.get(key):
+            data[key] = "********"
+    return data
+
+
+def _build(
+    cls: type[Any], raw: Any, prefix: str, problems: list[str], skip: frozenset[str] = frozenset()
+) -> Any:
+    if not isinstance(raw, Mapping):
+        problems.append(f"{prefix.rstrip('.') or '(top level)'}: expected a table")
+        return cls() if _has_defaults(cls) else None
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)} - skip
+    for key in raw:
+        if key not in known:
+            problems.append(f"{prefix}{key}: unknown setting")
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in skip or f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(f"{prefix}{f.name}: required")
+            continue
+        kwargs[f.name] = _convert(hints[f.name], raw[f.name], f"{prefix}{f.name}", problems)
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        return None  # a required field was missing; already reported
+
+
+def _has_defaults(cls: type[Any]) -> bool:
+    return all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in fields(cls)
+    )
+
+
+def _convert(hint: Any, value: Any, key: str, problems: list[str]) -> Any:
+    origin = get_origin(hint)
+    if origin in (UnionType, Union):
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        return _convert(inner[0], value, key, problems)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.", problems)  # type: ignore[arg-type]
+    if origin is tuple:
+        item_type = get_args(hint)[0]
+        if not isinstance(value, list):
+            problems.append(f"{key}: expected a list")
+            return ()
+        return tuple(_convert(item_type, v, f"{key}[{i}]", problems) for i, v in enumerate(value))
+    expected = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}[hint]
+    if (isinstance(value, bool) and hint is not bool) or not isinstance(value, expected):
+        problems.append(f"{key}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+        return None
+    return _check_value(hint, value, key, problems)
+
+
+def _check_value(hint: type[Any], value: Any, key: str, problems: list[str]) -> Any:
+    name = key.split(".")[-1]
+    if name == "url" and not is_http_url(value):
+        problems.append(f"{key}: not an http(s) URL: {value!r}")
+    if hint in (int, float) and _POSITIVE.search(name) and value <= 0:
+        problems.append(f"{key}: must be > 0, got {value!r}")
+    if name == "jitter_fraction" and not 0 <= value < 1:
+        problems.append(f"{key}: must be between 0 and 1, got {value!r}")
+    if name == "parse_workers" and value < 0:
+        problems.append(f"{key}: must be >= 0 (0 means one per core), got {value!r}")
+    choices = _CHOICES.get(key)
+    if choices and value not in choices:
+        problems.append(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_MINUTES = {"m": 1, "min": 1, "h": 60, "d": 1440, "w": 10080}
+
+
+def parse_duration_minutes(text: str) -> int:
+    """'30m', '2h', '7d', '1w' or a bare number of minutes → minutes (> 0)."""
+    match = _DURATION.match(text)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"not a duration: {text!r} (try 30m, 2h, 7d or 1w)")
+    unit = (match.group(2) or "m").lower()
+    return int(match.group(1)) * _UNIT_MINUTES[unit]

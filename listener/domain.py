@@ -1,0 +1,93 @@
+"""Pure: the value types that flow between stages (see the data-flow diagram in README.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSource:
+    """A feed as the poller needs it: where to fetch it and what we know of its last fetch."""
+
+    id: int
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = (
+        None  # sha256 of the last body we parsed, for servers without validators
+    )
+    error_count: int = 0
+    interval_minutes: int | None = None  # None: the global default
+    failing_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A 2xx response with its whole (decompressed, size-capped) body."""
+
+    url: str  # the URL finally fetched, after redirects
+    status: int
+    body: bytes
+    headers: Mapping[str, str]  # lower-cased names
+    permanent_url: str | None = None  # set when a 301/308 chain moved the feed for good
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    """A 304: the feed has not changed since the validators we sent."""
+
+    url: str
+    headers: Mapping[str, str]
+    permanent_url: str | None = None
+    duration_ms: int = 0
+
+
+FetchOutcome = Fetched | NotModified
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One normalised feed item. Text fields are plain text (no markup, entities decoded)."""
+
+    feed_id: int
+    key: str  # stable per-feed identity (see dedupe.item_key)
+    guid: str | None
+    url: str | None  # absolute
+    title: str
+    summary: str
+    author: str | None
+    published_at: datetime | None  # aware UTC; None when missing or unparseable
+    published_raw: str | None  # the date string as the feed gave it
+    lang: str | None  # ISO 639-1, detected from the text
+    content_hash: str  # changes when the item's visible content changes
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """What parse_feed returns: feed-level metadata plus the items."""
+
+    title: str | None
+    site_url: str | None
+    items: tuple[Item, ...]
+    warning: str | None = None  # feedparser's bozo message when the feed was still usable
+    skipped: int = 0  # entries dropped because nothing usable was in them
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """The outcome of polling one feed (one canonical log line, one polls row)."""
+
+    feed_id: int
+    url: str
+    status: str  # ok | not_modified | unchanged | failed | gone
+    started_at: datetime
+    duration_ms: int
+    http_status: int | None = None
+    new: int = 0
+    updated: int = 0
+    seen: int = 0
+    error: str | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)

@@ -1,0 +1,480 @@
+"""I/O: HTTP. Fetch feeds politely and within hard limits; decide nothing about the results.
+
+Every network or HTTP failure becomes a FetchError whose `kind` is one of: bad_url,
+bad_redirect, redirect_loop, too_many_redirects, timeout, dns, tls, connect, network,
+protocol, decode, too_large, throttled, http_error, and gone (FeedGone, HTTP 410).
+Any other exception is a bug and propagates.
+
+Time: `total_timeout_s` covers the whole fetch, redirects included. Each connect, write and
+read timeout is clipped to what is left of it, and a timer shuts the socket down when it
+expires, which interrupts a read blocked inside a trickling body or header block. So a fetch
+ends within about total_timeout_s, except for DNS (getaddrinfo blocks; the resolver bounds it)
+and the header block of a request on a reused keep-alive connection: httpx exposes no socket
+until the response arrives, so that phase is bounded per read by read_timeout_s only.
+
+Memory: a body is decoded here, in pieces of about 64 KiB (brotli may overshoot by half), and
+counted as it grows, so a compression bomb is refused at max_body_bytes (plus a piece) instead
+of being inflated whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+import ssl
+import threading
+import time
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import brotli  # type: ignore[import-untyped]  # no stubs; its Any stays in _unbrotli
+import httpx
+
+from listener import __version__
+from listener.domain import FeedSource, Fetched, FetchOutcome, NotModified
+from listener.errors import FeedGone, FetchError
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_PERMANENT_STATUSES = frozenset({301, 308})
+_THROTTLED_STATUSES = frozenset({429, 503})
+_PIECE_BYTES = 64 * 1024
+_ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
+# Exactly the codings _DECODERS inflate in bounded pieces; httpx would also offer zstd
+# when the zstandard package happens to be installed.
+_ACCEPT_ENCODING = "gzip, deflate, br"
+# They describe the bytes on the wire; Fetched.body is already decoded and de-chunked.
+_WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_DECODE_ERRORS = (zlib.error, brotli.error)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    total_timeout_s: float = 60.0  # the whole fetch, redirects and a trickling body included
+    max_body_bytes: int = 15 * 1024 * 1024  # after decompression (compression bomb guard)
+    max_redirects: int = 5
+    max_in_flight: int = 16  # concurrent requests overall
+    max_per_host: int = 2  # concurrent requests per host:port
+    user_agent: str = f"listener/{__version__} (+https://github.com/listener-project/listener)"
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1 or self.max_per_host < 1:
+            raise ValueError("max_in_flight and max_per_host must be at least 1")
+
+
+def make_client(limits: FetchLimits) -> httpx.Client:
+    """An httpx client sized for fetch_many; fetch_feed sets headers and timeouts per request."""
+    return httpx.Client(
+        headers={"User-Agent": limits.user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
+        timeout=_timeouts(limits, limits.total_timeout_s),
+        limits=httpx.Limits(
+            max_connections=limits.max_in_flight, max_keepalive_connections=limits.max_in_flight
+        ),
+        follow_redirects=False,  # fetch_feed follows them, to see the chain
+        trust_env=False,  # only config.py reads the environment (STYLE §6): no implicit proxy
+    )
+
+
+def fetch_feed(client: httpx.Client, source: FeedSource, limits: FetchLimits) -> FetchOutcome:
+    """GET a feed conditionally, following redirects; raise FetchError or FeedGone on failure."""
+    deadline = _Deadline(limits.total_timeout_s)
+    try:
+        return _follow(client, source, limits, deadline)
+    except httpx.HTTPError as exc:
+        raise _error_for(source.url, exc, deadline) from exc
+    finally:
+        deadline.cancel()
+
+
+def fetch_many(
+    client: httpx.Client, sources: Iterable[FeedSource], limits: FetchLimits
+) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]:
+    """Fetch on a bounded pool, at most max_per_host at once per host; yield as they complete.
+
+    This thread schedules: a feed is submitted only when its host has a free slot, so no
+    worker ever sits waiting for a busy host while other hosts' feeds queue behind it, and at
+    most max_in_flight bodies are held at once. Feeds for a busy host wait here in order.
+    Leaving the loop early waits for the requests already running. (An httpx.Client "can be
+    shared between threads", says its docstring.)
+    """
+    todo = iter(sources)
+    busy: Counter[str] = Counter()  # slots taken per host, including handed-over ones
+    waiting: dict[str, deque[FeedSource]] = {}  # feeds whose host was full, in order
+    ready: deque[tuple[FeedSource, str]] = deque()  # their turn came; the slot is theirs
+    running: dict[Future[FetchOutcome | FetchError], tuple[FeedSource, str]] = {}
+
+    def next_feed() -> tuple[FeedSource, str] | None:
+        if ready:
+            return ready.popleft()
+        for source in todo:
+            host = _host_key(source.url)
+            if busy[host] < limits.max_per_host:
+                busy[host] += 1
+                return source, host
+            waiting.setdefault(host, deque()).append(source)
+        return None
+
+    def release(host: str) -> None:
+        queue = waiting.get(host)
+        if queue:  # hand the slot straight to the next feed for this host
+            ready.append((queue.popleft(), host))
+            if not queue:
+                del waiting[host]
+        else:
+            busy[host] -= 1
+            if not busy[host]:
+                del busy[host]
+
+    with ThreadPoolExecutor(limits.max_in_flight, thread_name_prefix="fetch") as pool:
+        while True:
+            while len(running) < limits.max_in_flight and (job := next_feed()) is not None:
+                running[pool.submit(_fetch_or_error, client, job[0], limits)] = job
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                source, host = running.pop(future)
+                release(host)
+                yield source, future.result()  # re-raises a bug from the worker
+
+
+def _fetch_or_error(
+    client: httpx.Client, source: FeedSource, limits: FetchLimits
+) -> FetchOutcome | FetchError:
+    try:
+        return fetch_feed(client, source, limits)
+    except FetchError as exc:
+        return exc
+
+
+def _follow(
+    client: httpx.Client, source: FeedSource, limits: FetchLimits, deadline: _Deadline
+) -> FetchOutcome:
+    url = _feed_url(source.url)
+    seen = {url}
+    moved_for_good = True
+    for hop in range(limits.max_redirects + 1):
+        if deadline.remaining_s() <= 0:
+            raise FetchError(source.url, deadline.message(), kind="timeout")
+        request = client.build_request(
+            "GET",
+            url,
+            headers=_request_headers(source, limits),
+            timeout=_timeouts(limits, deadline.remaining_s()),
+            extensions={"trace": deadline.trace},
+        )
+        response = client.send(request, stream=True)
+        # closing() exits last: the deadline lets go of the socket before the pool reuses it.
+        with contextlib.closing(response), deadline.watching(response):
+            final_url = source.url if hop == 0 else str(url)
+            if response.status_code not in _REDIRECT_STATUSES:
+                permanent_url = final_url if hop and moved_for_good else None
+                return _outcome(response, source.url, final_url, permanent_url, limits, deadline)
+            target = _redirect_target(source.url, url, response)
+        if target in seen:
+            raise FetchError(source.url, f"redirect loop back to {target}", kind="redirect_loop")
+        seen.add(target)
+        moved_for_good = moved_for_good and response.status_code in _PERMANENT_STATUSES
+        url = target
+    message = f"more than {limits.max_redirects} redirects"
+    raise FetchError(source.url, message, kind="too_many_redirects")
+
+
+def _outcome(
+    response: httpx.Response,
+    feed_url: str,
+    final_url: str,
+    permanent_url: str | None,
+    limits: FetchLimits,
+    deadline: _Deadline,
+) -> FetchOutcome:
+    status = response.status_code
+    headers = {k: v for k, v in response.headers.items() if k not in _WIRE_HEADERS}
+    if status == 304:
+        return NotModified(
+            url=final_url,
+            headers=headers,
+            permanent_url=permanent_url,
+            duration_ms=deadline.elapsed_ms(),
+        )
+    where = "" if final_url == feed_url else f" (at {final_url})"
+    if status == 410:
+        raise FeedGone(feed_url)
+    if status in _THROTTLED_STATUSES:
+        retry_after = response.headers.get("retry-after")
+        message = f"HTTP {status} {_reason(response)}{where}"
+        raise FetchError(
+            feed_url, message, status=status, retry_after=retry_after, kind="throttled"
+        )
+    if not 200 <= status < 300:
+        message = f"HTTP {status} {_reason(response)}{where}"
+        raise FetchError(feed_url, message, status=status, kind="http_error")
+    body = _read_body(response, feed_url, limits, deadline)
+    return Fetched(
+        url=final_url,
+        status=status,
+        body=body,
+        headers=headers,
+        permanent_url=permanent_url,
+        duration_ms=deadline.elapsed_ms(),
+    )
+
+
+def _reason(response: httpx.Response) -> str:
+    # The standard phrase: servers send any case, or nothing, or noise.
+    return httpx.codes.get_reason_phrase(response.status_code) or response.reason_phrase
+
+
+def _read_body(
+    response: httpx.Response, feed_url: str, limits: FetchLimits, deadline: _Deadline
+) -> bytes:
+    cap = limits.max_body_bytes
+    too_large = FetchError(feed_url, f"body larger than {cap} bytes", kind="too_large")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise too_large
+    encoding = response.headers.get("content-encoding", "").lower()
+    codings = [c.strip() for c in encoding.split(",") if c.strip() not in ("", "identity")]
+    if unknown := [c for c in codings if c not in _DECODERS]:
+        raise FetchError(feed_url, f"unsupported Content-Encoding {unknown[0]!r}", kind="decode")
+
+    def raw() -> Iterator[bytes]:
+        received = 0
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received > cap:  # also bounds data that decodes to nothing
+                raise too_large
+            if deadline.remaining_s() <= 0:  # for transports without a socket to shut down
+                raise FetchError(feed_url, deadline.message(), kind="timeout")
+            yield chunk
+
+    pieces: Iterator[bytes] = raw()
+    for coding in reversed(codings):
+        pieces = _DECODERS[coding](pieces)
+    body = bytearray()
+    try:
+        for piece in pieces:
+            body += piece
+            if len(body) > cap:
+                raise too_large
+    except _DECODE_ERRORS as exc:
+        message = f"cannot decode {', '.join(codings)} body: {exc}"
+        raise FetchError(feed_url, message, kind="decode") from exc
+    return bytes(body)
+
+
+def _inflate(chunks: Iterable[bytes], wbits: int) -> Iterator[bytes]:
+    """Decompress zlib/gzip/raw deflate without ever producing more than one piece at once."""
+    inflater = zlib.decompressobj(wbits)
+    received = False
+    for chunk in chunks:
+        received = received or bool(chunk)
+        data = chunk
+        while not inflater.eof:  # bytes after the end of the stream are ignored
+            piece = inflater.decompress(data, _PIECE_BYTES)
+            if piece:
+                yield piece
+            data = inflater.unconsumed_tail
+            if not data and len(piece) < _PIECE_BYTES:
+                break
+    if received and not inflater.eof:
+        raise zlib.error("compressed stream is truncated")
+
+
+def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    return _inflate(chunks, zlib.MAX_WBITS | 16)
+
+
+def _undeflate(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """HTTP "deflate" should be zlib-wrapped but some servers send raw deflate; sniff it."""
+    rest = iter(chunks)
+    head = b""
+    for chunk in rest:
+        head += chunk
+        if len(head) >= 2:
+            break
+    zlib_wrapped = len(head) >= 2 and head[0] & 0x0F == 8 and int.from_bytes(head[:2]) % 31 == 0
+    yield from _inflate(
+        itertools.chain([head], rest), zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS
+    )
+
+
+def _unbrotli(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    # output_buffer_limit needs brotli >= 1.2 (the fix for CVE-2025-6176, a brotli bomb).
+    decompressor = brotli.Decompressor()
+    received = False
+    for chunk in chunks:
+        received = received or bool(chunk)
+        piece: bytes = decompressor.process(chunk, output_buffer_limit=_PIECE_BYTES)
+        while piece:  # the rest of this chunk's output waits in the decoder: drain it
+            yield piece
+            piece = decompressor.process(b"", output_buffer_limit=_PIECE_BYTES)
+    if received and not decompressor.is_finished():
+        raise brotli.error("compressed stream is truncated")
+
+
+_DECODERS: dict[str, Callable[[Iterable[bytes]], Iterator[bytes]]] = {
+    "gzip": _gunzip,
+    "x-gzip": _gunzip,
+    "deflate": _undeflate,
+    "br": _unbrotli,
+}
+
+
+class _Deadline:
+    """The time left for one fetch; when it runs out, shut down the socket being read."""
+
+    def __init__(self, total_s: float) -> None:
+        self.total_s = total_s
+        self.started_at = time.monotonic()
+        self.fired = False
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer = threading.Timer(total_s, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining_s(self) -> float:
+        return self.started_at + self.total_s - time.monotonic()
+
+    def elapsed_ms(self) -> int:
+        return round((time.monotonic() - self.started_at) * 1000)
+
+    def message(self) -> str:
+        return f"no complete response within the {self.total_s:g}s total deadline"
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: watch a new connection from connect, before any response."""
+        # start_tls replaces the socket (the plain one is detached), so watch the new one.
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self._watch(info["return_value"].get_extra_info("socket"))
+
+    @contextlib.contextmanager
+    def watching(self, response: httpx.Response) -> Iterator[None]:
+        """Watch the response's socket (a reused connection's too) until the block exits."""
+        stream = response.extensions.get("network_stream")
+        self._watch(stream.get_extra_info("socket") if stream is not None else None)
+        try:
+            yield
+        finally:
+            self._watch(None)
+
+    def _watch(self, sock: object) -> None:
+        with self._lock:
+            self._socket = sock if isinstance(sock, socket.socket) else None
+            if self.fired and self._socket is not None:
+                _shut_down(self._socket)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._socket is not None:
+                _shut_down(self._socket)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    # shutdown() wakes a thread blocked in recv() (close() does not). Called as the plain
+    # socket method: SSLSocket's override drops its SSL object under the reading thread.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _feed_url(url: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise FetchError(url, f"invalid URL: {exc}", kind="bad_url") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise FetchError(url, "not an absolute http(s) URL", kind="bad_url")
+    return parsed.copy_with(fragment=None)
+
+
+def _redirect_target(feed_url: str, current: httpx.URL, response: httpx.Response) -> httpx.URL:
+    status = response.status_code
+    location = response.headers.get("location")
+    if not location:
+        message = f"HTTP {status} redirect without a Location header"
+        raise FetchError(feed_url, message, status=status, kind="bad_redirect")
+    try:
+        target = current.join(location)
+    except httpx.InvalidURL as exc:
+        message = f"HTTP {status} redirect to an invalid URL {location!r}"
+        raise FetchError(feed_url, message, status=status, kind="bad_redirect") from exc
+    if target.scheme not in ("http", "https") or not target.host:
+        message = f"HTTP {status} redirect to a non-HTTP URL {location!r} refused"
+        raise FetchError(feed_url, message, status=status, kind="bad_redirect")
+    return target.copy_with(fragment=None)
+
+
+def _request_headers(source: FeedSource, limits: FetchLimits) -> dict[bytes, bytes]:
+    # Validators go back as UTF-8: that is how httpx decoded them if they were not ASCII.
+    headers = {
+        b"User-Agent": limits.user_agent.encode(),
+        b"Accept": _ACCEPT.encode(),
+        b"Accept-Encoding": _ACCEPT_ENCODING.encode(),
+    }
+    if source.etag:
+        headers[b"If-None-Match"] = source.etag.encode()
+    if source.last_modified:
+        headers[b"If-Modified-Since"] = source.last_modified.encode()
+    return headers
+
+
+def _timeouts(limits: FetchLimits, remaining_s: float) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=min(limits.connect_timeout_s, remaining_s),
+        read=min(limits.read_timeout_s, remaining_s),
+        write=min(limits.read_timeout_s, remaining_s),
+        pool=min(limits.connect_timeout_s, remaining_s),
+    )
+
+
+def _error_for(feed_url: str, exc: httpx.HTTPError, deadline: _Deadline) -> FetchError:
+    detail = str(exc) or type(exc).__name__
+    if deadline.fired:
+        return FetchError(feed_url, deadline.message(), kind="timeout")
+    if isinstance(exc, httpx.TimeoutException):
+        phase = type(exc).__name__.removesuffix("Timeout").lower()
+        message = f"{phase} timed out after {deadline.elapsed_ms() / 1000:.1f}s"
+        return FetchError(feed_url, message, kind="timeout")
+    if isinstance(exc, httpx.ConnectError):
+        if _caused_by(exc, socket.gaierror):
+            return FetchError(feed_url, f"DNS lookup failed: {detail}", kind="dns")
+        if _caused_by(exc, ssl.SSLError):
+            return FetchError(feed_url, f"TLS handshake failed: {detail}", kind="tls")
+        return FetchError(feed_url, f"cannot connect: {detail}", kind="connect")
+    if isinstance(exc, httpx.ProtocolError):
+        return FetchError(feed_url, f"HTTP protocol error: {detail}", kind="protocol")
+    return FetchError(feed_url, f"network error: {detail}", kind="network")
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, kind):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _host_key(url: str) -> str:
+    """The unit of politeness, host:port; an unparseable URL is its own key (and fails fast)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return url
+    return f"{parts.hostname or ''}:{port}"

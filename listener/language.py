@@ -1,0 +1,40 @@
+"""Pure: the language of an item's text, detected offline with py3langid.
+
+The model ships in the wheel and loads once per process on first use (about 0.8 s), so a
+worker process pays for it once. Feeds' own language tags are often wrong, so callers detect
+per item.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+_MAX_CHARS = 150  # on realfeeds, 200 or 400 answer 0.4% more items at 1.3x, 2.5x the cost
+_MIN_LETTERS = 12  # below this the model is guessing
+_ENOUGH_LETTERS = re.compile(rf"(?:[^\W\d_][\W\d_]*){{{_MIN_LETTERS}}}")
+_MIN_CONFIDENCE = 0.5  # on realfeeds: 96% of items answered, 0.5% of answers wrong
+
+
+@cache
+def _identifier() -> Any:
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    # The model also knows ISO 639-3 codes (pcm, ary, zxx...); keep the two-letter ones so
+    # the answer fits Item.lang and close dialects don't split the probability.
+    identifier.set_languages([code for code in identifier.labels if len(code) == 2])
+    # Scoring gathers one row per feature; row-major storage halves its cost (same dtype
+    # and size as the column-major copy set_languages makes).
+    identifier.nb_ptc = identifier.nb_ptc.copy(order="C")
+    return identifier
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of `text`, or None when it is too short or the model is unsure."""
+    sample = text[:_MAX_CHARS]
+    if not _ENOUGH_LETTERS.search(sample):
+        return None
+    code, confidence = _identifier().classify(sample)
+    return str(code) if confidence >= _MIN_CONFIDENCE else None

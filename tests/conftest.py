@@ -1,0 +1,48 @@
+"""Shared fixtures: real servers on 127.0.0.1, SQLite files under tmp_path, a pinned clock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import structlog
+
+DATA = Path(__file__).parent / "data"
+NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+
+
+@pytest.fixture
+def serve_feed(httpserver) -> Callable[..., str]:  # type: ignore[no-untyped-def]
+    """Serve a fixture file (or bytes) at /name on the loopback test server; return its URL."""
+
+    def serve(
+        name: str,
+        body: bytes | None = None,
+        content_type: str = "application/rss+xml",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        data = body if body is not None else (DATA / "feeds" / name).read_bytes()
+        httpserver.expect_request(f"/{name}").respond_with_data(
+            data, status=status, content_type=content_type, headers=headers or {}
+        )
+        return str(httpserver.url_for(f"/{name}"))
+
+    return serve
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "listener.db"

@@ -1,0 +1,203 @@
+"""The command line: clear messages and exit codes, feeds management, search and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from listener.cli import cli
+from listener.opml import parse_opml
+from listener.store import open_store
+from tests.conftest import NOW
+from tests.test_store import make_item, poll
+
+ROOT = Path(__file__).parent.parent
+
+
+def invoke(db: Path, *args: str, config: Path | None = None) -> Result:
+    base = ["--db", str(db), "--log-format", "json"]
+    if config is not None:
+        base = ["--config", str(config), *base]
+    return CliRunner().invoke(cli, [*base, *args], catch_exceptions=False)
+
+
+def test_missing_config_file_is_one_clear_message(tmp_path: Path) -> None:
+    result = invoke(tmp_path / "l.db", "check-config", config=tmp_path / "missing.toml")
+    assert result.exit_code == 1
+    assert "config file not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_config_lists_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[poll]\ninterval_minutes = -1\n[[feeds]]\nurl = "file:///etc/passwd"\n')
+    result = invoke(tmp_path / "l.db", "poll", config=config)
+    assert result.exit_code == 1
+    assert "poll.interval_minutes: must be > 0" in result.output
+    assert "feeds[0].url: not an http(s) URL" in result.output
+
+
+def test_check_config_prints_effective_settings(tmp_path: Path) -> None:
+    result = invoke(tmp_path / "l.db", "check-config", config=ROOT / "config" / "listener.toml")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["poll"]["interval_minutes"] == 60
+    assert data["database"] == str(tmp_path / "l.db")
+
+
+def test_new_database_starts_with_the_starter_feeds(tmp_path: Path) -> None:
+    result = invoke(tmp_path / "l.db", "init", config=ROOT / "config" / "listener.toml")
+    assert result.exit_code == 0
+    starter, _ = parse_opml((ROOT / "config" / "feeds.opml").read_bytes())
+    assert f"{len(starter)} feeds, 0 items" in result.output
+
+
+def test_feeds_add_list_remove(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    result = invoke(
+        db,
+        "feeds",
+        "add",
+        "https://a.example/rss",
+        "https://b.example/rss",
+        "--tag",
+        "HR",
+        "--interval",
+        "2h",
+    )
+    assert result.output.splitlines() == [
+        "added https://a.example/rss",
+        "added https://b.example/rss",
+    ]
+    assert invoke(db, "feeds", "add", "https://a.example/rss").output.startswith("updated")
+    listed = json.loads(invoke(db, "feeds", "list", "--json").output)
+    assert [(f["url"], f["tags"], f["interval_minutes"], f["state"]) for f in listed] == [
+        ("https://a.example/rss", ["hr"], 120, "new (not polled yet)"),
+        ("https://b.example/rss", ["hr"], 120, "new (not polled yet)"),
+    ]
+    assert "new (not polled yet)" in invoke(db, "feeds", "list").output
+    assert invoke(db, "feeds", "remove", "https://a.example/rss").output.startswith("removed")
+    missing = invoke(db, "feeds", "remove", "https://a.example/rss")
+    assert missing.exit_code == 1
+    assert "not a known feed" in missing.output
+
+
+def test_feeds_add_rejects_non_http_urls(tmp_path: Path) -> None:
+    result = invoke(tmp_path / "l.db", "feeds", "add", "ftp://x.example/feed")
+    assert result.exit_code == 2
+    assert "not an http(s) URL" in result.output
+
+
+@pytest.mark.parametrize("interval", ["soon", "0m"])
+def test_feeds_add_rejects_bad_intervals(tmp_path: Path, interval: str) -> None:
+    result = invoke(
+        tmp_path / "l.db", "feeds", "add", "https://a.example/rss", "--interval", interval
+    )
+    assert result.exit_code == 2
+    assert "not a duration" in result.output
+
+
+def test_opml_import_is_idempotent_and_export_round_trips(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    opml = ROOT / "config" / "feeds.opml"
+    first = invoke(db, "feeds", "import", str(opml))
+    starter, _ = parse_opml(opml.read_bytes())
+    assert f"{len(starter)} feeds added, 0 already known" in first.output
+    again = invoke(db, "feeds", "import", str(opml))
+    assert f"0 feeds added, {len(starter)} already known" in again.output
+    exported = invoke(db, "feeds", "export").output
+    feeds, problems = parse_opml(exported.encode())
+    assert problems == []
+    assert {(f.url, f.tags) for f in feeds} == {(f.url, f.tags) for f in starter}
+
+
+def test_opml_import_of_a_non_opml_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "x.opml"
+    bad.write_text("<html></html>")
+    result = invoke(tmp_path / "l.db", "feeds", "import", str(bad))
+    assert result.exit_code == 1
+    assert "not <opml>" in result.output
+
+
+@pytest.fixture
+def filled_db(tmp_path: Path) -> Path:
+    path = tmp_path / "l.db"
+    store = open_store(path)
+    store.add_feed("https://rh.example/feed", now=NOW, tags=["hr"])
+    (source,) = store.feed_sources(None)
+    store.save_poll(
+        poll(source.id),
+        {},
+        [
+            make_item(
+                source.id, 1, title="L'équipe RH recrute", summary="Télétravail, « confiance »"
+            ),
+            make_item(source.id, 2, title="Résultats annuels", summary='CSV "quotes", commas'),
+        ],
+    )
+    store.close()
+    return path
+
+
+def test_search_prints_matches(filled_db: Path) -> None:
+    result = invoke(filled_db, "search", "equipe")
+    assert result.exit_code == 0
+    assert "L'équipe RH recrute" in result.stdout
+    assert "1 items" in result.stderr
+    rows = [
+        json.loads(line)
+        for line in invoke(filled_db, "search", "recru*", "--json").stdout.splitlines()
+    ]
+    assert [r["title"] for r in rows] == ["L'équipe RH recrute"]
+
+
+@pytest.mark.parametrize("query", ['"unbalanced', "AND", "(x", "x)"])
+def test_malformed_search_is_a_usage_error_without_traceback(filled_db: Path, query: str) -> None:
+    result = invoke(filled_db, "search", query)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "position" in result.output or "unclosed" in result.output
+
+
+def test_export_jsonl_and_csv(filled_db: Path) -> None:
+    lines = invoke(filled_db, "export").stdout.splitlines()
+    assert [json.loads(line)["title"] for line in lines] == [
+        "Résultats annuels",
+        "L'équipe RH recrute",
+    ]
+    table = list(csv.DictReader(io.StringIO(invoke(filled_db, "export", "--format", "csv").stdout)))
+    assert table[0]["summary"] == 'CSV "quotes", commas'
+    assert table[1]["feed_url"] == "https://rh.example/feed"
+
+
+def test_export_since_filters(filled_db: Path) -> None:
+    # The items are dated 1 and 2 hours before NOW (2026-11-26 08:00Z): far in the past
+    # relative to a --since of one day only when the wall clock is later than that.
+    everything: list[dict[str, Any]] = [
+        json.loads(line)
+        for line in invoke(filled_db, "export", "--since", "5200w").stdout.splitlines()
+    ]
+    assert len(everything) == 2
+
+
+def test_locked_database_gives_a_clear_error_and_nonzero_exit(
+    filled_db: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("busy_timeout_s = 0.2\n")
+    other = sqlite3.connect(filled_db, timeout=0)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        result = invoke(filled_db, "feeds", "add", "https://x.example/rss", config=config)
+    finally:
+        other.rollback()
+        other.close()
+    assert result.exit_code == 1
+    assert "locked" in result.output

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from listener.config import (
+    Settings,
+    load_settings,
+    parse_duration_minutes,
+    parse_settings,
+)
+from listener.errors import ConfigError
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_shipped_config_equals_the_embedded_defaults() -> None:
+    shipped = load_settings(ROOT / "config" / "listener.toml", {})
+    assert dataclasses.replace(shipped, source=None) == Settings()
+
+
+def test_parse_settings_reports_every_problem_with_its_key() -> None:
+    raw = {
+        "poll": {"interval_minutes": 0, "timeout": 3, "max_body_mb": "big"},
+        "logging": {"format": "xml"},
+        "feeds": [
+            {"url": "https://ok.example/feed"},
+            {"url": "ftp://example.com/feed"},
+            {"tags": ["x"]},
+        ],
+        "colour": "blue",
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, {})
+    problems = info.value.problems
+    assert "poll.interval_minutes: must be > 0, got 0" in problems
+    assert "poll.timeout: unknown setting" in problems
+    assert "poll.max_body_mb: expected float, got str 'big'" in problems
+    assert "logging.format: must be one of auto, console, json, got 'xml'" in problems
+    assert "feeds[1].url: not an http(s) URL: 'ftp://example.com/feed'" in problems
+    assert "feeds[2].url: required" in problems
+    assert "colour: unknown setting" in problems
+    assert len(problems) == 7
+
+
+def test_parse_settings_builds_frozen_feeds() -> None:
+    settings = parse_settings(
+        {"feeds": [{"url": "https://a.example/rss", "tags": ["hr"], "interval_minutes": 30}]}, {}
+    )
+    assert settings.feeds[0].tags == ("hr",)
+    assert settings.feeds[0].interval_minutes == 30
+    with pytest.raises(AttributeError):
+        settings.database = "x"  # type: ignore[misc]
+
+
+def test_load_settings_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml", {})
+
+
+def test_load_settings_bad_toml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[poll]\ninterval_minutes = = 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML.*line 2"):
+        load_settings(path, {})
+
+
+def test_bool_is_not_accepted_as_a_number() -> None:
+    with pytest.raises(ConfigError, match="expected int, got bool"):
+        parse_settings({"poll": {"max_redirects": True}}, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [("30m", 30), ("2h", 120), ("7d", 10080), ("1w", 10080), ("45", 45), (" 3 H ", 180)],
+)
+def test_parse_duration_minutes(text: str, minutes: int) -> None:
+    assert parse_duration_minutes(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["", "0m", "-3h", "soon", "3y"])
+def test_parse_duration_minutes_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration_minutes(text)
+
+
+def test_every_toml_key_is_commented() -> None:
+    """Each setting line in config/listener.toml has a comment line right above it."""
+    lines = (ROOT / "config" / "listener.toml").read_text().splitlines()
+    for index, line in enumerate(lines):
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            assert lines[index - 1].startswith("#"), f"uncommented setting: {line}"
+    tomllib.loads("\n".join(lines))
