@@ -32,9 +32,10 @@ _TAG = re.compile(r"<[a-zA-Z/!?][^<>]*>")
 _CUT_TAG = re.compile(r"<[a-zA-Z][\w:-]*\s[^<>]*=[^<>]*\Z")  # (tried at the last "<" only)
 
 # UTF-8 read as windows-1252 or latin-1 leaves a lead byte (Â-ß, à-ï, ð-ô) followed by
-# continuation bytes (0x80-0xBF, which windows-1252 shows as € ’ “ Š …). Clean text almost
-# never has that shape, so ftfy (about 0.3 ms per KB) only runs where it can help. One
-# leading class and lookbehinds scan about twice as fast as the plain alternation.
+# continuation bytes (0x80-0xBF, which windows-1252 shows as € ’ “ Š …), a C1 control, or
+# "Ã " / "Â " where a no-break space was lost. Clean text almost never has that shape, so
+# ftfy (about 0.3 ms per KB) only runs where it can help. One leading character class and
+# lookbehinds scan 2-3x faster than an alternation or several simpler regexes.
 _CONTINUATION = "[\x80-\xbf€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ]"
 _MOJIBAKE = re.compile(
     "[\x80-\x9f\xc2-\xf4](?:(?<=[\x80-\x9f])|(?<=[\xc2\xc3]) "
@@ -74,9 +75,7 @@ def _clean_once(text: str, max_chars: int | None) -> tuple[str, bool]:
         text = text[: _PRECUT_FACTOR * max_chars]  # bounds the repair's cost on whole articles
     # Repair before folding spaces: "Â\xa0" (a UTF-8 no-break space read as Latin-1) is
     # recognisable, "Â " much less so.
-    repaired = text
-    if not text.isascii() and _MOJIBAKE.search(text):
-        repaired = ftfy.fix_encoding(text)
+    repaired = ftfy.fix_encoding(text) if _looks_mojibaked(text) else text
     if not repaired.isascii() and not unicodedata.is_normalized("NFC", repaired):
         repaired = unicodedata.normalize("NFC", repaired)
     folded = " ".join(repaired.split())
@@ -89,9 +88,13 @@ def _clean_once(text: str, max_chars: int | None) -> tuple[str, bool]:
     settled = (
         not _MARKUP_START.search(folded)
         and ("&" not in folded or html.unescape(folded) == folded)
-        and (folded == text or folded.isascii() or not _MOJIBAKE.search(folded))
+        and (folded == text or not _looks_mojibaked(folded))
     )
     return folded, settled
+
+
+def _looks_mojibaked(text: str) -> bool:
+    return not text.isascii() and _MOJIBAKE.search(text) is not None
 
 
 def _strip_markup(text: str) -> str:

@@ -37,6 +37,7 @@ HEADERS: dict[str, dict[str, str]] = {
     "utf8_labelled_latin1.xml": {"content-type": "text/xml; charset=ISO-8859-1"},
     "relative_site_link.xml": {"content-location": "https://cdn.example.net/feeds/moved.xml"},
     "html_page.html": {"content-type": "text/html; charset=utf-8"},
+    "cp1251_under_latin1_header.xml": {"content-type": "text/html; charset=iso-8859-1"},
 }
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.language import detect_language
+from listener.language import detect_language, load_language_model
 from listener.text import clean_text, truncate
 
 
@@ -138,6 +138,7 @@ def test_clean_text_strips_tags_around_words(words: list[str], tags: list[str]) 
     ],
 )
 def test_detect_language(text: str, language: str | None) -> None:
+    load_language_model()  # idempotent: the model loads once per process
     assert detect_language(text) == language
 
 
