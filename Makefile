@@ -45,6 +45,9 @@ run: $(STAMP)  ## the main job on the embedded defaults (config/listener.toml, .
 poll-once: $(STAMP)  ## one poll pass over every feed, then exit
 	$(BIN)/listener --config $(CONFIG) --db $(DB) poll --all
 
+model: $(STAMP)  ## retrain models/ from models/training/ (bit-for-bit reproducible)
+	$(BIN)/python -m listener.training
+
 bench: $(STAMP)  ## benchmarks on generated data; prints a table
 	$(BIN)/python -m bench
 

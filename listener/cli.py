@@ -7,124 +7,65 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from listener import __version__
-from listener.config import (
-    Settings,
-    is_http_url,
-    load_settings,
-    parse_duration_minutes,
-    redacted,
-    resolve_path,
+from listener.cli_classify import (
+    classify_command,
+    label_command,
+    model_group,
+    reclassify_command,
+    review_command,
 )
-from listener.errors import ListenerError, QueryError
-from listener.fetch import make_client
-from listener.jobs import Services, fetch_limits, poll_feeds, sync_config_feeds
-from listener.logs import configure_logging, resolve_format
+from listener.cli_support import (
+    DURATION,
+    Context,
+    handle_errors,
+    now_utc,
+    since_time,
+)
+from listener.config import Settings, is_http_url, model_path, redacted
+from listener.errors import QueryError
 from listener.opml import OpmlError, OpmlFeed, parse_opml, render_opml
 from listener.schedule import feed_health
 from listener.search_query import to_fts_query
-from listener.store import FeedRow, Store, open_store
+from listener.store import FeedRow, Store
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class Context:
-    config_path: Path | None
-    db_path: Path | None
-    log_format: str | None
-    log_level: str | None
-    _settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config_path, os.environ)
-            logging_settings = self._settings.logging
-            configure_logging(
-                resolve_format(self.log_format or logging_settings.format),
-                self.log_level or logging_settings.level,
-            )
-        return self._settings
-
-    def database_path(self) -> Path:
-        return self.db_path or Path(self.settings.database)
-
-    @contextmanager
-    def store(self) -> Iterator[Store]:
-        path = self.database_path()
-        created = not path.exists()
-        store = open_store(path, busy_timeout_s=self.settings.busy_timeout_s)
-        try:
-            if created:
-                _import_default_feeds(self.settings, store)
-            yield store
-        finally:
-            store.close()
+if TYPE_CHECKING:
+    from listener.classify import Classifier
+    from listener.jobs import Services
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
+def load_model(settings: Settings) -> Classifier:
+    """The classifier, loaded and checked once (its imports are heavy: only when needed)."""
+    from listener.classify import load_classifier
+
+    return load_classifier(
+        model_path(settings), uncertain_below=settings.classifier.uncertain_below
+    )
 
 
-def _import_default_feeds(settings: Settings, store: Store) -> None:
-    """A new database starts with the feeds of `import_opml_on_init`, when that file exists."""
-    if not settings.import_opml_on_init:
-        return
-    path = resolve_path(settings, settings.import_opml_on_init)
-    if not path.is_file():
-        return
-    feeds, _problems = parse_opml(path.read_bytes())
-    now = now_utc()
-    for feed in feeds:
-        store.add_feed(feed.url, now=now, tags=feed.tags, title=feed.title)
-    click.echo(f"initialised {store.path} with {len(feeds)} feeds from {path}", err=True)
+def make_services(settings: Settings, store: Store, *, classify: bool = True) -> Services:
+    from listener.fetch import make_client
+    from listener.jobs import Services, fetch_limits
 
-
-def handle_errors(func: F) -> F:
-    """ListenerError → one clear message on stderr and exit 1, never a traceback."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ListenerError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper  # type: ignore[return-value]
-
-
-def make_services(settings: Settings, store: Store) -> Services:
     limits = fetch_limits(settings)
-    return Services(settings=settings, store=store, client=make_client(limits), limits=limits)
-
-
-class Duration(click.ParamType[int, Any]):
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_duration_minutes(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = Duration()
+    classifier = load_model(settings) if classify else None
+    if classifier is not None:
+        store.record_model(classifier.version, {"path": str(model_path(settings))}, now_utc())
+    return Services(
+        settings=settings,
+        store=store,
+        client=make_client(limits),
+        limits=limits,
+        classifier=classifier,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -355,6 +296,8 @@ def run(obj: Context) -> None:
 
 
 def _poll_once(obj: Context, *, all_feeds: bool) -> None:
+    from listener.jobs import poll_feeds, sync_config_feeds
+
     settings = obj.settings
     with obj.store() as store:
         services = make_services(settings, store)
@@ -386,10 +329,6 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
 
 
 # -- reading back --------------------------------------------------------------------------
-
-
-def _since(minutes: int | None) -> datetime | None:
-    return None if minutes is None else now_utc() - timedelta(minutes=minutes)
 
 
 @cli.command("search")
@@ -434,7 +373,7 @@ def search(
         raise click.UsageError(str(exc)) from exc
     with obj.store() as store:
         rows = store.search(
-            fts_query, since=_since(since), feed_url=feed_url, tag=tag, limit=limit, order=order
+            fts_query, since=since_time(since), feed_url=feed_url, tag=tag, limit=limit, order=order
         )
     for row in rows:
         row.pop("rank", None)
@@ -491,7 +430,7 @@ def export(
 ) -> None:
     """Stream every item (oldest first) as JSON lines or CSV, in bounded memory."""
     with obj.store() as store:
-        rows = store.iter_items(since=_since(since), feed_url=feed_url, tag=tag)
+        rows = store.iter_items(since=since_time(since), feed_url=feed_url, tag=tag)
         if fmt == "csv":
             writer = csv.DictWriter(output, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
@@ -500,6 +439,13 @@ def export(
         else:
             for row in rows:
                 output.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+cli.add_command(classify_command)
+cli.add_command(model_group)
+cli.add_command(label_command)
+cli.add_command(review_command)
+cli.add_command(reclassify_command)
 
 
 def main() -> None:

@@ -48,6 +48,13 @@ class FeedSetting:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassifierSettings:
+    model_path: str = ""
+    uncertain_below: float = 0.5
+    batch_size: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     format: str = "auto"
     level: str = "INFO"
@@ -59,6 +66,7 @@ class Settings:
     busy_timeout_s: float = 5.0
     import_opml_on_init: str = "feeds.opml"
     poll: PollSettings = field(default_factory=PollSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     feeds: tuple[FeedSetting, ...] = ()
     # Where the settings came from, for check-config and relative paths; not a TOML key.
@@ -113,6 +121,17 @@ def resolve_path(settings: Settings, value: str) -> Path:
     if path.is_absolute() or settings.source is None:
         return path
     return Path(settings.source).parent / path
+
+
+# The model committed in models/ beside the package (an editable or source install).
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "classifier.skops"
+
+
+def model_path(settings: Settings) -> Path:
+    """The configured model file, or the one shipped with listener."""
+    if not settings.classifier.model_path:
+        return SHIPPED_MODEL
+    return resolve_path(settings, settings.classifier.model_path)
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
@@ -181,6 +200,10 @@ def _check_value(hint: type[Any], value: Any, key: str, problems: list[str]) -> 
         problems.append(f"{key}: not an http(s) URL: {value!r}")
     if hint in (int, float) and _POSITIVE.search(name) and value <= 0:
         problems.append(f"{key}: must be > 0, got {value!r}")
+    if name == "uncertain_below" and not 0 <= value <= 1:
+        problems.append(f"{key}: must be between 0 and 1, got {value!r}")
+    if name == "batch_size" and value < 1:
+        problems.append(f"{key}: must be >= 1, got {value!r}")
     if name == "jitter_fraction" and not 0 <= value < 1:
         problems.append(f"{key}: must be between 0 and 1, got {value!r}")
     if name == "parse_workers" and value < 0:

@@ -1,7 +1,8 @@
 """The only wiring: each job reads like the data-flow diagram in README.md.
 
 poll: fetch_many ─bytes─► parse_feed (worker processes) ─Items─► drop_duplicates ─►
-      store.known_hashes ─new/changed─► store.save_poll (one transaction per feed)
+      store.known_hashes ─new/changed─► classify_items ─► store.save_poll (one transaction
+      per feed: items, predictions, feed state, polls row)
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import httpx
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from listener.classify import Classifier, Prediction, item_text
 from listener.config import Settings
 from listener.dedupe import drop_duplicates
-from listener.domain import FeedSource, Fetched, NotModified, ParsedFeed, PollResult
+from listener.domain import FeedSource, Fetched, Item, NotModified, ParsedFeed, PollResult
 from listener.errors import FeedGone, FetchError, ParseError
 from listener.fetch import FetchLimits, fetch_many
 from listener.parse import parse_feed
@@ -42,7 +44,47 @@ class Services:
     store: Store
     client: httpx.Client
     limits: FetchLimits
+    classifier: Classifier | None = None  # None: items are stored unclassified
     rand: Callable[[], float] = field(default=random.random)  # jitter; tests pin it
+
+
+def classify_items(classifier: Classifier, items: list[Item]) -> dict[str, Prediction]:
+    """Predictions for items, by item key (one batch: the model is fastest on many texts)."""
+    if not items:
+        return {}
+    predictions = classifier.predict([item_text(item.title, item.summary) for item in items])
+    return {item.key: prediction for item, prediction in zip(items, predictions, strict=True)}
+
+
+def reclassify_items(
+    store: Store,
+    classifier: Classifier,
+    *,
+    since: datetime | None,
+    now: datetime,
+    batch_size: int,
+    on_batch: Callable[[int], object] = lambda count: None,
+) -> int:
+    """Backfill: classify, batch by batch, the items this model has not classified yet.
+
+    Each batch is one transaction, so an interrupted run resumes where it stopped.
+    """
+    done = 0
+    after_id = 0
+    while rows := store.items_to_classify(
+        classifier.version, since=since, after_id=after_id, limit=batch_size
+    ):
+        predictions = classifier.predict([item_text(title, summary) for _, title, summary in rows])
+        store.save_predictions(
+            classifier.version,
+            [(row[0], p) for row, p in zip(rows, predictions, strict=True)],
+            now,
+        )
+        after_id = rows[-1][0]
+        done += len(rows)
+        on_batch(len(rows))
+    log.info("items_reclassified", model_version=classifier.version, items=done)
+    return done
 
 
 def poll_policy(settings: Settings) -> PollPolicy:
@@ -216,7 +258,11 @@ def _store_parsed(
         updated=len(changed),
         seen=len(items) - len(new) - len(changed),
     )
-    services.store.save_poll(result, changes, new, changed)
+    classifier = services.classifier
+    predictions = classify_items(classifier, new + changed) if classifier else None
+    services.store.save_poll(
+        result, changes, new, changed, predictions, classifier.version if classifier else None
+    )
     _log_result(result, warning=parsed.warning, skipped=parsed.skipped)
     return result
 

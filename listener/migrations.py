@@ -94,3 +94,97 @@ def m001_feeds_items_polls(db: Database) -> None:
         FROM items JOIN feeds ON feeds.id = items.feed_id
         """
     )
+
+
+@migrations()
+def m002_classifications(db: Database) -> None:
+    # Predictions and human corrections live apart: retraining or a new model never touches
+    # what a person decided, and several models' predictions can coexist.
+    db.execute(
+        """
+        CREATE TABLE predictions (
+            item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+            model_version TEXT NOT NULL,
+            classified_at TEXT NOT NULL,
+            uncertain INTEGER NOT NULL,
+            top_score REAL NOT NULL,
+            scores TEXT NOT NULL,
+            PRIMARY KEY (item_id, model_version)
+        )
+        """
+    )
+    db.execute("CREATE INDEX predictions_model ON predictions(model_version, item_id)")
+    db.execute(
+        """
+        CREATE TABLE classifications (
+            item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+            model_version TEXT NOT NULL,
+            label TEXT NOT NULL,
+            score REAL NOT NULL,
+            rank INTEGER NOT NULL,
+            PRIMARY KEY (item_id, model_version, label)
+        )
+        """
+    )
+    db.execute("CREATE INDEX classifications_label ON classifications(label, model_version)")
+    db.execute(
+        """
+        CREATE TABLE labels (
+            item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+            label TEXT NOT NULL,
+            rank INTEGER NOT NULL,
+            labelled_by TEXT,
+            labelled_at TEXT NOT NULL,
+            PRIMARY KEY (item_id, label)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE models (
+            version TEXT PRIMARY KEY,
+            first_used_at TEXT NOT NULL,
+            last_used_at TEXT NOT NULL,
+            metadata TEXT NOT NULL
+        )
+        """
+    )
+    # The labels that count for an item: a person's correction if there is one, else the
+    # labels of the most recently used model that classified it, unless that model was
+    # unsure (an uncertain item belongs to no function until a person decides).
+    db.execute(
+        """
+        CREATE VIEW item_labels AS
+        SELECT labels.item_id, labels.label, 1.0 AS score, labels.rank,
+               'human' AS source, NULL AS model_version
+        FROM labels
+        UNION ALL
+        SELECT classifications.item_id, classifications.label, classifications.score,
+               classifications.rank, 'model' AS source, classifications.model_version
+        FROM classifications
+        WHERE NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = classifications.item_id)
+          AND (classifications.model_version, 0) = (
+              SELECT predictions.model_version, predictions.uncertain FROM predictions
+              JOIN models ON models.version = predictions.model_version
+              WHERE predictions.item_id = classifications.item_id
+              ORDER BY models.last_used_at DESC LIMIT 1)
+        """
+    )
+    db.execute("DROP VIEW items_view")
+    db.execute(
+        """
+        CREATE VIEW items_view AS
+        SELECT items.id, items.published_at, feeds.title AS feed_title, feeds.url AS feed_url,
+               feeds.tags AS feed_tags, items.title, items.url, items.summary, items.author,
+               items.lang, items.guid, items.fetched_at, items.key,
+               (SELECT group_concat(label, ',') FROM
+                   (SELECT label FROM item_labels WHERE item_labels.item_id = items.id
+                    ORDER BY rank)) AS labels,
+               (SELECT predictions.uncertain FROM predictions
+                JOIN models ON models.version = predictions.model_version
+                WHERE predictions.item_id = items.id
+                  AND NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = items.id)
+                ORDER BY models.last_used_at DESC LIMIT 1) AS uncertain
+        FROM items JOIN feeds ON feeds.id = items.feed_id
+        """
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,45 +17,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from listener.domain import FeedSource, Item, PollResult
-from listener.errors import QueryError, StoreError
+from listener.errors import QueryError
 from listener.migrations import migrations
-
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_CHUNK = 500  # stays under SQLite's bound-parameter limit
-
-
-def to_db_time(value: datetime) -> str:
-    """Aware datetime → the UTC text form stored in every *_at column."""
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
-
-
-def from_db_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
-
-
-@contextmanager
-def wrap_errors(action: str) -> Iterator[None]:
-    """sqlite3 errors become StoreError with a message a person can act on."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            raise StoreError(
-                f"{action}: the database is locked by another process (is a daemon or an "
-                "export still running?)"
-            ) from exc
-        if "readonly" in text or "read-only" in text:
-            raise StoreError(f"{action}: the database file is read-only") from exc
-        if "unable to open" in text:
-            raise StoreError(f"{action}: cannot open the database file (missing folder?)") from exc
-        raise StoreError(f"{action}: {text}") from exc
-    except sqlite3.IntegrityError:
-        raise  # a constraint we broke is a bug, not a condition to report
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{action}: {exc} (is this a listener database?)") from exc
+from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
+from listener.store_labels import LabelsMixin, ScoredLabels
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +46,7 @@ class FeedRow:
     item_count: int
 
 
-class Store:
+class Store(LabelsMixin):
     def __init__(self, db: Database, path: Path) -> None:
         self.db = db
         self.path = path
@@ -179,8 +143,8 @@ class Store:
         keys = list(keys)
         found: dict[str, str] = {}
         with wrap_errors("reading items"):
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
+            for start in range(0, len(keys), CHUNK):
+                chunk = keys[start : start + CHUNK]
                 marks = ",".join("?" * len(chunk))
                 found.update(
                     self.db.execute(
@@ -195,8 +159,11 @@ class Store:
         feed_changes: Mapping[str, Any],
         new_items: Sequence[Item] = (),
         changed_items: Sequence[Item] = (),
+        predictions: Mapping[str, ScoredLabels] | None = None,
+        model_version: str | None = None,
     ) -> None:
-        """Write one feed's poll in one transaction: items, the feed's state, the polls row."""
+        """Write one feed's poll in one transaction: items and their predictions (by item
+        key), the feed's state, the polls row."""
         now = to_db_time(poll.started_at)
         with wrap_errors(f"saving {poll.url}"), self.db.atomic():
             if new_items:
@@ -218,6 +185,13 @@ class Store:
                         (*_item_values(item, now)[2:], now, item.lang, item.content_hash, item.key)
                         for item in changed_items
                     ],
+                )
+            if predictions and model_version:
+                ids = self.item_ids_for_keys(list(predictions))
+                self.save_predictions(
+                    model_version,
+                    [(ids[key], prediction) for key, prediction in predictions.items()],
+                    poll.started_at,
                 )
             if feed_changes:
                 columns = ", ".join(f"{name} = ?" for name in feed_changes)

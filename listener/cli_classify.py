@@ -1,0 +1,386 @@
+"""Commands for the classifier: classify, model train|evaluate|info, label, review, reclassify.
+
+Thin like the rest of the CLI: the model lives in `classify`, training in `training`, the
+backfill loop in `jobs.reclassify_items`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from listener.cli_support import DURATION, Context, handle_errors, now_utc, since_time
+from listener.config import model_path
+from listener.errors import ClassifierError
+
+_CLASSIFY_BATCH = 256
+
+
+def _load(obj: Context, path: Path | None = None) -> Any:
+    from listener.classify import load_classifier
+
+    return load_classifier(
+        path or model_path(obj.settings), uncertain_below=obj.settings.classifier.uncertain_below
+    )
+
+
+@click.command("classify")
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A .skops model file (default: the configured model).",
+)
+@click.pass_obj
+@handle_errors
+def classify_command(obj: Context, model_file: Path | None) -> None:
+    """Classify JSON lines from stdin, one result per line on stdout.
+
+    Input: {"id": ..., "title": "...", "summary": "..."} (summary optional). Output: {"id",
+    "labels" (best first), "scores", "uncertain", "why" (top terms per label)}. A bad line
+    gets an error on stderr with its number; the others are still classified (exit 1).
+    """
+    classifier = _load(obj, model_file)
+    bad = 0
+    for batch in _batches(sys.stdin):
+        good: list[tuple[Any, str]] = []
+        for number, line in batch:
+            try:
+                good.append(_parse_line(line))
+            except ValueError as exc:
+                click.echo(f"line {number}: {exc}", err=True)
+                bad += 1
+        predictions = classifier.predict([text for _, text in good], explain=True)
+        for (item_id, _), prediction in zip(good, predictions, strict=True):
+            result = {
+                "id": item_id,
+                "labels": list(prediction.labels),
+                "scores": dict(prediction.scores),
+                "uncertain": prediction.uncertain,
+                "why": {label: list(terms) for label, terms in prediction.why.items()},
+            }
+            click.echo(json.dumps(result, ensure_ascii=False))
+    if bad:
+        sys.exit(1)
+
+
+def _batches(stream: TextIO) -> Iterator[list[tuple[int, str]]]:
+    batch: list[tuple[int, str]] = []
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            batch.append((number, line))
+        if len(batch) >= _CLASSIFY_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _parse_line(line: str) -> tuple[Any, str]:
+    from listener.classify import item_text
+
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from exc
+    if not isinstance(record, dict):
+        raise ValueError("expected a JSON object")
+    title = record.get("title")
+    summary = record.get("summary", "") or ""
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError('"title" is missing or not a non-empty string')
+    if not isinstance(summary, str):
+        raise ValueError('"summary" must be a string')
+    return record.get("id"), item_text(title, summary)
+
+
+# -- model -----------------------------------------------------------------------------------
+
+
+@click.group("model")
+def model_group() -> None:
+    """Train, evaluate and inspect the business-function classifier."""
+
+
+@model_group.command("train")
+@click.option(
+    "--include-corrections",
+    is_flag=True,
+    help="Also learn from the labels people set with `listener label`.",
+)
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Folder of labelled_*.csv files (default: models/training).",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Model file to write (default: the configured model, replaced).",
+)
+@click.pass_obj
+@handle_errors
+def model_train(
+    obj: Context, include_corrections: bool, corpus: Path | None, output: Path | None
+) -> None:
+    """Retrain from the corpus (deterministic), evaluate on the held-out split, save.
+
+    The previous model at the same path is evaluated on the same rows first, so you see
+    whether the new one is better.
+    """
+    from listener import training
+    from listener.classify import make_classifier
+
+    rows = training.read_corpus(corpus or training.CORPUS_DIR)
+    train_rows, heldout = training.split_heldout(rows)
+    corrections: list[Any] = []
+    if include_corrections:
+        with obj.store() as store:
+            corrections = [
+                training.LabelledRow(
+                    id=f"item-{row['id']}",
+                    lang=row["lang"] or "und",
+                    labels=tuple(row["labels"].split(";")),
+                    title=row["title"],
+                    summary=row["summary"],
+                    source=f"labels table, item {row['id']}",
+                )
+                for row in store.corrections()
+            ]
+    target = output or model_path(obj.settings)
+    previous = None
+    with contextlib.suppress(ClassifierError):  # no model yet, or an unusable one
+        previous = training.evaluate(_load(obj, target), heldout)
+    pipeline, metadata = training.train_classifier(train_rows, corrections=corrections)
+    report = training.evaluate(make_classifier(pipeline, metadata), heldout)
+    metadata["heldout_rows"] = len(heldout)
+    version = training.save_classifier(pipeline, metadata, target, evaluation=report)
+    click.echo(
+        f"model {version}: {len(train_rows)} corpus rows + {len(corrections)} "
+        f"corrections, evaluated on {len(heldout)} held-out rows"
+    )
+    click.echo(f"wrote {target} and {target.with_suffix('.json')}\n")
+    click.echo(training.format_evaluation(report))
+    if previous is not None:
+        delta = report.overall.macro_f1 - previous.overall.macro_f1
+        click.echo(
+            f"\nheld-out macro-F1: {report.overall.macro_f1:.3f} "
+            f"(previous model {previous.overall.macro_f1:.3f}, {delta:+.3f})"
+        )
+
+
+@model_group.command("evaluate")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help='JSON lines {"title", "summary", "labels": [...], "lang"} '
+    "(default: the corpus's held-out split).",
+)
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A .skops model file (default: the configured model).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.pass_obj
+@handle_errors
+def model_evaluate(obj: Context, data: Path | None, model_file: Path | None, as_json: bool) -> None:
+    """Per-label precision / recall / F1, macro-F1, confusion matrix, per language."""
+    from listener import training
+
+    if data is None:
+        _, rows = training.split_heldout(training.read_corpus(training.CORPUS_DIR))
+    else:
+        rows = _read_labelled_jsonl(data)
+    report = training.evaluate(_load(obj, model_file), rows)
+    if as_json:
+        click.echo(json.dumps(training.report_as_dict(report), indent=2))
+    else:
+        click.echo(training.format_evaluation(report))
+
+
+def _read_labelled_jsonl(path: Path) -> list[Any]:
+    from listener.classify import LABELS
+    from listener.training import LabelledRow
+
+    rows, problems = [], []
+    with path.open(encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                labels = tuple(record["labels"])
+                if not labels or not set(labels) <= set(LABELS):
+                    raise ValueError(f"labels must be among {', '.join(LABELS)}")
+                rows.append(
+                    LabelledRow(
+                        id=str(record.get("id", number)),
+                        lang=str(record.get("lang") or "und"),
+                        labels=labels,
+                        title=str(record["title"]),
+                        summary=str(record.get("summary") or ""),
+                        source=f"{path}:{number}",
+                    )
+                )
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                problems.append(f"{path}:{number}: {exc}")
+    if problems:
+        raise click.ClickException("bad evaluation data:\n  " + "\n  ".join(problems[:20]))
+    if not rows:
+        raise click.ClickException(f"{path}: no rows")
+    return rows
+
+
+@model_group.command("info")
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A .skops model file (default: the configured model).",
+)
+@click.pass_obj
+@handle_errors
+def model_info(obj: Context, model_file: Path | None) -> None:
+    """The model's version, labels, training data, thresholds and held-out scores."""
+    path = model_file or model_path(obj.settings)
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise click.ClickException(f"{meta_path} not found: run `make model`")
+    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    try:
+        _load(obj, path)
+        status = "loads and is compatible"
+    except ClassifierError as exc:
+        status = f"NOT usable: {exc}"
+    heldout = metadata.get("heldout") or {}
+    overall = heldout.get("overall", {})
+    click.echo(f"model:            {path}")
+    click.echo(f"version:          {metadata.get('model_version')}")
+    click.echo(f"status:           {status}")
+    for key in ("sklearn_version", "training_sha256", "training_rows", "pipeline"):
+        if key in metadata:
+            click.echo(f"{key + ':':<18}{_short(metadata[key])}")
+    click.echo(f"labels:           {', '.join(metadata.get('labels', []))}")
+    thresholds = metadata.get("thresholds", {})
+    click.echo("thresholds:       " + ", ".join(f"{k} {v:.2f}" for k, v in thresholds.items()))
+    if overall:
+        langs = ", ".join(
+            f"{lang} {part['macro_f1']:.3f}"
+            for lang, part in sorted(heldout.get("by_lang", {}).items())
+        )
+        click.echo(
+            f"held-out:         macro-F1 {overall['macro_f1']:.3f} ({langs}) "
+            f"on {overall['rows']} rows"
+        )
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+# -- corrections, review, backfill ------------------------------------------------------------
+
+
+@click.command("label")
+@click.argument("item", type=int)
+@click.argument("labels", nargs=-1, required=True)
+@click.option("--by", help="Who made the correction (kept with it).")
+@click.pass_obj
+@handle_errors
+def label_command(obj: Context, item: int, labels: tuple[str, ...], by: str | None) -> None:
+    """Set ITEM's labels by hand (1-2 labels; they always win over the model).
+
+    ITEM is the item id shown by `search`, `review` and the `items` table.
+    """
+    from listener.classify import LABELS
+
+    unknown = [label for label in labels if label not in LABELS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown label {', '.join(unknown)}; choose from {', '.join(LABELS)}",
+            param_hint="LABELS",
+        )
+    if len(set(labels)) != len(labels) or len(labels) > 2:
+        raise click.BadParameter("give one or two different labels", param_hint="LABELS")
+    if "other" in labels and len(labels) > 1:
+        raise click.BadParameter(
+            "'other' cannot be combined with another label", param_hint="LABELS"
+        )
+    with obj.store() as store:
+        before = store.item_brief(item)
+        if before is None:
+            raise click.ClickException(f"no item with id {item}")
+        store.set_labels(item, labels, by=by, now=now_utc())
+    was = before["labels"] or ("uncertain" if before["uncertain"] else "unclassified")
+    click.echo(f"item {item}: {', '.join(labels)} (was {was}) - {before['title']}")
+
+
+@click.command("review")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="At most this many items.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
+@click.pass_obj
+@handle_errors
+def review_command(obj: Context, limit: int, as_json: bool) -> None:
+    """The uncertain items that most need a human eye: the closest calls, newest first.
+
+    Correct one with `listener label ITEM LABEL...`.
+    """
+    with obj.store() as store:
+        rows = store.review_items(limit)
+    for row in rows:
+        scores = json.loads(row.pop("scores"))
+        top = sorted(scores.items(), key=lambda pair: -pair[1])[:3]
+        if as_json:
+            click.echo(json.dumps({**row, "scores": scores}, ensure_ascii=False))
+        else:
+            guesses = ", ".join(f"{label} {score:.2f}" for label, score in top)
+            click.echo(
+                f"{row['id']:>7}  {row['title'][:80]}\n         {guesses}  {row['url'] or ''}"
+            )
+    if not as_json:
+        click.echo(f"{len(rows)} uncertain items", err=True)
+
+
+@click.command("reclassify")
+@click.option("--since", type=DURATION, help="Only items published in the last 7d, 24h…")
+@click.pass_obj
+@handle_errors
+def reclassify_command(obj: Context, since: int | None) -> None:
+    """Classify the stored items the current model has not classified yet.
+
+    Saved batch by batch: an interrupted run resumes where it stopped. Human corrections
+    are never touched.
+    """
+    from listener.jobs import reclassify_items
+
+    classifier = _load(obj)
+    with obj.store() as store:
+        store.record_model(classifier.version, {"path": str(model_path(obj.settings))}, now_utc())
+        cutoff = since_time(since)
+        total = store.count_to_classify(classifier.version, since=cutoff)
+        with click.progressbar(
+            length=total, label=f"classifying with {classifier.version}", file=sys.stderr
+        ) as bar:
+            done = reclassify_items(
+                store,
+                classifier,
+                since=cutoff,
+                now=now_utc(),
+                batch_size=obj.settings.classifier.batch_size,
+                on_batch=bar.update,
+            )
+    click.echo(f"{done} items classified with model {classifier.version}")

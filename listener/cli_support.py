@@ -1,0 +1,108 @@
+"""Pieces every command module shares: the lazily loaded settings and store, error
+handling that turns ListenerError into one clear message, and option types."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from listener.config import Settings, load_settings, parse_duration_minutes, resolve_path
+from listener.errors import ListenerError
+from listener.logs import configure_logging, resolve_format
+from listener.opml import parse_opml
+from listener.store import Store, open_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Context:
+    config_path: Path | None
+    db_path: Path | None
+    log_format: str | None
+    log_level: str | None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, os.environ)
+            logging_settings = self._settings.logging
+            configure_logging(
+                resolve_format(self.log_format or logging_settings.format),
+                self.log_level or logging_settings.level,
+            )
+        return self._settings
+
+    def database_path(self) -> Path:
+        return self.db_path or Path(self.settings.database)
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        path = self.database_path()
+        created = not path.exists()
+        store = open_store(path, busy_timeout_s=self.settings.busy_timeout_s)
+        try:
+            if created:
+                _import_default_feeds(self.settings, store)
+            yield store
+        finally:
+            store.close()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _import_default_feeds(settings: Settings, store: Store) -> None:
+    """A new database starts with the feeds of `import_opml_on_init`, when that file exists."""
+    if not settings.import_opml_on_init:
+        return
+    path = resolve_path(settings, settings.import_opml_on_init)
+    if not path.is_file():
+        return
+    feeds, _problems = parse_opml(path.read_bytes())
+    now = now_utc()
+    for feed in feeds:
+        store.add_feed(feed.url, now=now, tags=feed.tags, title=feed.title)
+    click.echo(f"initialised {store.path} with {len(feeds)} feeds from {path}", err=True)
+
+
+def handle_errors(func: F) -> F:
+    """ListenerError → one clear message on stderr and exit 1, never a traceback."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ListenerError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+class Duration(click.ParamType[int, Any]):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_duration_minutes(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
+
+
+def since_time(minutes: int | None) -> datetime | None:
+    return None if minutes is None else now_utc() - timedelta(minutes=minutes)

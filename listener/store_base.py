@@ -1,0 +1,48 @@
+"""I/O: pieces the store modules share: the time format of every *_at column, and the
+translation of sqlite3 errors into StoreError messages a person can act on."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from listener.errors import StoreError
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+CHUNK = 500  # stays under SQLite's bound-parameter limit
+
+
+def to_db_time(value: datetime) -> str:
+    """Aware datetime → the UTC text form stored in every *_at column."""
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def from_db_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+@contextmanager
+def wrap_errors(action: str) -> Iterator[None]:
+    """sqlite3 errors become StoreError with a message a person can act on."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            raise StoreError(
+                f"{action}: the database is locked by another process (is a daemon or an "
+                "export still running?)"
+            ) from exc
+        if "readonly" in text or "read-only" in text:
+            raise StoreError(f"{action}: the database file is read-only") from exc
+        if "unable to open" in text:
+            raise StoreError(f"{action}: cannot open the database file (missing folder?)") from exc
+        raise StoreError(f"{action}: {text}") from exc
+    except sqlite3.IntegrityError:
+        raise  # a constraint we broke is a bug, not a condition to report
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{action}: {exc} (is this a listener database?)") from exc

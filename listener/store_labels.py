@@ -1,0 +1,178 @@
+"""I/O: the classification side of the store: predictions, human corrections, models.
+
+Mixed into `store.Store`; the item rows themselves are written by `Store.save_poll`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlite_utils import Database
+
+from listener.store_base import CHUNK, to_db_time, wrap_errors
+
+
+class ScoredLabels(Protocol):
+    """What a prediction looks like to the store (classify.Prediction satisfies it)."""
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    @property
+    def scores(self) -> Mapping[str, float]: ...
+    @property
+    def uncertain(self) -> bool: ...
+
+
+class LabelsMixin:
+    db: Database
+
+    def record_model(self, version: str, metadata: Mapping[str, Any], now: datetime) -> None:
+        """Note that this model version is the one in use from `now` on."""
+        stamp = to_db_time(now)
+        with wrap_errors("recording the model"), self.db.atomic():
+            self.db.execute(
+                "INSERT INTO models (version, first_used_at, last_used_at, metadata)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT(version) DO UPDATE SET"
+                " last_used_at = excluded.last_used_at, metadata = excluded.metadata",
+                [version, stamp, stamp, json.dumps(metadata, sort_keys=True)],
+            )
+
+    def save_predictions(
+        self,
+        model_version: str,
+        predictions: Sequence[tuple[int, ScoredLabels]],
+        now: datetime,
+    ) -> None:
+        """Store (or replace) this model's predictions for these item ids."""
+        if not predictions:
+            return
+        stamp = to_db_time(now)
+        with wrap_errors("saving predictions"), self.db.atomic():
+            conn = self.db.conn
+            ids = [(item_id, model_version) for item_id, _ in predictions]
+            conn.executemany(
+                "DELETE FROM classifications WHERE item_id = ? AND model_version = ?", ids
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO predictions (item_id, model_version, classified_at,"
+                " uncertain, top_score, scores) VALUES (?,?,?,?,?,?)",
+                [
+                    (
+                        item_id,
+                        model_version,
+                        stamp,
+                        int(p.uncertain),
+                        max(p.scores.values(), default=0.0),
+                        json.dumps(dict(p.scores)),
+                    )
+                    for item_id, p in predictions
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO classifications (item_id, model_version, label, score, rank)"
+                " VALUES (?,?,?,?,?)",
+                [
+                    (item_id, model_version, label, p.scores.get(label, 0.0), rank)
+                    for item_id, p in predictions
+                    for rank, label in enumerate(p.labels)
+                ],
+            )
+
+    def item_ids_for_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        with wrap_errors("reading items"):
+            for start in range(0, len(keys), CHUNK):
+                chunk = list(keys[start : start + CHUNK])
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    self.db.execute(
+                        f"SELECT key, id FROM items WHERE key IN ({marks})", chunk
+                    ).fetchall()
+                )
+        return found
+
+    def items_to_classify(
+        self, model_version: str, *, since: datetime | None, after_id: int, limit: int
+    ) -> list[tuple[int, str, str]]:
+        """(id, title, summary) of items this model has not classified yet, by id."""
+        sql = (
+            "SELECT id, title, summary FROM items WHERE id > ? AND NOT EXISTS"
+            " (SELECT 1 FROM predictions WHERE predictions.item_id = items.id"
+            " AND predictions.model_version = ?)"
+        )
+        params: list[Any] = [after_id, model_version]
+        if since is not None:
+            sql += " AND published_at >= ?"
+            params.append(to_db_time(since))
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        with wrap_errors("reading items"):
+            return [(r[0], r[1], r[2]) for r in self.db.execute(sql, params)]
+
+    def count_to_classify(self, model_version: str, *, since: datetime | None) -> int:
+        sql = (
+            "SELECT count(*) FROM items WHERE NOT EXISTS (SELECT 1 FROM predictions WHERE"
+            " predictions.item_id = items.id AND predictions.model_version = ?)"
+        )
+        params: list[Any] = [model_version]
+        if since is not None:
+            sql += " AND published_at >= ?"
+            params.append(to_db_time(since))
+        with wrap_errors("counting items"):
+            return int(self.db.execute(sql, params).fetchone()[0])
+
+    def item_brief(self, item_id: int) -> dict[str, Any] | None:
+        with wrap_errors("reading an item"):
+            rows = list(
+                self.db.query(
+                    "SELECT id, title, url, summary, lang, labels, uncertain FROM items_view"
+                    " WHERE id = ?",
+                    [item_id],
+                )
+            )
+        return rows[0] if rows else None
+
+    def set_labels(
+        self, item_id: int, labels: Sequence[str], *, by: str | None, now: datetime
+    ) -> None:
+        """A person's labels for an item; they replace earlier corrections and always win."""
+        with wrap_errors("saving labels"), self.db.atomic():
+            self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
+            self.db.conn.executemany(
+                "INSERT INTO labels (item_id, label, rank, labelled_by, labelled_at)"
+                " VALUES (?,?,?,?,?)",
+                [(item_id, label, rank, by, to_db_time(now)) for rank, label in enumerate(labels)],
+            )
+
+    def review_items(self, limit: int) -> list[dict[str, Any]]:
+        """Uncertain items without a correction: the closest calls and newest first."""
+        sql = """
+            SELECT items.id, items.published_at, items.title, items.url, items.lang,
+                   predictions.scores, predictions.top_score
+            FROM predictions
+            JOIN items ON items.id = predictions.item_id
+            WHERE predictions.uncertain = 1
+              AND predictions.model_version = (
+                  SELECT version FROM models ORDER BY last_used_at DESC LIMIT 1)
+              AND NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = items.id)
+            ORDER BY abs(predictions.top_score - 0.5), items.published_at DESC
+            LIMIT ?
+        """
+        with wrap_errors("reading uncertain items"):
+            return list(self.db.query(sql, [limit]))
+
+    def corrections(self) -> list[dict[str, Any]]:
+        """Every human-labelled item, for training: title, summary, lang, labels."""
+        sql = """
+            SELECT items.id, items.title, items.summary, items.lang,
+                   (SELECT group_concat(label, ';') FROM
+                       (SELECT label FROM labels WHERE labels.item_id = items.id
+                        ORDER BY rank)) AS labels
+            FROM items WHERE EXISTS (SELECT 1 FROM labels WHERE labels.item_id = items.id)
+            ORDER BY items.id
+        """
+        with wrap_errors("reading corrections"):
+            return list(self.db.query(sql))

@@ -1,0 +1,599 @@
+"""Offline: train, evaluate and save the business-function classifier (I/O: files).
+
+`python -m listener.training` (what `make model` runs) reads `models/training/labelled_*.csv`,
+keeps a fixed held-out split aside, trains on the rest, evaluates on the held-out rows, and
+writes `models/classifier.skops` + `models/classifier.json`. The same inputs give the same
+bytes: every random_state is 0, rows are sorted, and the skops zip is normalised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import sys
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import skops
+import skops.io
+from sklearn.base import clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.model_selection import StratifiedKFold
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.svm import LinearSVC
+
+from listener.classify import (
+    DEFAULT_UNCERTAIN_BELOW,
+    ITEM_TEXT_VERSION,
+    LABELS,
+    METADATA_FORMAT,
+    OTHER,
+    Classifier,
+    item_text,
+    make_classifier,
+)
+from listener.errors import ClassifierError
+
+CORPUS_DIR = Path("models/training")
+CORPUS_GLOB = "labelled_*.csv"
+MODEL_PATH = Path("models/classifier.skops")
+COLUMNS = ("id", "lang", "labels", "title", "summary")
+HELDOUT_PERCENT = 20
+THRESHOLD_FOLDS = 5
+_THRESHOLD_GRID = np.round(np.arange(0.15, 0.851, 0.025), 3)
+_THRESHOLD_SLACK = 0.005  # F1 this close to the best counts as a tie; ties go nearest 0.5
+_MAX_PROBLEMS = 20
+# Fixed zip metadata: skops writes the wall clock into every entry.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class CorpusError(ClassifierError):
+    """The labelled corpus is missing or has bad rows; the message lists them (file:line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledRow:
+    """One labelled item of the corpus (or a human correction)."""
+
+    id: str
+    lang: str
+    labels: tuple[str, ...]  # 1-2 labels, primary first
+    title: str
+    summary: str
+    source: str = ""  # file:line, for error messages
+
+    @property
+    def primary(self) -> str:
+        return self.labels[0]
+
+
+# --- the corpus --------------------------------------------------------------------------
+
+
+def read_corpus(folder: Path = CORPUS_DIR) -> list[LabelledRow]:
+    """Every row of every labelled_*.csv in `folder`, validated, sorted by id; CorpusError."""
+    paths = sorted(folder.glob(CORPUS_GLOB))
+    if not paths:
+        raise CorpusError(f"no {CORPUS_GLOB} files in {folder}")
+    rows: list[LabelledRow] = []
+    problems: list[str] = []
+    for path in paths:
+        with path.open(encoding="utf-8", newline="") as file:
+            file_rows, file_problems = parse_rows(csv.reader(file), str(path))
+        rows += file_rows
+        problems += file_problems
+    seen: dict[str, str] = {}
+    for row in rows:
+        if row.id in seen:
+            problems.append(f"{row.source}: id {row.id!r} already used at {seen[row.id]}")
+        seen.setdefault(row.id, row.source)
+    if problems:
+        shown = problems[:_MAX_PROBLEMS]
+        more = len(problems) - len(shown)
+        shown += [f"... and {more} more"] if more else []
+        raise CorpusError("bad training data:\n  " + "\n  ".join(shown))
+    return sorted(rows, key=lambda row: row.id)
+
+
+def parse_rows(records: Iterable[list[str]], source: str) -> tuple[list[LabelledRow], list[str]]:
+    """Pure: CSV records (header first) -> valid rows and one problem per bad row."""
+    lines = iter(records)
+    header = next(lines, None)
+    if header is None or tuple(header) != COLUMNS:
+        return [], [f"{source}:1: header must be {','.join(COLUMNS)}, got {header}"]
+    rows, problems = [], []
+    for number, record in enumerate(lines, start=2):
+        where = f"{source}:{number}"  # the record's number (a quoted newline shifts lines)
+        if len(record) != len(COLUMNS):
+            problems.append(f"{where}: {len(record)} fields, expected {len(COLUMNS)}")
+            continue
+        row_id, lang, labels_field, title, summary = (value.strip() for value in record)
+        labels = tuple(label.strip() for label in labels_field.split(";"))
+        problem = _row_problem(row_id, lang, labels, title)
+        if problem:
+            problems.append(f"{where}: {problem}")
+        else:
+            rows.append(LabelledRow(row_id, lang, labels, title, summary, where))
+    return rows, problems
+
+
+def _row_problem(row_id: str, lang: str, labels: tuple[str, ...], title: str) -> str | None:
+    unknown = [label for label in labels if label not in LABELS]
+    if not row_id:
+        return "empty id"
+    if not (len(lang) == 2 and lang.isalpha() and lang.islower()):
+        return f"lang {lang!r} is not an ISO 639-1 code"
+    if unknown:
+        return f"unknown label {unknown[0]!r} (labels: {', '.join(LABELS)})"
+    if not 1 <= len(labels) <= 2 or len(set(labels)) != len(labels):
+        return f"1 or 2 distinct labels expected, got {';'.join(labels)!r}"
+    if OTHER in labels and len(labels) > 1:
+        return f"{OTHER!r} cannot be combined with another label"
+    if not title:
+        return "empty title"
+    return None
+
+
+def split_heldout(
+    rows: Sequence[LabelledRow], percent: int = HELDOUT_PERCENT
+) -> tuple[list[LabelledRow], list[LabelledRow]]:
+    """Pure: (training, held-out) rows, stratified by language and primary label.
+
+    Within each stratum, rows are ranked by sha256 of their id and the first `percent` go
+    to the held-out split, so the split depends on nothing but the ids.
+    """
+    strata: dict[tuple[str, str], list[LabelledRow]] = {}
+    for row in rows:
+        strata.setdefault((row.lang, row.primary), []).append(row)
+    training, heldout = [], []
+    for _, stratum in sorted(strata.items()):
+        ranked = sorted(stratum, key=lambda row: hashlib.sha256(row.id.encode()).hexdigest())
+        cut = round(len(ranked) * percent / 100)
+        heldout += ranked[:cut]
+        training += ranked[cut:]
+    return sorted(training, key=_row_key), sorted(heldout, key=_row_key)
+
+
+def _row_key(row: LabelledRow) -> str:
+    return row.id
+
+
+def rows_sha256(rows: Iterable[LabelledRow]) -> str:
+    """Pure: a checksum of exactly what training saw (ids, labels and text)."""
+    digest = hashlib.sha256()
+    for row in sorted(rows, key=_row_key):
+        fields = (row.id, row.lang, ";".join(row.labels), row.title, row.summary)
+        digest.update(json.dumps(fields, ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+def build_pipeline(
+    *,
+    c: float = 0.25,
+    char_ngrams: tuple[int, int] | None = (5, 5),
+    word_ngrams: tuple[int, int] = (1, 1),
+    n_features: int = 2**17,
+    calibration_folds: int = 3,
+) -> Any:
+    """The model: hashed word (+ char) n-grams, tf-idf, calibrated one-vs-rest linear SVMs.
+
+    Hashing instead of a vocabulary keeps the artifact and its load time small (a 40k-term
+    vocabulary is a 25 MB skops file that loads in a second), and hashing is faster.
+    """
+
+    def branch(**options: Any) -> Any:
+        hasher = HashingVectorizer(
+            alternate_sign=False, norm=None, dtype=np.float32, n_features=n_features, **options
+        )
+        return Pipeline([("hash", hasher), ("tfidf", TfidfTransformer(sublinear_tf=True))])
+
+    branches = [("word", branch(ngram_range=word_ngrams))]
+    if char_ngrams:
+        # char_wb n-grams inside words: French inflections, compounds and typos share them.
+        branches.append(("char", branch(analyzer="char_wb", ngram_range=char_ngrams)))
+    svm = LinearSVC(C=c, random_state=0)
+    calibrated = CalibratedClassifierCV(svm, method="sigmoid", cv=calibration_folds, ensemble=False)
+    return Pipeline(
+        [("features", FeatureUnion(branches)), ("classifier", OneVsRestClassifier(calibrated))]
+    )
+
+
+def train_classifier(
+    rows: Sequence[LabelledRow],
+    *,
+    corrections: Sequence[LabelledRow] = (),
+    pipeline: Any = None,
+    threshold_folds: int = THRESHOLD_FOLDS,
+) -> tuple[Any, dict[str, Any]]:
+    """Fit on `rows` plus human `corrections` (which win on the same id); (pipeline, metadata).
+
+    Per-label thresholds come from out-of-fold scores of an inner cross-validation over the
+    training rows, never from held-out rows.
+    """
+    by_id = {row.id: row for row in rows}
+    by_id.update((row.id, row) for row in corrections)
+    training = sorted(by_id.values(), key=_row_key)
+    if not training:
+        raise ClassifierError("no training rows")
+    missing = sorted(set(LABELS) - {label for row in training for label in row.labels})
+    if missing:
+        raise ClassifierError(f"no training rows for label(s) {', '.join(missing)}")
+    texts = [item_text(row.title, row.summary) for row in training]
+    targets = label_matrix(training)
+    model = clone(pipeline if pipeline is not None else build_pipeline())
+    thresholds = tune_thresholds(model, texts, targets, _strata(training), threshold_folds)
+    model.fit(texts, targets)
+    _compact(model)
+    counts = Counter((label, row.lang) for row in training for label in row.labels)
+    primary = Counter((row.primary, row.lang) for row in training)
+    metadata: dict[str, Any] = {
+        "format": METADATA_FORMAT,
+        "labels": list(LABELS),
+        "sklearn_version": sklearn.__version__,
+        "skops_version": skops.__version__,
+        "item_text_version": ITEM_TEXT_VERSION,
+        "pipeline": describe_pipeline(model),
+        "thresholds": thresholds,
+        "uncertain_below": DEFAULT_UNCERTAIN_BELOW,
+        "training_rows": len(training),
+        "training_corrections": len(corrections),
+        "training_sha256": rows_sha256(training),
+        "training_rows_per_label_lang": _nested(counts),
+        "training_primary_per_label_lang": _nested(primary),
+    }
+    return model, metadata
+
+
+def label_matrix(rows: Sequence[LabelledRow]) -> Any:
+    """Pure: one 0/1 column per label, in LABELS order."""
+    return np.array([[int(label in row.labels) for label in LABELS] for row in rows], dtype=np.int8)
+
+
+def _strata(rows: Sequence[LabelledRow]) -> list[str]:
+    return [f"{row.lang}:{row.primary}" for row in rows]
+
+
+def tune_thresholds(
+    pipeline: Any, texts: Sequence[str], targets: Any, strata: Sequence[str], folds: int
+) -> dict[str, float]:
+    """Per label, the score threshold with the best out-of-fold F1 (0.5 if too few rows)."""
+    smallest = min(Counter(strata).values())
+    folds = min(folds, smallest)
+    if folds < 2:
+        return dict.fromkeys(LABELS, 0.5)
+    scores = np.zeros(targets.shape, dtype=np.float64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    text_array = np.asarray(texts, dtype=object)
+    for train_index, test_index in splitter.split(text_array, list(strata)):
+        fold_model = clone(pipeline).fit(list(text_array[train_index]), targets[train_index])
+        scores[test_index] = fold_model.predict_proba(list(text_array[test_index]))
+    return {
+        label: best_threshold(scores[:, column], targets[:, column])
+        for column, label in enumerate(LABELS)
+    }
+
+
+def best_threshold(scores: Any, truth: Any) -> float:
+    """Pure: the grid threshold maximising F1, the one nearest 0.5 among near-ties."""
+    f1s = []
+    for threshold in _THRESHOLD_GRID:
+        predicted = scores >= threshold
+        true_positives = float(np.sum(predicted & (truth == 1)))
+        denominator = float(np.sum(predicted) + np.sum(truth == 1))
+        f1s.append(2 * true_positives / denominator if denominator else 0.0)
+    best = max(f1s)
+    candidates = [
+        float(t)
+        for t, f1 in zip(_THRESHOLD_GRID, f1s, strict=True)
+        if f1 >= best - _THRESHOLD_SLACK
+    ]
+    return min(candidates, key=lambda t: (abs(t - 0.5), t))
+
+
+def _compact(pipeline: Any) -> None:
+    """float32 weights: half the artifact, and the scores do not change at 4 decimals."""
+    for estimator in pipeline.named_steps["classifier"].estimators_:
+        inner = getattr(estimator, "calibrated_classifiers_", None)
+        linear = inner[0].estimator if inner else estimator
+        linear.coef_ = linear.coef_.astype(np.float32)
+
+
+def describe_pipeline(pipeline: Any) -> str:
+    """Pure: one line naming the features and the estimator, for metadata and reports."""
+    parts = []
+    for name, branch in pipeline.named_steps["features"].transformer_list:
+        hasher = branch.named_steps["hash"]
+        kind = "words" if hasher.analyzer == "word" else hasher.analyzer
+        low, high = hasher.ngram_range
+        parts.append(f"{name}: {kind} {low}-{high}-grams hashed to {hasher.n_features}, tf-idf")
+    estimator = pipeline.named_steps["classifier"].estimator
+    inner = getattr(estimator, "estimator", None)
+    if inner is not None:
+        calibration = f"{estimator.method}, cv={estimator.cv}"
+        model = f"{type(inner).__name__}(C={inner.C}) calibrated ({calibration})"
+    else:
+        model = f"{type(estimator).__name__}(C={estimator.C})"
+    return "; ".join(parts) + f"; one-vs-rest {model}"
+
+
+def _nested(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    nested: dict[str, dict[str, int]] = {}
+    for (label, lang), count in sorted(counts.items()):
+        nested.setdefault(label, {})[lang] = count
+    return nested
+
+
+# --- saving --------------------------------------------------------------------------------
+
+
+def save_classifier(
+    pipeline: Any,
+    metadata: Mapping[str, Any],
+    model_path: Path = MODEL_PATH,
+    *,
+    evaluation: EvaluationReport | None = None,
+) -> str:
+    """Write the .skops artifact and its .json metadata; return the model version."""
+    _drop_caches(pipeline)
+    data = normalise_skops(skops.io.dumps(pipeline))
+    artifact_sha256 = hashlib.sha256(data).hexdigest()
+    version = f"bf-{artifact_sha256[:12]}"
+    full = {
+        "model_version": version,
+        **metadata,
+        "artifact_sha256": artifact_sha256,
+        "heldout": report_as_dict(evaluation) if evaluation else None,
+    }
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model_path.write_bytes(data)
+    text = json.dumps(full, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    model_path.with_suffix(".json").write_text(text, encoding="utf-8")
+    return version
+
+
+def _drop_caches(pipeline: Any) -> None:
+    # The vectorisers remember id(stop_words), a memory address, to skip a check next time.
+    for _, branch in pipeline.named_steps["features"].transformer_list:
+        vars(branch.named_steps["hash"]).pop("_stop_words_id", None)
+
+
+def normalise_skops(data: bytes) -> bytes:
+    """The same skops archive with reproducible bytes.
+
+    skops names array files and tags shared objects with id() of the objects in memory, and
+    stamps every zip entry with the current time; we rename each file after its content,
+    renumber the ids in order of first use, fix the timestamps and sort the entries.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        contents = {name: source.read(name) for name in source.namelist()}
+    schema = json.loads(contents.pop("schema.json"))
+    renamed = {
+        name: hashlib.sha256(content).hexdigest()[:20] + Path(name).suffix
+        for name, content in contents.items()
+    }
+    if any(name.endswith(".npz") for name in renamed):
+        raise ClassifierError("sparse matrices in the model: their npz would not be reproducible")
+    files = {renamed[name]: content for name, content in contents.items()}
+    files["schema.json"] = json.dumps(_canonical(schema, renamed, {}), indent=2).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            target.writestr(info, files[name], compresslevel=9)
+    return buffer.getvalue()
+
+
+def _canonical(node: Any, renamed: Mapping[str, str], ids: dict[int, int]) -> Any:
+    """Content names for files, and object ids (memory addresses) numbered by first use."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "file" and isinstance(value, str):
+                out[key] = renamed.get(value, value)
+            elif key == "__id__" and isinstance(value, int):
+                out[key] = ids.setdefault(value, len(ids) + 1)
+            else:
+                out[key] = _canonical(value, renamed, ids)
+        return out
+    if isinstance(node, list):
+        return [_canonical(value, renamed, ids) for value in node]
+    return node
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LabelScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int  # rows carrying the label
+
+
+@dataclass(frozen=True, slots=True)
+class SliceReport:
+    """Metrics over one set of rows (all, or one language)."""
+
+    rows: int
+    macro_f1: float
+    per_label: Mapping[str, LabelScores]
+    top_accuracy: float  # the best-scored label is the primary label
+    uncertain_rate: float
+    # confusion[i][j]: rows whose primary label is LABELS[i] and best-scored label LABELS[j]
+    confusion: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationReport:
+    labels: tuple[str, ...]
+    overall: SliceReport
+    by_lang: Mapping[str, SliceReport]
+
+
+def evaluate(classifier: Classifier, rows: Sequence[LabelledRow]) -> EvaluationReport:
+    """Assigned labels vs true labels (multi-label P/R/F1), overall and per language."""
+    predictions = classifier.predict([item_text(row.title, row.summary) for row in rows])
+    pairs = list(zip(rows, predictions, strict=True))
+    langs = sorted({row.lang for row in rows})
+    return EvaluationReport(
+        labels=LABELS,
+        overall=_slice_report(pairs),
+        by_lang={lang: _slice_report([p for p in pairs if p[0].lang == lang]) for lang in langs},
+    )
+
+
+def _slice_report(pairs: Sequence[tuple[LabelledRow, Any]]) -> SliceReport:
+    per_label = {}
+    for label in LABELS:
+        truth = [label in row.labels for row, _ in pairs]
+        guess = [label in prediction.labels for _, prediction in pairs]
+        hits = sum(t and g for t, g in zip(truth, guess, strict=True))
+        precision = hits / sum(guess) if any(guess) else 0.0
+        recall = hits / sum(truth) if any(truth) else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[label] = LabelScores(
+            round(precision, 4), round(recall, 4), round(f1, 4), sum(truth)
+        )
+    confusion = [[0] * len(LABELS) for _ in LABELS]
+    for row, prediction in pairs:
+        best = max(prediction.scores, key=prediction.scores.__getitem__)
+        confusion[LABELS.index(row.primary)][LABELS.index(best)] += 1
+    n = len(pairs)
+    return SliceReport(
+        rows=n,
+        macro_f1=round(sum(s.f1 for s in per_label.values()) / len(LABELS), 4),
+        per_label=per_label,
+        top_accuracy=round(sum(confusion[i][i] for i in range(len(LABELS))) / n, 4) if n else 0.0,
+        uncertain_rate=round(sum(p.uncertain for _, p in pairs) / n, 4) if n else 0.0,
+        confusion=tuple(tuple(line) for line in confusion),
+    )
+
+
+def report_as_dict(report: EvaluationReport) -> dict[str, Any]:
+    """Pure: the report as JSON-ready data (for classifier.json)."""
+    return asdict(report)
+
+
+def format_evaluation(report: EvaluationReport) -> str:
+    """Pure: the report as plain-text tables."""
+    out = []
+    slices = [("all", report.overall), *sorted(report.by_lang.items())]
+    out.append(f"{'':24} " + " ".join(f"{name:>8}" for name, _ in slices))
+    out.append(f"{'rows':24} " + " ".join(f"{s.rows:>8}" for _, s in slices))
+    out.append(f"{'macro-F1':24} " + " ".join(f"{s.macro_f1:>8.3f}" for _, s in slices))
+    out.append(
+        f"{'top label = primary':24} " + " ".join(f"{s.top_accuracy:>8.3f}" for _, s in slices)
+    )
+    out.append(f"{'uncertain':24} " + " ".join(f"{s.uncertain_rate:>8.3f}" for _, s in slices))
+    for label in report.labels:
+        out.append(
+            f"{'F1 ' + label:24} " + " ".join(f"{s.per_label[label].f1:>8.3f}" for _, s in slices)
+        )
+    out.append("")
+    out.append(f"{'label':24} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}")
+    for label, scores in report.overall.per_label.items():
+        out.append(
+            f"{label:24} {scores.precision:>9.3f} {scores.recall:>7.3f} "
+            f"{scores.f1:>6.3f} {scores.support:>8}"
+        )
+    for name, part in slices:
+        out.append("")
+        out.append(f"confusion ({name}): primary label (rows) x best-scored label (columns)")
+        short = [label[:6] for label in report.labels]
+        out.append(f"{'':24} " + " ".join(f"{s:>6}" for s in short))
+        for label, line in zip(report.labels, part.confusion, strict=True):
+            out.append(f"{label:24} " + " ".join(f"{count:>6}" for count in line))
+    return "\n".join(out)
+
+
+def format_counts(rows: Sequence[LabelledRow]) -> str:
+    """Pure: rows per label and language as a Markdown table (for models/training/README.md)."""
+    langs = sorted({row.lang for row in rows})
+    carrying = Counter((label, row.lang) for row in rows for label in row.labels)
+    primary = Counter((row.primary, row.lang) for row in rows)
+    two = Counter(row.lang for row in rows if len(row.labels) == 2)
+    total = Counter(row.lang for row in rows)
+    slash = " / ".join
+    lines = [
+        f"| label | rows with the label ({slash(langs)}) | as primary label ({slash(langs)}) |",
+        "|---|---:|---:|",
+    ]
+    for label in LABELS:
+        with_label = slash(str(carrying[label, lang]) for lang in langs)
+        as_primary = slash(str(primary[label, lang]) for lang in langs)
+        lines.append(f"| {label} | {with_label} | {as_primary} |")
+    lines.append(f"| rows with two labels | {slash(str(two[lang]) for lang in langs)} | |")
+    lines.append(f"| **all rows** | {slash(str(total[lang]) for lang in langs)} | |")
+    return "\n".join(lines)
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingResult:
+    version: str
+    training_rows: int
+    heldout_rows: int
+    report: EvaluationReport  # on the held-out rows
+
+
+def retrain(
+    corpus: Path = CORPUS_DIR,
+    model_path: Path = MODEL_PATH,
+    *,
+    corrections: Sequence[LabelledRow] = (),
+) -> TrainingResult:
+    """Train on the corpus minus its held-out split (plus corrections), evaluate, save."""
+    training, heldout = split_heldout(read_corpus(corpus))
+    pipeline, metadata = train_classifier(training, corrections=corrections)
+    report = evaluate(make_classifier(pipeline, metadata), heldout)
+    metadata["heldout_rows"] = len(heldout)
+    version = save_classifier(pipeline, metadata, model_path, evaluation=report)
+    return TrainingResult(version, metadata["training_rows"], len(heldout), report)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m listener.training`: retrain from the corpus and write the artifact."""
+    parser = argparse.ArgumentParser(prog="python -m listener.training", description=main.__doc__)
+    parser.add_argument("--corpus", type=Path, default=CORPUS_DIR, help="labelled_*.csv folder")
+    parser.add_argument("--output", type=Path, default=MODEL_PATH, help="the .skops file to write")
+    parser.add_argument(
+        "--counts", action="store_true", help="print the corpus counts (Markdown) and stop"
+    )
+    options = parser.parse_args(argv)
+    try:
+        if options.counts:
+            print(format_counts(read_corpus(options.corpus)))
+            return 0
+        result = retrain(options.corpus, options.output)
+    except ClassifierError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"model {result.version}: {result.training_rows} training rows, ", end="")
+    print(f"{result.heldout_rows} held out")
+    print(f"wrote {options.output} and {options.output.with_suffix('.json')}")
+    print(format_evaluation(result.report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

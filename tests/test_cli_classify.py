@@ -1,0 +1,211 @@
+"""The classifier's commands end to end, with the model committed in models/."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from pytest_httpserver import HTTPServer
+
+from listener.cli import cli
+from tests.test_poll import rss
+
+ROOT = Path(__file__).parent.parent
+
+HR_FEED = rss(
+    "Acme careers",
+    (
+        "Acme recrute 300 conseillers en alternance",
+        "https://acme.example/1",
+        "1",
+        "Entretiens d'embauche, formation et intégration des nouveaux salariés.",
+    ),
+    (
+        "We are hiring 40 nurses: benefits, pay and training",
+        "https://acme.example/2",
+        "2",
+        "Our recruiting team explains the interview process for candidates.",
+    ),
+    (
+        "Acme Q3 revenue up 12% as market share grows",
+        "https://acme.example/3",
+        "3",
+        "Quarterly results beat analyst forecasts.",
+    ),
+)
+
+
+def invoke(tmp_path: Path, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(
+        cli,
+        ["--db", str(tmp_path / "l.db"), "--log-format", "json", *args],
+        input=input,
+        catch_exceptions=False,
+    )
+
+
+def test_classify_reads_json_lines_and_reports_bad_lines(tmp_path: Path) -> None:
+    lines = "\n".join(
+        [
+            json.dumps(
+                {
+                    "id": 1,
+                    "title": "Nous recrutons 50 développeurs en CDI",
+                    "summary": "Rejoignez nos équipes : salaires, télétravail et formation.",
+                }
+            ),
+            "{not json",
+            json.dumps({"id": 2}),
+            "",
+            json.dumps({"id": "b", "title": "Our CEO's statement on today's press conference"}),
+        ]
+    )
+    result = invoke(tmp_path, "classify", input=lines + "\n")
+    assert result.exit_code == 1  # some lines were bad; the others were still classified
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["id"] for o in out] == [1, "b"]
+    assert out[0]["labels"][0] == "human_resources"
+    assert set(out[0]["scores"]) == {
+        "marketing",
+        "communication",
+        "human_resources",
+        "customer_service",
+        "business_intelligence",
+        "other",
+    }
+    assert out[0]["why"]["human_resources"], "the top terms explain the label"
+    assert out[0]["labels"] == sorted(out[0]["labels"], key=lambda label: -out[0]["scores"][label])
+    assert "line 2: not JSON" in result.stderr
+    assert 'line 3: "title" is missing' in result.stderr
+
+
+def test_poll_classifies_new_items_then_label_review_reclassify(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/feed").respond_with_data(HR_FEED)
+    invoke(tmp_path, "feeds", "add", str(httpserver.url_for("/feed")))
+    assert invoke(tmp_path, "poll", "--all").exit_code == 0
+    conn = sqlite3.connect(tmp_path / "l.db")
+    labels = dict(
+        conn.execute(
+            "SELECT items.guid, item_labels.label FROM item_labels JOIN items"
+            " ON items.id = item_labels.item_id WHERE item_labels.rank = 0"
+        ).fetchall()
+    )
+    assert labels["1"] == "human_resources"
+    assert labels["2"] == "human_resources"
+    assert labels["3"] == "business_intelligence"
+    assert conn.execute("SELECT count(*) FROM predictions").fetchone()[0] == 3
+    (version,) = conn.execute("SELECT version FROM models").fetchone()
+    assert version == json.loads((ROOT / "models" / "classifier.json").read_text())["model_version"]
+
+    # A human correction wins and survives a backfill.
+    item_id = conn.execute("SELECT id FROM items WHERE guid = '3'").fetchone()[0]
+    result = invoke(
+        tmp_path, "label", str(item_id), "communication", "business_intelligence", "--by", "ana"
+    )
+    assert result.exit_code == 0, result.output
+    assert "was business_intelligence" in result.output
+    conn.execute("DELETE FROM predictions")  # as if a new model had never seen any item
+    conn.execute("DELETE FROM classifications")
+    conn.commit()
+    result = invoke(tmp_path, "reclassify")
+    assert "3 items classified" in result.stdout
+    assert "0 items classified" in invoke(tmp_path, "reclassify").stdout  # resumable: done
+    effective = conn.execute(
+        "SELECT label, source FROM item_labels WHERE item_id = ? ORDER BY rank", [item_id]
+    ).fetchall()
+    assert effective == [("communication", "human"), ("business_intelligence", "human")]
+    view = conn.execute("SELECT labels FROM items_view WHERE id = ?", [item_id]).fetchone()
+    assert view == ("communication,business_intelligence",)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["sales"], "unknown label sales"),
+        (["other", "marketing"], "'other' cannot be combined"),
+        (["marketing", "marketing"], "one or two different labels"),
+        (["marketing", "communication", "other"], "one or two different labels"),
+    ],
+)
+def test_label_rejects_bad_labels(tmp_path: Path, labels: list[str], message: str) -> None:
+    result = invoke(tmp_path, "label", "1", *labels)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_label_unknown_item_is_a_clear_error(tmp_path: Path) -> None:
+    result = invoke(tmp_path, "label", "999", "marketing")
+    assert result.exit_code == 1
+    assert "no item with id 999" in result.output
+
+
+def test_review_lists_uncertain_items(tmp_path: Path, httpserver: HTTPServer) -> None:
+    vague = rss(
+        "Misc",
+        ("Update", "https://x.example/1", "1", "More soon."),
+        ("Hello", "https://x.example/2", "2", ""),
+    )
+    httpserver.expect_request("/feed").respond_with_data(vague)
+    invoke(tmp_path, "feeds", "add", str(httpserver.url_for("/feed")))
+    invoke(tmp_path, "poll", "--all")
+    conn = sqlite3.connect(tmp_path / "l.db")
+    uncertain = conn.execute("SELECT count(*) FROM predictions WHERE uncertain = 1").fetchone()[0]
+    rows = [json.loads(line) for line in invoke(tmp_path, "review", "--json").stdout.splitlines()]
+    assert len(rows) == uncertain
+    for row in rows:
+        assert set(row["scores"]) >= {"marketing", "other"}
+
+
+def test_model_info_and_evaluate(tmp_path: Path) -> None:
+    info = invoke(tmp_path, "model", "info")
+    assert info.exit_code == 0
+    assert "loads and is compatible" in info.output
+    assert "held-out:" in info.output
+    data = tmp_path / "eval.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps(row)
+            for row in [
+                {
+                    "title": "Nous recrutons des techniciens",
+                    "labels": ["human_resources"],
+                    "lang": "fr",
+                },
+                {
+                    "title": "Press release: new CEO appointed",
+                    "labels": ["communication"],
+                    "lang": "en",
+                },
+            ]
+        )
+        + "\n"
+    )
+    report = json.loads(invoke(tmp_path, "model", "evaluate", "--data", str(data), "--json").stdout)
+    assert report["overall"]["rows"] == 2
+    assert set(report["by_lang"]) == {"en", "fr"}
+
+
+def test_model_evaluate_reports_bad_data_lines(tmp_path: Path) -> None:
+    data = tmp_path / "eval.jsonl"
+    data.write_text('{"title": "x", "labels": ["sales"]}\nnot json\n')
+    result = invoke(tmp_path, "model", "evaluate", "--data", str(data))
+    assert result.exit_code == 1
+    assert "eval.jsonl:1: labels must be among" in result.output
+    assert "eval.jsonl:2:" in result.output
+
+
+def test_missing_model_is_a_clear_startup_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[classifier]\nmodel_path = "nowhere/model.skops"\n')
+    result = CliRunner().invoke(
+        cli,
+        ["--config", str(config), "--db", str(tmp_path / "l.db"), "poll"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 1
+    assert "not found: run `make model`" in result.output

@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from listener.classify import LABELS, make_classifier
+from listener.errors import ClassifierError
+from listener.training import (
+    CorpusError,
+    LabelledRow,
+    best_threshold,
+    evaluate,
+    format_evaluation,
+    main,
+    normalise_skops,
+    parse_rows,
+    read_corpus,
+    report_as_dict,
+    save_classifier,
+    split_heldout,
+    train_classifier,
+)
+from tests.classifier_data import TINY, tiny_model, tiny_rows, train_tiny
+
+HEADER = ["id", "lang", "labels", "title", "summary"]
+
+
+def write_csv(path: Path, records: list[list[str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file).writerows([HEADER, *records])
+    return path
+
+
+# --- reading and validating the corpus ---------------------------------------------------
+
+
+def test_parse_rows_reads_labels_primary_first() -> None:
+    rows, problems = parse_rows(
+        [HEADER, ["en-1", "en", "communication;business_intelligence", "Results", "Text"]], "x.csv"
+    )
+    assert problems == []
+    assert rows[0].labels == ("communication", "business_intelligence")
+    assert rows[0].primary == "communication"
+    assert rows[0].source == "x.csv:2"
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        (["en-1", "en", "marketting", "T", "S"], "x.csv:2: unknown label 'marketting'"),
+        (["en-1", "en", "other;marketing", "T", "S"], "'other' cannot be combined"),
+        (["en-1", "en", "marketing;marketing", "T", "S"], "1 or 2 distinct labels"),
+        (
+            ["en-1", "en", "marketing;communication;other", "T", "S"],
+            "1 or 2 distinct labels",
+        ),
+        (["en-1", "English", "marketing", "T", "S"], "lang 'English' is not an ISO 639-1 code"),
+        (["", "en", "marketing", "T", "S"], "empty id"),
+        (["en-1", "en", "marketing", " ", "S"], "empty title"),
+        (["en-1", "en", "marketing"], "3 fields, expected 5"),
+    ],
+)
+def test_parse_rows_reports_bad_rows_with_file_and_line(record: list[str], problem: str) -> None:
+    rows, problems = parse_rows([HEADER, record], "x.csv")
+    assert rows == []
+    assert len(problems) == 1
+    assert problem in problems[0]
+    assert problems[0].startswith("x.csv:2: ")
+
+
+def test_parse_rows_checks_the_header() -> None:
+    _, problems = parse_rows([["id", "labels", "title"]], "x.csv")
+    assert problems[0].startswith("x.csv:1: header must be id,lang,labels,title,summary")
+
+
+def test_read_corpus_reads_every_file_sorted_by_id(tmp_path: Path) -> None:
+    write_csv(tmp_path / "labelled_fr.csv", [["fr-1", "fr", "other", "Pluie", ""]])
+    write_csv(tmp_path / "labelled_en.csv", [["en-1", "en", "marketing", "Ads", "Text"]])
+    write_csv(tmp_path / "notes.csv", [["zz", "en", "nonsense", "ignored", ""]])
+    assert [row.id for row in read_corpus(tmp_path)] == ["en-1", "fr-1"]
+
+
+def test_read_corpus_lists_every_problem(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path / "labelled_en.csv", [["a", "en", "bad", "T", ""], ["b", "en", "x", "T", ""]]
+    )
+    write_csv(tmp_path / "labelled_fr.csv", [["a", "fr", "other", "T", ""]])
+    with pytest.raises(CorpusError) as caught:
+        read_corpus(tmp_path)
+    message = str(caught.value)
+    assert "labelled_en.csv:2: unknown label 'bad'" in message
+    assert "labelled_en.csv:3: unknown label 'x'" in message
+    assert "labelled_fr.csv:2" not in message  # its row is fine; the id clash is elsewhere
+
+
+def test_read_corpus_refuses_duplicate_ids(tmp_path: Path) -> None:
+    write_csv(tmp_path / "labelled_en.csv", [["a", "en", "other", "T", ""]])
+    write_csv(tmp_path / "labelled_fr.csv", [["a", "fr", "other", "T", ""]])
+    with pytest.raises(CorpusError, match=r"labelled_fr\.csv:2: id 'a' already used"):
+        read_corpus(tmp_path)
+
+
+def test_read_corpus_needs_files(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match=r"no labelled_\*\.csv files"):
+        read_corpus(tmp_path)
+
+
+# --- the held-out split --------------------------------------------------------------------
+
+
+def many_rows() -> list[LabelledRow]:
+    return [
+        LabelledRow(f"{lang}-{label}-{n}", lang, (label,), f"title {n}", "")
+        for lang in ("en", "fr")
+        for label in LABELS
+        for n in range(50)
+    ]
+
+
+def test_split_heldout_is_deterministic_disjoint_and_stratified() -> None:
+    rows = many_rows()
+    training, heldout = split_heldout(rows)
+    shuffled = rows[:]
+    random.Random(3).shuffle(shuffled)
+    assert split_heldout(shuffled) == (training, heldout)
+    assert {r.id for r in training}.isdisjoint({r.id for r in heldout})
+    assert len(training) + len(heldout) == len(rows)
+    for lang in ("en", "fr"):
+        for label in LABELS:
+            assert sum(r.lang == lang and r.primary == label for r in heldout) == 10
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+def test_best_threshold_maximises_f1() -> None:
+    scores = np.array([0.9, 0.8, 0.35, 0.3, 0.2, 0.1])
+    truth = np.array([1, 1, 1, 0, 0, 0])
+    # every threshold in (0.3, 0.35] is perfect; ties go to the one nearest 0.5
+    assert best_threshold(scores, truth) == pytest.approx(0.35)
+
+
+def test_train_classifier_records_what_it_learnt_from() -> None:
+    _, metadata = tiny_model()
+    assert metadata["labels"] == list(LABELS)
+    assert set(metadata["thresholds"]) == set(LABELS)
+    assert metadata["training_rows"] == len(TINY)
+    assert metadata["training_rows_per_label_lang"]["marketing"] == {"en": 4, "fr": 4}
+    assert len(metadata["training_sha256"]) == 64
+
+
+def test_train_classifier_takes_corrections_which_win() -> None:
+    rows = tiny_rows()
+    corrected = LabelledRow(rows[0].id, "en", ("other",), rows[0].title, rows[0].summary)
+    extra = LabelledRow("item:abc", "en", ("human_resources",), "Recruiters wanted", "")
+    _, metadata = train_classifier(rows, corrections=[corrected, extra], threshold_folds=2)
+    assert metadata["training_rows"] == len(rows) + 1
+    assert metadata["training_corrections"] == 2
+    assert metadata["training_rows_per_label_lang"]["marketing"]["en"] == 3
+
+
+def test_train_classifier_needs_every_label() -> None:
+    rows = [row for row in tiny_rows() if row.primary != "other"]
+    with pytest.raises(ClassifierError, match="no training rows for label"):
+        train_classifier(rows)
+
+
+def test_training_twice_gives_the_same_bytes(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "classifier.skops", tmp_path / "b" / "classifier.skops"
+    save_classifier(*tiny_model(), first)
+    save_classifier(*train_tiny(), second)
+    assert first.read_bytes() == second.read_bytes()
+    assert first.with_suffix(".json").read_bytes() == second.with_suffix(".json").read_bytes()
+
+
+def test_normalise_skops_fixes_names_and_dates(tmp_path: Path) -> None:
+    path = tmp_path / "classifier.skops"
+    save_classifier(*tiny_model(), path)
+    data = path.read_bytes()
+    assert normalise_skops(data) == data
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        infos = archive.infolist()
+    assert [info.filename for info in infos] == sorted(info.filename for info in infos)
+    assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+def test_evaluation_report_shape() -> None:
+    classifier = make_classifier(*tiny_model())
+    rows = tiny_rows()
+    report = evaluate(classifier, rows)
+    assert report.labels == LABELS
+    assert set(report.by_lang) == {"en", "fr"}
+    for part, n in [(report.overall, len(rows)), (report.by_lang["en"], len(rows) // 2)]:
+        assert part.rows == n
+        assert set(part.per_label) == set(LABELS)
+        assert len(part.confusion) == len(LABELS)
+        assert all(len(line) == len(LABELS) for line in part.confusion)
+        assert sum(map(sum, part.confusion)) == n
+        assert 0.0 <= part.macro_f1 <= 1.0
+    assert report.overall.per_label["marketing"].support == 8
+    assert json.loads(json.dumps(report_as_dict(report)))["overall"]["rows"] == len(rows)
+    text = format_evaluation(report)
+    assert "macro-F1" in text
+    assert all(label in text for label in LABELS)
+
+
+# --- `python -m listener.training` ------------------------------------------------------------
+
+
+def test_main_trains_from_the_corpus_and_writes_the_artifact(tmp_path: Path, capsys: Any) -> None:
+    records = [[r.id, r.lang, ";".join(r.labels), r.title, r.summary] for r in tiny_rows()]
+    write_csv(tmp_path / "labelled_all.csv", records)
+    output = tmp_path / "out" / "classifier.skops"
+    assert main(["--corpus", str(tmp_path), "--output", str(output)]) == 0
+    metadata = json.loads(output.with_suffix(".json").read_text())
+    assert metadata["heldout"]["overall"]["rows"] == metadata["heldout_rows"]
+    assert "macro-F1" in capsys.readouterr().out
+
+
+def test_main_reports_bad_data(tmp_path: Path, capsys: Any) -> None:
+    write_csv(tmp_path / "labelled_en.csv", [["a", "en", "bad", "T", ""]])
+    assert main(["--corpus", str(tmp_path), "--output", str(tmp_path / "m.skops")]) == 1
+    assert "labelled_en.csv:2: unknown label 'bad'" in capsys.readouterr().err
