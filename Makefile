@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DB ?= listener.db
 CONFIG ?= config/listener.toml
 
-.PHONY: help check install fmt lint typecheck test cov run poll-once bench model clean
+.PHONY: help check install fmt lint typecheck test cov run poll-once digest-preview status bench model clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -39,7 +39,7 @@ test: $(STAMP)  ## the whole suite (hermetic: loopback servers, temp files)
 cov: $(STAMP)  ## coverage run -m pytest && coverage report
 	$(BIN)/coverage run -m pytest -q -p no:randomly && $(BIN)/coverage report --skip-covered
 
-run: $(STAMP)  ## the main job on the embedded defaults (config/listener.toml, ./listener.db)
+run: $(STAMP)  ## the daemon on the embedded defaults (config/listener.toml, ./listener.db)
 	$(BIN)/listener --config $(CONFIG) --db $(DB) run
 
 poll-once: $(STAMP)  ## one poll pass over every feed, then exit
@@ -47,6 +47,12 @@ poll-once: $(STAMP)  ## one poll pass over every feed, then exit
 
 model: $(STAMP)  ## retrain models/ from models/training/ (bit-for-bit reproducible)
 	$(BIN)/python -m listener.training
+
+digest-preview: $(STAMP)  ## render today's digest to stdout and digest.html; send nothing
+	$(BIN)/listener --config $(CONFIG) --db $(DB) digest --preview --out digest.html
+
+status: $(STAMP)  ## is the daemon alive, next jobs, feed health, last digests
+	$(BIN)/listener --config $(CONFIG) --db $(DB) status
 
 bench: $(STAMP)  ## benchmarks on generated data; prints a table
 	$(BIN)/python -m bench

@@ -46,6 +46,7 @@ class Window:
     workers_cpu_s: float
     server_cpu_s: float
     other_cpu_s: float
+    monitor_cpu_s: float  # this sampler's own thread, included in poller_cpu_s
 
 
 class TreeMonitor:
@@ -55,7 +56,7 @@ class TreeMonitor:
         server: int | None = None,
         interval_s: float = 0.05,
         rescan_every: int = 10,
-        pss_interval_s: float = 0.25,
+        pss_interval_s: float = 1.0,
     ) -> None:
         self.root = os.getpid()
         self.server = server
@@ -73,6 +74,8 @@ class TreeMonitor:
         self._cpu_first: dict[int, int] = {}  # ticks per pid at reset (0 if born later)
         self._cpu_last: dict[int, int] = {}
         self._machine_first = 0
+        self._thread_id: int | None = None
+        self._thread_first = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
 
@@ -103,6 +106,7 @@ class TreeMonitor:
             self._cpu_first = dict(cpu)
             self._cpu_last = dict(cpu)
             self._machine_first = _machine_busy_ticks()
+            self._thread_first = self._thread_ticks()
 
     def finish(self) -> Window | None:
         """Close the window with one last sample; None without /proc."""
@@ -115,6 +119,7 @@ class TreeMonitor:
                 pid: last - self._cpu_first.get(pid, 0) for pid, last in self._cpu_last.items()
             }
             machine = _machine_busy_ticks() - self._machine_first
+            monitor = self._thread_ticks() - self._thread_first
             peak_mb = self._peak_bytes / MB
             peak_pss_mb = self._peak_pss_bytes / MB
             processes = self._processes
@@ -130,9 +135,20 @@ class TreeMonitor:
             workers_cpu_s=workers / _TICKS_PER_S,
             server_cpu_s=server / _TICKS_PER_S,
             other_cpu_s=other / _TICKS_PER_S,
+            monitor_cpu_s=monitor / _TICKS_PER_S,
         )
 
+    def _thread_ticks(self) -> int:
+        if self._thread_id is None:
+            return 0
+        stat = _read(f"/proc/{self.root}/task/{self._thread_id}/stat")
+        if stat is None:
+            return 0
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        return int(fields[11]) + int(fields[12])
+
     def _run(self) -> None:
+        self._thread_id = threading.get_native_id()
         tick = 0
         while not self._stop.wait(self.interval_s):
             tick += 1

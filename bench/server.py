@@ -215,14 +215,14 @@ def serve_feeds(config: ServerConfig, conn: Connection) -> None:
             conn.send("changed")
         elif command == "stats":
             with state.lock:
-                counts = dict(state.counts)
+                served = dict(state.counts)
             usage = resource.getrusage(resource.RUSAGE_SELF)
             conn.send(
                 ServerStats(
-                    ok=counts[200],
-                    not_modified=counts[304],
-                    not_found=counts[404],
-                    connections=counts[0],
+                    ok=served[200],
+                    not_modified=served[304],
+                    not_found=served[404],
+                    connections=served[0],
                     cpu_s=usage.ru_utime + usage.ru_stime,
                 )
             )
@@ -242,6 +242,7 @@ class FeedServer:
     """The parent's handle: start the server process, wait until it serves, drive it."""
 
     def __init__(self, config: ServerConfig) -> None:
+        self.config = config
         # spawn: a fresh interpreter, sharing no threads or locks with the poller.
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()

@@ -32,17 +32,10 @@ from sklearn.utils import murmurhash3_32
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 from skops.io.exceptions import UntrustedTypesFoundException
 
+from listener.domain import LABELS
 from listener.errors import ClassifierError
 from listener.text import clean_text
 
-LABELS: tuple[str, ...] = (
-    "marketing",
-    "communication",
-    "human_resources",
-    "customer_service",
-    "business_intelligence",
-    "other",
-)
 OTHER = "other"
 MAX_LABELS = 2
 DEFAULT_UNCERTAIN_BELOW = 0.5

@@ -23,6 +23,7 @@ from listener.cli_classify import (
     reclassify_command,
     review_command,
 )
+from listener.cli_service import digest_command, run_command, status_command
 from listener.cli_support import (
     DURATION,
     Context,
@@ -283,16 +284,11 @@ def feeds_export(obj: Context, output: Any) -> None:
 @click.pass_obj
 @handle_errors
 def poll(obj: Context, all_feeds: bool) -> None:
-    """Poll the feeds that are due (every feed with --all) once, then exit."""
+    """Poll the feeds that are due (every feed with --all) once, then exit.
+
+    Feeds declared in the config's [[feeds]] are added first.
+    """
     _poll_once(obj, all_feeds=all_feeds)
-
-
-@cli.command("run")
-@click.pass_obj
-@handle_errors
-def run(obj: Context) -> None:
-    """The main job: add the configured feeds and poll those that are due, once."""
-    _poll_once(obj, all_feeds=False)
 
 
 def _poll_once(obj: Context, *, all_feeds: bool) -> None:
@@ -441,6 +437,9 @@ def export(
                 output.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+cli.add_command(run_command)
+cli.add_command(status_command)
+cli.add_command(digest_command)
 cli.add_command(classify_command)
 cli.add_command(model_group)
 cli.add_command(label_command)

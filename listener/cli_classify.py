@@ -207,7 +207,7 @@ def model_evaluate(obj: Context, data: Path | None, model_file: Path | None, as_
 
 
 def _read_labelled_jsonl(path: Path) -> list[Any]:
-    from listener.classify import LABELS
+    from listener.domain import LABELS
     from listener.training import LabelledRow
 
     rows, problems = [], []
@@ -300,7 +300,7 @@ def label_command(obj: Context, item: int, labels: tuple[str, ...], by: str | No
 
     ITEM is the item id shown by `search`, `review` and the `items` table.
     """
-    from listener.classify import LABELS
+    from listener.domain import LABELS
 
     unknown = [label for label in labels if label not in LABELS]
     if unknown:

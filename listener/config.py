@@ -16,7 +16,9 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from listener.domain import LABELS, Recipient
 from listener.errors import ConfigError
 
 SECRET_ENV = {"smtp_password": "LISTENER_SMTP_PASSWORD"}
@@ -55,6 +57,44 @@ class ClassifierSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = ""
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    timeout_s: float = 30.0
+    retries: int = 2
+    ca_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSettings:
+    sender: str = "listener <listener@localhost>"
+    outbox: str = "outbox"
+    catch_up_hours: int = 12
+    check_every_minutes: int = 5
+    claim_timeout_minutes: int = 15
+    message_domain: str = "listener.localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    poll_every_minutes: int = 5
+    heartbeat_s: int = 30
+    maintenance_at: str = "03:30"
+    keep_polls_days: int = 90
+
+
+DEFAULT_RECIPIENT = Recipient(
+    name="team",
+    email="team@localhost",
+    timezone="Europe/Paris",
+    send_at="07:30",
+    send_when_empty=True,
+)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     format: str = "auto"
     level: str = "INFO"
@@ -67,17 +107,27 @@ class Settings:
     import_opml_on_init: str = "feeds.opml"
     poll: PollSettings = field(default_factory=PollSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    digest: DigestSettings = field(default_factory=DigestSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    recipients: tuple[Recipient, ...] = (DEFAULT_RECIPIENT,)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     feeds: tuple[FeedSetting, ...] = ()
-    # Where the settings came from, for check-config and relative paths; not a TOML key.
+    # Not TOML keys: where the settings came from (for check-config and relative paths),
+    # and the SMTP password, which only the environment may give (LISTENER_SMTP_PASSWORD).
     source: str | None = None
+    smtp_password: str = field(default="", repr=False)
 
 
+_HH_MM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "smtp.security": ("starttls", "tls", "none"),
     "logging.format": ("auto", "console", "json"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
-_POSITIVE = re.compile(r"(_minutes|_s|_mb|max_redirects|max_in_flight|max_per_host|_days)$")
+_POSITIVE = re.compile(
+    r"(_minutes|_s|_mb|_hours|_days|max_redirects|max_in_flight|max_per_host|items_per_section)$"
+)
 
 
 def is_http_url(url: str) -> bool:
@@ -91,11 +141,43 @@ def parse_settings(
 ) -> Settings:
     """Validate a TOML document; raise ConfigError listing every problem with its key."""
     problems: list[str] = []
-    values: Settings = _build(Settings, raw, "", problems, skip=frozenset({"source"}))
+    values: Settings = _build(
+        Settings, raw, "", problems, skip=frozenset({"source", "smtp_password"})
+    )
+    if values is not None:
+        problems += _check_recipients(values.recipients)
     if problems:
         raise ConfigError(problems)
-    del environ  # no secret is used yet; the digest's SMTP password will come from here
-    return dataclasses.replace(values, source=source)
+    password = environ.get(SECRET_ENV["smtp_password"], "")
+    return dataclasses.replace(values, source=source, smtp_password=password)
+
+
+def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
+    problems = []
+    names: set[str] = set()
+    for index, recipient in enumerate(recipients):
+        key = f"recipients[{index}]"
+        if recipient is None:
+            continue
+        if recipient.name in names:
+            problems.append(f"{key}.name: {recipient.name!r} is used twice")
+        names.add(recipient.name)
+        if not re.fullmatch(r"[\w.-]+", recipient.name):
+            problems.append(f"{key}.name: use letters, digits, '.', '-' or '_' only")
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", recipient.email):
+            problems.append(f"{key}.email: not an email address: {recipient.email!r}")
+        try:
+            ZoneInfo(recipient.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"{key}.timezone: unknown time zone {recipient.timezone!r}")
+        if not _HH_MM.fullmatch(recipient.send_at):
+            problems.append(f"{key}.send_at: expected HH:MM, got {recipient.send_at!r}")
+        for label in recipient.functions:
+            if label not in LABELS:
+                problems.append(f"{key}.functions: unknown function {label!r}")
+        if recipient.items_per_section < 1:
+            problems.append(f"{key}.items_per_section: must be >= 1")
+    return problems
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
@@ -138,8 +220,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     """The effective settings as a plain dict, secrets hidden, for `check-config`."""
     data: dict[str, Any] = dataclasses.asdict(settings)
     for key in SECRET_ENV:
-        if data.get(key):
-            data[key] = "********"
+        data[key] = "********" if data.get(key) else "(not set)"
     return data
 
 
@@ -206,6 +287,10 @@ def _check_value(hint: type[Any], value: Any, key: str, problems: list[str]) -> 
         problems.append(f"{key}: must be >= 1, got {value!r}")
     if name == "jitter_fraction" and not 0 <= value < 1:
         problems.append(f"{key}: must be between 0 and 1, got {value!r}")
+    if name == "maintenance_at" and not _HH_MM.fullmatch(value):
+        problems.append(f"{key}: expected HH:MM (UTC), got {value!r}")
+    if name == "port" and not 0 < value < 65536:
+        problems.append(f"{key}: not a port number: {value!r}")
     if name == "parse_workers" and value < 0:
         problems.append(f"{key}: must be >= 0 (0 means one per core), got {value!r}")
     choices = _CHOICES.get(key)

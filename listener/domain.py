@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+
+# The business functions, in the order every table, report and digest uses.
+LABELS: tuple[str, ...] = (
+    "marketing",
+    "communication",
+    "human_resources",
+    "customer_service",
+    "business_intelligence",
+    "other",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +101,69 @@ class PollResult:
     seen: int = 0
     error: str | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+
+
+# -- the digest ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One digest recipient, as configured in [[recipients]]."""
+
+    name: str
+    email: str
+    timezone: str = "UTC"  # IANA name, e.g. Europe/Paris
+    send_at: str = "07:30"  # local wall-clock time, HH:MM
+    functions: tuple[str, ...] = ()  # labels followed; empty: all of them
+    tags: tuple[str, ...] = ()  # feed tags followed; empty: every feed
+    items_per_section: int = 5
+    send_when_empty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPeriod:
+    """The local day one digest covers, and when it is due."""
+
+    recipient: str
+    day: date  # the local date the digest is sent on; it covers the local day before
+    starts_at: datetime  # UTC, inclusive: local midnight starting the day before `day`
+    ends_at: datetime  # UTC, exclusive: local midnight starting `day`
+    send_at: datetime  # UTC instant of the recipient's local send time on `day`
+
+
+@dataclass(frozen=True, slots=True)
+class DigestItem:
+    """An item as the digest sees it: its text, feed, effective labels and scores."""
+
+    item_id: int
+    title: str
+    url: str | None
+    summary: str
+    feed_title: str | None
+    feed_url: str
+    feed_tags: tuple[str, ...]
+    published_at: datetime
+    fetched_at: datetime
+    lang: str | None
+    labels: tuple[str, ...]  # effective labels (human correction, else confident model)
+    scores: Mapping[str, float]  # label -> score, for every label the model scored
+    uncertain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHealth:
+    """A feed that needs attention: failing, gone or silent."""
+
+    url: str
+    title: str | None
+    state: str  # as schedule.feed_health words it, e.g. "failing since 2026-11-20 07:00Z"
+
+
+@dataclass(frozen=True, slots=True)
+class DigestData:
+    """What the store hands to build_digest for one recipient and period."""
+
+    items: tuple[DigestItem, ...]  # new in the period, from the feeds the recipient follows
+    # label -> item counts of each of the 7 local days before the period (oldest first)
+    daily_counts: Mapping[str, tuple[int, ...]]
+    unhealthy_feeds: tuple[FeedHealth, ...]

@@ -181,6 +181,7 @@ def _follow(
                 permanent_url = final_url if hop and moved_for_good else None
                 return _outcome(response, source.url, final_url, permanent_url, limits, deadline)
             target = _redirect_target(source.url, url, response)
+            _drain(response)
         if target in seen:
             raise FetchError(source.url, f"redirect loop back to {target}", kind="redirect_loop")
         seen.add(target)
@@ -188,6 +189,9 @@ def _follow(
         url = target
     message = f"more than {limits.max_redirects} redirects"
     raise FetchError(source.url, message, kind="too_many_redirects")
+
+
+_DRAIN_MAX_BYTES = 64 * 1024
 
 
 def _outcome(
@@ -201,6 +205,7 @@ def _outcome(
     status = response.status_code
     headers = {k: v for k, v in response.headers.items() if k not in _WIRE_HEADERS}
     if status == 304:
+        _drain(response)
         return NotModified(
             url=final_url,
             headers=headers,
@@ -228,6 +233,20 @@ def _outcome(
         permanent_url=permanent_url,
         duration_ms=deadline.elapsed_ms(),
     )
+
+
+def _drain(response: httpx.Response) -> None:
+    """Read a body we do not want (a 304's, a redirect's), if it is small, so that httpcore
+    returns the connection to the pool instead of dropping it: a warm poll is mostly 304s,
+    and without this each one costs a new TCP (or TLS) connection."""
+    length = response.headers.get("content-length")
+    if length is None or (length.isdigit() and int(length) <= _DRAIN_MAX_BYTES):
+        read = 0
+        with contextlib.suppress(httpx.HTTPError):
+            for chunk in response.iter_raw():
+                read += len(chunk)
+                if read > _DRAIN_MAX_BYTES:
+                    break  # not worth it: closing drops the connection instead
 
 
 def _reason(response: httpx.Response) -> str:

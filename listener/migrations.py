@@ -188,3 +188,45 @@ def m002_classifications(db: Database) -> None:
         FROM items JOIN feeds ON feeds.id = items.feed_id
         """
     )
+
+
+@migrations()
+def m003_digests_and_daemon(db: Database) -> None:
+    # One row per recipient and local day: the claim/sent pair makes each digest go out
+    # exactly once across restarts (healthchecks' optimistic next_report_date, made a row).
+    db.execute(
+        """
+        CREATE TABLE digests (
+            recipient TEXT NOT NULL,
+            day TEXT NOT NULL,
+            period_start TEXT NOT NULL,
+            period_end TEXT NOT NULL,
+            claimed_at TEXT,
+            claim_id TEXT,
+            sent_at TEXT,
+            item_count INTEGER,
+            message_id TEXT,
+            delivery TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_attempt_at TEXT,
+            PRIMARY KEY (recipient, day)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE daemon (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            version TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            stopped_at TEXT,
+            next_runs TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    # The digest selects the items first seen in a period.
+    db.execute("CREATE INDEX items_fetched ON items(fetched_at)")

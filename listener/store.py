@@ -20,6 +20,7 @@ from listener.domain import FeedSource, Item, PollResult
 from listener.errors import QueryError
 from listener.migrations import migrations
 from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
+from listener.store_digest import DigestMixin
 from listener.store_labels import LabelsMixin, ScoredLabels
 
 
@@ -46,7 +47,7 @@ class FeedRow:
     item_count: int
 
 
-class Store(LabelsMixin):
+class Store(LabelsMixin, DigestMixin):
     def __init__(self, db: Database, path: Path) -> None:
         self.db = db
         self.path = path
@@ -353,6 +354,10 @@ def open_store(path: Path, *, busy_timeout_s: float = 5.0) -> Store:
         db = Database(conn)
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         db.execute("PRAGMA foreign_keys = ON")
+        # In WAL mode NORMAL keeps the database consistent through crashes and only risks the
+        # last transactions on power loss; FULL would fsync every feed's poll (most of a warm
+        # cycle's time: https://www.sqlite.org/pragma.html#pragma_synchronous).
+        db.execute("PRAGMA synchronous = NORMAL")
         if migrations.pending(db) or "_sqlite_migrations" not in db.table_names():
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.enable_wal()

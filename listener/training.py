@@ -36,13 +36,13 @@ from sklearn.svm import LinearSVC
 from listener.classify import (
     DEFAULT_UNCERTAIN_BELOW,
     ITEM_TEXT_VERSION,
-    LABELS,
     METADATA_FORMAT,
     OTHER,
     Classifier,
     item_text,
     make_classifier,
 )
+from listener.domain import LABELS
 from listener.errors import ClassifierError
 
 CORPUS_DIR = Path("models/training")

@@ -1,0 +1,259 @@
+"""Commands for the service: run (the daemon), status, digest (preview or send now)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import threading
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from listener import __version__
+from listener.cli_support import Context, handle_errors, now_utc
+from listener.domain import LABELS, Recipient
+from listener.store import open_store
+from listener.store_base import from_db_time
+
+log = structlog.get_logger(__name__)
+
+
+@click.command("run")
+@click.pass_obj
+@handle_errors
+def run_command(obj: Context) -> None:
+    """Run the service: poll due feeds, send due digests, daily maintenance, until stopped.
+
+    One process per database (a second one refuses to start). SIGTERM or Ctrl-C stops it
+    after the job in progress; a restart resumes the schedule from the database.
+    """
+    from listener.cli import make_services
+    from listener.daemon import (
+        DaemonScheduler,
+        ScheduledJob,
+        daemon_lock,
+        install_signal_handlers,
+    )
+    from listener.jobs import poll_feeds, sync_config_feeds
+    from listener.jobs_digest import run_maintenance, send_due_digests
+
+    settings = obj.settings
+    db_path = obj.database_path()
+    with daemon_lock(db_path), obj.store() as store:
+        services = make_services(settings, store)
+        beats = open_store(db_path, busy_timeout_s=settings.busy_timeout_s)
+        started = now_utc()
+        pid = os.getpid()
+        scheduler = DaemonScheduler()
+
+        def heartbeat() -> None:
+            beats.record_heartbeat(
+                pid=pid,
+                host=socket.gethostname(),
+                version=__version__,
+                started_at=started,
+                now=now_utc(),
+                next_runs=scheduler.next_runs(),
+            )
+
+        def poll() -> None:
+            sync_config_feeds(services, now_utc())
+            poll_feeds(services, now_utc())
+
+        daemon = settings.daemon
+        jobs = [
+            ScheduledJob("poll", poll, every_s=daemon.poll_every_minutes * 60, jitter_s=5),
+            ScheduledJob(
+                "digest",
+                lambda: send_due_digests(store, settings, now_utc()),
+                every_s=settings.digest.check_every_minutes * 60,
+            ),
+            ScheduledJob(
+                "maintenance",
+                lambda: run_maintenance(store, settings, now_utc()),
+                daily_at_utc=daemon.maintenance_at,
+                run_at_start=False,
+            ),
+            ScheduledJob("heartbeat", heartbeat, every_s=daemon.heartbeat_s, executor="side"),
+        ]
+        stop = threading.Event()
+        restore = install_signal_handlers(stop)
+        log.info(
+            "daemon_starting",
+            pid=pid,
+            database=str(db_path),
+            version=__version__,
+            model=services.classifier.version if services.classifier else None,
+        )
+        try:
+            scheduler.run_until_stopped(jobs, stop)
+        finally:
+            restore()
+            services.client.close()
+            beats.record_daemon_stopped(pid, now_utc())
+            beats.close()
+            log.info("daemon_stopped", pid=pid)
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@click.pass_obj
+@handle_errors
+def status_command(obj: Context, as_json: bool) -> None:
+    """Is the daemon alive, what runs next, feed health, item counts, recent digests."""
+    from listener.schedule import feed_health
+
+    now = now_utc()
+    settings = obj.settings
+    with obj.store() as store:
+        daemon = store.daemon_state()
+        feeds = store.list_feeds()
+        counts = store.counts()
+        digests = store.recent_digests(limit=2 * max(len(settings.recipients), 1))
+        week = store.label_counts(now - timedelta(days=7), now, ())
+        day = store.label_counts(now - timedelta(days=1), now, ())
+    health: dict[str, int] = {}
+    for feed in feeds:
+        state = feed_health(
+            now=now,
+            last_status=feed.last_status,
+            error_count=feed.error_count,
+            failing_since=feed.failing_since,
+            gone_at=feed.gone_at,
+            last_new_item_at=feed.last_new_item_at,
+            added_at=feed.added_at,
+            silent_after_days=settings.poll.silent_after_days,
+        ).split(" ")[0]
+        health[state] = health.get(state, 0) + 1
+    alive = _daemon_alive(daemon, now, settings.daemon.heartbeat_s)
+    report: dict[str, Any] = {
+        "daemon": {
+            **(daemon or {}),
+            "alive": alive,
+            "next_runs": json.loads(daemon["next_runs"]) if daemon else {},
+        },
+        "feeds": {"total": counts["feeds"], **health},
+        "items": {
+            "total": counts["items"],
+            "last_24h_by_function": {k: day.get(k, 0) for k in LABELS},
+            "last_7d_by_function": {k: week.get(k, 0) for k in LABELS},
+        },
+        "digests": digests,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    if daemon is None:
+        click.echo("daemon:   never started on this database")
+    else:
+        beat = from_db_time(daemon["heartbeat_at"])
+        ago = f"{int((now - beat).total_seconds())} s ago" if beat else "never"
+        state = "running" if alive else ("stopped" if daemon["stopped_at"] else "NOT RESPONDING")
+        click.echo(
+            f"daemon:   {state} (pid {daemon['pid']} on {daemon['host']}, "
+            f"started {daemon['started_at']}, last heartbeat {ago})"
+        )
+        for name, at in sorted(report["daemon"]["next_runs"].items()):
+            click.echo(f"  next {name:<12} {at or '-'}")
+    click.echo(
+        "feeds:    "
+        + ", ".join(f"{n} {state}" for state, n in sorted(health.items()))
+        + f" ({counts['feeds']} in all)"
+    )
+    click.echo(f"items:    {counts['items']} stored")
+    click.echo("  last 24 h: " + ", ".join(f"{k} {day.get(k, 0)}" for k in LABELS))
+    click.echo("  last 7 d:  " + ", ".join(f"{k} {week.get(k, 0)}" for k in LABELS))
+    for row in digests:
+        sent = row["sent_at"] or f"not sent ({row['attempts']} attempts, {row['last_error']})"
+        click.echo(
+            f"digest:   {row['day']} {row['recipient']}: {sent}"
+            + (f", {row['item_count']} items, {row['delivery']}" if row["sent_at"] else "")
+        )
+
+
+def _daemon_alive(daemon: dict[str, Any] | None, now: datetime, heartbeat_s: int) -> bool:
+    if not daemon or daemon["stopped_at"]:
+        return False
+    beat = from_db_time(daemon["heartbeat_at"])
+    return beat is not None and now - beat <= timedelta(seconds=3 * heartbeat_s + 5)
+
+
+@click.command("digest")
+@click.option(
+    "--preview",
+    "mode",
+    flag_value="preview",
+    default=True,
+    help="Render without sending or claiming anything (the default).",
+)
+@click.option(
+    "--send",
+    "mode",
+    flag_value="send",
+    help="Send the digests that are due now, exactly as the daemon would.",
+)
+@click.option("--recipient", help="Only this recipient (by name).")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Preview the digest sent on this local date (default: today's).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --preview: also write the HTML part to this file.",
+)
+@click.pass_obj
+@handle_errors
+def digest_command(
+    obj: Context, mode: str, recipient: str | None, day: datetime | None, out: Path | None
+) -> None:
+    """Preview a recipient's digest (text on stdout, HTML with --out), or send due ones."""
+    from listener.jobs_digest import preview_digest, send_due_digests
+
+    settings = obj.settings
+    recipients = [r for r in settings.recipients if recipient in (None, r.name)]
+    if not recipients:
+        known = ", ".join(r.name for r in settings.recipients) or "none configured"
+        raise click.BadParameter(
+            f"no recipient {recipient!r} (known: {known})", param_hint="--recipient"
+        )
+    now = now_utc()
+    with obj.store() as store:
+        if mode == "send":
+            chosen = dataclasses.replace(settings, recipients=tuple(recipients))
+            for outcome in send_due_digests(store, chosen, now):
+                click.echo(
+                    f"{outcome.recipient} {outcome.day}: {outcome.status}"
+                    + (f" ({outcome.reason})" if outcome.reason else "")
+                    + (
+                        f", {outcome.items} items via {outcome.delivery}"
+                        if outcome.delivery
+                        else ""
+                    )
+                )
+            return
+        for person in recipients:
+            local_day = _local_today(person, now) if day is None else day.date()
+            at = datetime.combine(local_day, datetime.min.time(), tzinfo=UTC)
+            message = preview_digest(store, settings, person, at, now)
+            text = message.get_body(preferencelist=("plain",))
+            click.echo(f"Subject: {message['Subject']}\nTo: {message['To']}\n")
+            click.echo(text.get_content() if text is not None else "")
+            if out is not None:
+                html = message.get_body(preferencelist=("html",))
+                target = out if len(recipients) == 1 else out.with_stem(f"{out.stem}-{person.name}")
+                target.write_text(html.get_content() if html is not None else "", encoding="utf-8")
+                click.echo(f"wrote {target}", err=True)
+
+
+def _local_today(recipient: Recipient, now: datetime) -> date:
+    from zoneinfo import ZoneInfo
+
+    return now.astimezone(ZoneInfo(recipient.timezone)).date()

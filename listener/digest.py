@@ -1,0 +1,397 @@
+"""Pure: when each recipient's daily digest is due, and what it contains.
+
+No clock, no I/O: `now` and the store's rows come in as parameters. Periods are computed
+with zoneinfo in the recipient's zone (local days are 23 or 25 hours long across DST);
+everything handed back is aware UTC, and only `render.py` converts times for the reader.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+from listener.domain import LABELS, DigestData, DigestItem, DigestPeriod, FeedHealth, Recipient
+
+LABEL_TITLES: dict[str, str] = {
+    "marketing": "Marketing",
+    "communication": "Communication & PR",
+    "human_resources": "HR & employer brand",
+    "customer_service": "Customer service",
+    "business_intelligence": "Business intelligence",
+    "other": "Other",
+}
+
+# Ranking (see rank_stories): relevance x recency x reach.
+RECENCY_HALF_LIFE = timedelta(hours=24)  # an item a day old weighs half a fresh one
+REACH_BONUS = 0.1  # per other feed carrying the story...
+REACH_MAX_FEEDS = 5  # ...counted up to this many, so a wire story cannot swamp a section
+# The uncertain items shown are the closest calls: top score nearest this pivot, as in
+# `listener review` (store.review_items), so the digest and the CLI agree.
+UNCERTAIN_PIVOT = 0.5
+MIN_TITLE_WORDS = 4  # shorter titles ("Update", "Press release") are not a story's identity
+
+_SEND_TIME = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
+# Query parameters that only say where a click came from (Google Analytics, ad networks,
+# newsletters, AT Internet on French media sites), never which page it is.
+_TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_")
+_TRACKING_NAMES = (
+    "fbclid gclid dclid msclkid yclid igshid mc_cid mc_eid _hsenc _hsmi mkt_tok xtor ref"
+    " ref_src cmpid ncid ito sr_share"
+)
+_TRACKING_PARAMS = frozenset(_TRACKING_NAMES.split())
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_NON_WORD = re.compile(r"[\W_]+")
+
+_ScoreFn = Callable[[DigestItem], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """One story: its best copy, and the copies other feeds carried (one per feed)."""
+
+    lead: DigestItem
+    others: tuple[DigestItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One followed business function: its count, the baseline, and the top stories."""
+
+    label: str
+    title: str
+    count: int  # items (not stories), like the 7-day baseline it is compared with
+    previous_daily_average: float
+    change_pct: float | None  # None when the baseline is 0
+    stories: tuple[Story, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    recipient: Recipient
+    period: DigestPeriod
+    total_items: int  # every item of the period, classified or not
+    counts: Mapping[str, int]  # label -> items, for every label (followed or not)
+    previous_daily_average: Mapping[str, float]
+    sections: tuple[Section, ...]
+    uncertain: tuple[Story, ...]
+    unhealthy_feeds: tuple[FeedHealth, ...]
+
+
+# -- when -----------------------------------------------------------------------------------
+
+
+def parse_send_time(text: str) -> time:
+    """'07:30' -> time(7, 30); ValueError unless it is H:MM or HH:MM on a 24-hour clock."""
+    match = _SEND_TIME.fullmatch(text)
+    if match is None:
+        raise ValueError(f"expected a time as HH:MM (00:00-23:59), got {text!r}")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def digest_period(recipient: Recipient, day: date) -> DigestPeriod:
+    """The period of the digest sent on local `day`: the local day before, in UTC."""
+    zone = ZoneInfo(recipient.timezone)
+    send_time = parse_send_time(recipient.send_at)
+    return DigestPeriod(
+        recipient=recipient.name,
+        day=day,
+        starts_at=_local_to_utc(day - timedelta(days=1), time(0), zone),
+        ends_at=_local_to_utc(day, time(0), zone),
+        send_at=_local_to_utc(day, send_time, zone),
+    )
+
+
+def latest_due_period(recipient: Recipient, now: datetime) -> DigestPeriod:
+    """The period whose send time is the latest one at or before `now`."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    today = now.astimezone(ZoneInfo(recipient.timezone)).date()
+    period = digest_period(recipient, today)
+    if period.send_at <= now:
+        return period
+    return digest_period(recipient, today - timedelta(days=1))
+
+
+def is_digest_due(
+    period: DigestPeriod, now: datetime, *, already_sent: bool, catch_up: timedelta
+) -> bool:
+    """Its send time has come, it is not sent, and it is not older than the catch-up window.
+
+    A daemon that was down sends the digest it missed within `catch_up`, but never a stale
+    one: yesterday's news the next evening helps nobody.
+    """
+    return not already_sent and period.send_at <= now <= period.send_at + catch_up
+
+
+def _local_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall-clock time.
+
+    In a fall-back fold the first occurrence (fold=0). In a spring-forward gap (02:30 on
+    the last Sunday of March in Paris does not exist), the first instant after the gap.
+    """
+    local = datetime.combine(day, at, tzinfo=zone)
+    instant = local.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return instant
+    # In a gap (PEP 495), fold=1 reads the time with the offset after the transition and
+    # fold=0 with the one before: the transition lies between the two instants. Bisect on
+    # whole seconds (offsets change on whole seconds) for the first one with the new offset.
+    low = local.replace(fold=1).astimezone(UTC)
+    high = instant
+    after = high.astimezone(zone).utcoffset()
+    lo, hi = 0, int((high - low).total_seconds())
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if (low + timedelta(seconds=mid)).astimezone(zone).utcoffset() == after:
+            hi = mid
+        else:
+            lo = mid + 1
+    return low + timedelta(seconds=lo)
+
+
+# -- stories --------------------------------------------------------------------------------
+
+
+def url_key(url: str | None) -> str | None:
+    """The URL as a story identity: no scheme, www, default port, trailing slash, fragment
+    or tracking parameters, the query sorted. None for anything but an http(s) URL."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").removeprefix("www.")
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    if port is not None and str(port) != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    query = sorted(
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not _is_tracking(name)
+    )
+    path = parts.path.rstrip("/")
+    return f"{host}{path}?{urlencode(query)}" if query else f"{host}{path}"
+
+
+def title_key(title: str) -> str | None:
+    """The title as a story identity: case, accents, punctuation and spacing folded.
+
+    None for titles under MIN_TITLE_WORDS words, which are too generic to identify a story.
+    """
+    decomposed = unicodedata.normalize("NFKD", title)
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    words = _NON_WORD.sub(" ", bare.casefold()).split()
+    return " ".join(words) if len(words) >= MIN_TITLE_WORDS else None
+
+
+def group_stories(items: Sequence[DigestItem]) -> list[Story]:
+    """The same story syndicated on several feeds, once: items sharing a URL or a title.
+
+    Grouping is transitive (A shares B's URL, B shares C's title: one story). The lead is
+    the best-scored copy, then the earliest published; stories come in input order.
+    """
+    return [_story(group, _best_score) for group in _group(items)]
+
+
+def rank_stories(stories: Sequence[Story], label: str | None, now: datetime) -> list[Story]:
+    """Best first, by relevance x recency x reach of each story's lead:
+
+        relevance = lead's score for `label` (its best score when `label` is None); a label
+                    the model did not score but a person gave counts as 1.0
+        recency   = 0.5 ** (age / 24 h), age = now - published_at (0 if in the future)
+        reach     = 1 + 0.1 x (other feeds carrying it, up to 5)
+
+    so within a day's digest the score dominates and a day's age costs as much as halving
+    it. Ties: the most recently published first, then the lowest item id.
+    """
+
+    def key(story: Story) -> tuple[float, float, int]:
+        lead = story.lead
+        age = max(now - lead.published_at, timedelta(0))
+        recency = 0.5 ** (age / RECENCY_HALF_LIFE)
+        reach = 1 + REACH_BONUS * min(len(story.others), REACH_MAX_FEEDS)
+        rank = _relevance(lead, label) * recency * reach
+        return (-rank, -lead.published_at.timestamp(), lead.item_id)
+
+    return sorted(stories, key=key)
+
+
+# -- the digest -----------------------------------------------------------------------------
+
+
+def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -> Digest:
+    """Counts against the 7-day baseline, the top stories per followed function, the
+    uncertain items worth a look, and the feeds that need attention."""
+    items = data.items
+    labels = [*LABELS, *sorted({lb for item in items for lb in item.labels} - set(LABELS))]
+    counts = {
+        label: sum(1 for item in items if label in item.labels and not item.uncertain)
+        for label in labels
+    }
+    averages = {label: _mean(data.daily_counts.get(label, ())) for label in labels}
+    followed = _followed(recipient)
+    groups = _group(items)
+    sections = tuple(
+        Section(
+            label=label,
+            title=LABEL_TITLES[label],
+            count=counts[label],
+            previous_daily_average=averages[label],
+            change_pct=change_pct(counts[label], averages[label]),
+            stories=tuple(
+                rank_stories(_section_stories(groups, label), label, period.ends_at)[
+                    : recipient.items_per_section
+                ]
+            ),
+        )
+        for label in followed
+    )
+    return Digest(
+        recipient=recipient,
+        period=period,
+        total_items=len(items),
+        counts=counts,
+        previous_daily_average=averages,
+        sections=sections,
+        uncertain=_uncertain_stories(groups, recipient, followed),
+        unhealthy_feeds=data.unhealthy_feeds,
+    )
+
+
+def is_empty(digest: Digest) -> bool:
+    """Nothing in the followed functions and nothing uncertain: only a "nothing new" note."""
+    return not digest.uncertain and all(not section.stories for section in digest.sections)
+
+
+def change_pct(count: int, baseline: float) -> float | None:
+    """Percentage change of `count` against the daily baseline; None when the baseline is 0."""
+    if baseline <= 0:
+        return None
+    return (count - baseline) / baseline * 100
+
+
+def top_guesses(item: DigestItem, limit: int = 2) -> list[tuple[str, float]]:
+    """The model's best labels for an item, best first (ties in LABELS order)."""
+    order = {label: index for index, label in enumerate(LABELS)}
+    ranked = sorted(item.scores.items(), key=lambda pair: (-pair[1], order.get(pair[0], 99)))
+    return ranked[:limit]
+
+
+def _followed(recipient: Recipient) -> tuple[str, ...]:
+    # LABELS order whatever the config's order: "other" last, and the same place every day.
+    wanted = set(recipient.functions) or set(LABELS)
+    return tuple(label for label in LABELS if label in wanted)
+
+
+def _section_stories(groups: Sequence[Sequence[DigestItem]], label: str) -> list[Story]:
+    """The stories with a copy confidently labelled `label`; that copy leads, and every
+    other copy, whatever its labels, is listed as also carrying it."""
+    stories = []
+    for group in groups:
+        members = [item for item in group if label in item.labels and not item.uncertain]
+        if members:
+            lead = _best(members, lambda item: _relevance(item, label))
+            stories.append(_story_with_lead(lead, group))
+    return stories
+
+
+def _uncertain_stories(
+    groups: Sequence[Sequence[DigestItem]], recipient: Recipient, followed: tuple[str, ...]
+) -> tuple[Story, ...]:
+    """Stories that only have uncertain copies (a confident copy already settles the story),
+    whose top two guesses touch a followed function, closest calls first."""
+    stories = []
+    for group in groups:
+        if any(item.labels and not item.uncertain for item in group):
+            continue
+        members = [item for item in group if item.uncertain]
+        if not members:
+            continue  # unclassified only: nothing for a person to confirm yet
+        story = _story_with_lead(_best(members, _best_score), group)
+        if recipient.functions and not {g for g, _ in top_guesses(story.lead)} & set(followed):
+            continue
+        stories.append(story)
+
+    def closeness(story: Story) -> tuple[float, float, int]:
+        lead = story.lead
+        gap = abs(_best_score(lead) - UNCERTAIN_PIVOT)
+        return (gap, -lead.published_at.timestamp(), lead.item_id)
+
+    return tuple(sorted(stories, key=closeness)[: recipient.items_per_section])
+
+
+def _group(items: Sequence[DigestItem]) -> list[list[DigestItem]]:
+    """Union-find over shared URL keys and title keys; groups in order of first member."""
+    parent = list(range(len(items)))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]  # path halving keeps the trees flat
+            index = parent[index]
+        return index
+
+    first_with: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(items):
+        for kind, key in (("url", url_key(item.url)), ("title", title_key(item.title))):
+            if key is None:
+                continue
+            other = first_with.setdefault((kind, key), index)
+            a, b = root(index), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the smaller root keeps input order stable
+    groups: dict[int, list[DigestItem]] = {}
+    for index, item in enumerate(items):
+        groups.setdefault(root(index), []).append(item)
+    return list(groups.values())
+
+
+def _story(group: Sequence[DigestItem], score: _ScoreFn) -> Story:
+    return _story_with_lead(_best(group, score), group)
+
+
+def _story_with_lead(lead: DigestItem, group: Sequence[DigestItem]) -> Story:
+    """`lead` plus one copy per other feed (the earliest published of each)."""
+    feeds = {lead.feed_url}
+    others = []
+    for item in sorted(group, key=lambda item: (item.published_at.timestamp(), item.item_id)):
+        if item.feed_url not in feeds:
+            feeds.add(item.feed_url)
+            others.append(item)
+    return Story(lead=lead, others=tuple(others))
+
+
+def _best(items: Sequence[DigestItem], score: _ScoreFn) -> DigestItem:
+    """The best-scored item, then the earliest published, then the lowest id."""
+    return min(items, key=lambda item: (-score(item), item.published_at.timestamp(), item.item_id))
+
+
+def _relevance(item: DigestItem, label: str | None) -> float:
+    if label is None:
+        return _best_score(item)
+    if label in item.scores:
+        return item.scores[label]
+    return 1.0 if label in item.labels else 0.0
+
+
+def _best_score(item: DigestItem) -> float:
+    return max(item.scores.values(), default=1.0 if item.labels else 0.0)
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _TRACKING_PARAMS or lowered.startswith(_TRACKING_PREFIXES)
+
+
+def _mean(values: Sequence[int]) -> float:
+    # Over the days the store knows: a fresh install with 2 days of history still compares.
+    return math.fsum(values) / len(values) if values else 0.0

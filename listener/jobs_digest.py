@@ -1,0 +1,199 @@
+"""Wiring of the digest and maintenance jobs; reads like the data-flow diagram:
+
+digest: latest_due_period ─► is_digest_due ─► store.claim_digest ─► digest data
+        ─► build_digest ─► render_digest ─EmailMessage─► deliver (SMTP or outbox)
+        ─► store.mark_digest_sent   (a failed send: store.release_digest, retried later)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import cast
+
+import structlog
+
+from listener.config import Settings
+from listener.digest import (
+    build_digest,
+    digest_period,
+    is_digest_due,
+    is_empty,
+    latest_due_period,
+)
+from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
+from listener.errors import MailError
+from listener.mail import SmtpSecurity, SmtpSettings, deliver
+from listener.render import message_id, render_digest
+from listener.schedule import feed_health
+from listener.store import Store
+
+log = structlog.get_logger(__name__)
+
+_RETRY_FIRST = timedelta(minutes=5)
+_RETRY_MAX = timedelta(hours=2)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestOutcome:
+    recipient: str
+    day: str
+    status: str  # sent | skipped | failed
+    reason: str | None = None
+    items: int = 0
+    delivery: str | None = None
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings:
+    smtp = settings.smtp
+    return SmtpSettings(
+        host=smtp.host,
+        port=smtp.port,
+        security=cast(SmtpSecurity, smtp.security),  # one of these: checked by config
+        username=smtp.username,
+        password=settings.smtp_password,
+        timeout_s=smtp.timeout_s,
+        retries=smtp.retries,
+        ca_file=smtp.ca_file,
+    )
+
+
+def digest_data(
+    store: Store, settings: Settings, recipient: Recipient, period: DigestPeriod, now: datetime
+) -> DigestData:
+    """Everything build_digest needs: the period's items, the 7 days before, feed health."""
+    items = store.digest_items(period.starts_at, period.ends_at, recipient.tags)
+    per_day = []
+    for days_back in range(7, 0, -1):
+        earlier = digest_period(recipient, period.day - timedelta(days=days_back))
+        per_day.append(store.label_counts(earlier.starts_at, earlier.ends_at, recipient.tags))
+    labels = {label for counts in per_day for label in counts}
+    daily_counts = {label: tuple(counts.get(label, 0) for counts in per_day) for label in labels}
+    unhealthy = []
+    for row in store.list_feeds():
+        if recipient.tags and not set(recipient.tags) & set(row.tags):
+            continue
+        state = feed_health(
+            now=now,
+            last_status=row.last_status,
+            error_count=row.error_count,
+            failing_since=row.failing_since,
+            gone_at=row.gone_at,
+            last_new_item_at=row.last_new_item_at,
+            added_at=row.added_at,
+            silent_after_days=settings.poll.silent_after_days,
+        )
+        if state != "ok" and not state.startswith("new"):
+            unhealthy.append(FeedHealth(url=row.url, title=row.title, state=state))
+    return DigestData(
+        items=tuple(items), daily_counts=daily_counts, unhealthy_feeds=tuple(unhealthy)
+    )
+
+
+def preview_digest(
+    store: Store, settings: Settings, recipient: Recipient, day: datetime, now: datetime
+) -> EmailMessage:
+    """The digest of `recipient` for the local date of `day`, rendered; nothing is claimed."""
+    period = digest_period(recipient, day.date())
+    digest = build_digest(recipient, period, digest_data(store, settings, recipient, period, now))
+    return render_digest(
+        digest,
+        sender=settings.digest.sender,
+        generated_at=now,
+        message_domain=settings.digest.message_domain,
+    )
+
+
+def send_due_digests(store: Store, settings: Settings, now: datetime) -> list[DigestOutcome]:
+    """Send every recipient's due digest exactly once (claim, send, mark; release on error)."""
+    outcomes = []
+    for recipient in settings.recipients:
+        period = latest_due_period(recipient, now)
+        day = period.day.isoformat()
+        with structlog.contextvars.bound_contextvars(recipient=recipient.name, day=day):
+            outcome = _send_one(store, settings, recipient, period, day, now)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _send_one(
+    store: Store,
+    settings: Settings,
+    recipient: Recipient,
+    period: DigestPeriod,
+    day: str,
+    now: datetime,
+) -> DigestOutcome:
+    catch_up = timedelta(hours=settings.digest.catch_up_hours)
+    sent = store.digest_sent_at(recipient.name, day) is not None
+    if not is_digest_due(period, now, already_sent=sent, catch_up=catch_up):
+        reason = "already_sent" if sent else "not_due"
+        log.debug("digest_skipped", reason=reason)
+        return DigestOutcome(recipient.name, day, "skipped", reason)
+    stale = now - timedelta(minutes=settings.digest.claim_timeout_minutes)
+    claim = store.claim_digest(
+        recipient.name,
+        day,
+        period=(period.starts_at, period.ends_at),
+        now=now,
+        stale_before=stale,
+    )
+    if claim is None:
+        log.info("digest_skipped", reason="claimed_or_waiting_retry")
+        return DigestOutcome(recipient.name, day, "skipped", "claimed_or_waiting_retry")
+    data = digest_data(store, settings, recipient, period, now)
+    digest = build_digest(recipient, period, data)
+    if is_empty(digest) and not recipient.send_when_empty:
+        store.mark_digest_sent(
+            recipient.name,
+            day,
+            claim,
+            now=now,
+            item_count=0,
+            message_id=None,
+            delivery="nothing to send",
+        )
+        log.info("digest_skipped", reason="empty")
+        return DigestOutcome(recipient.name, day, "skipped", "empty")
+    message = render_digest(
+        digest,
+        sender=settings.digest.sender,
+        generated_at=now,
+        message_domain=settings.digest.message_domain,
+    )
+    try:
+        delivery = deliver(
+            message,
+            smtp_settings(settings),
+            Path(settings.digest.outbox),
+            f"{day}-{recipient.name}",
+        )
+    except MailError as exc:
+        attempts = store.digest_attempts(recipient.name, day)
+        retry_at = now + min(_RETRY_FIRST * (2 ** min(attempts, 10)), _RETRY_MAX)
+        store.release_digest(recipient.name, day, claim, error=str(exc), retry_at=retry_at)
+        log.warning(
+            "digest_failed", error=str(exc), attempts=attempts + 1, retry_at=retry_at.isoformat()
+        )
+        return DigestOutcome(recipient.name, day, "failed", str(exc))
+    store.mark_digest_sent(
+        recipient.name,
+        day,
+        claim,
+        now=now,
+        item_count=digest.total_items,
+        message_id=message_id(digest, settings.digest.message_domain),
+        delivery=delivery,
+    )
+    log.info("digest_sent", items=digest.total_items, delivery=delivery)
+    return DigestOutcome(recipient.name, day, "sent", None, digest.total_items, delivery)
+
+
+def run_maintenance(store: Store, settings: Settings, now: datetime) -> dict[str, int]:
+    """Daily: drop old polls rows, optimise the FTS index and the planner statistics."""
+    before = now - timedelta(days=settings.daemon.keep_polls_days)
+    result = store.run_maintenance(polls_before=before)
+    log.info("maintenance_done", **result)
+    return result

@@ -1,0 +1,258 @@
+"""I/O: the digest and daemon side of the store: what a digest shows, the exactly-once claim
+on each (recipient, day), the daemon's heartbeat, and maintenance.
+
+Mixed into `store.Store`. Decides nothing: which period is due is `digest.py`'s business.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlite_utils import Database
+
+from listener.domain import DigestItem
+from listener.store_base import from_db_time, to_db_time, wrap_errors
+
+# How far back an item's own date may be and still count as news when first seen: a new
+# feed's archive is not yesterday's news.
+MAX_ITEM_AGE = timedelta(days=7)
+_NEVER = datetime.min.replace(tzinfo=UTC)  # NOT NULL columns: never used
+
+_ITEMS_SQL = """
+    SELECT items.id, items.title, items.url, items.summary, feeds.title AS feed_title,
+           feeds.url AS feed_url, feeds.tags AS feed_tags, items.published_at,
+           items.fetched_at, items.lang,
+           (SELECT json_group_array(label) FROM
+               (SELECT label FROM item_labels WHERE item_labels.item_id = items.id
+                ORDER BY rank)) AS labels,
+           (SELECT json_array(predictions.scores, predictions.uncertain) FROM predictions
+            JOIN models ON models.version = predictions.model_version
+            WHERE predictions.item_id = items.id
+            ORDER BY models.last_used_at DESC LIMIT 1) AS prediction,
+           EXISTS (SELECT 1 FROM labels WHERE labels.item_id = items.id) AS corrected
+    FROM items JOIN feeds ON feeds.id = items.feed_id
+    WHERE items.fetched_at >= :start AND items.fetched_at < :end
+      AND items.published_at >= :oldest {tag_filter}
+    ORDER BY items.id
+"""
+_COUNTS_SQL = """
+    SELECT item_labels.label, count(*) FROM items
+    JOIN feeds ON feeds.id = items.feed_id
+    JOIN item_labels ON item_labels.item_id = items.id
+    WHERE items.fetched_at >= :start AND items.fetched_at < :end
+      AND items.published_at >= :oldest {tag_filter}
+    GROUP BY item_labels.label
+"""
+_TAG_FILTER = (
+    "AND EXISTS (SELECT 1 FROM json_each(feeds.tags) WHERE json_each.value IN "
+    "(SELECT value FROM json_each(:tags)))"
+)
+
+
+class DigestMixin:
+    db: Database
+
+    # -- what a digest shows ---------------------------------------------------------------
+
+    def digest_items(self, start: datetime, end: datetime, tags: Sequence[str]) -> list[DigestItem]:
+        """Items first seen in [start, end) and not older than a week, from feeds with one of
+        `tags` (every feed when empty), with their effective labels and latest scores."""
+        params = self._window(start, end, tags)
+        sql = _ITEMS_SQL.format(tag_filter=_TAG_FILTER if tags else "")
+        with wrap_errors("reading the digest's items"):
+            return [_digest_item(row) for row in self.db.query(sql, params)]
+
+    def label_counts(self, start: datetime, end: datetime, tags: Sequence[str]) -> dict[str, int]:
+        """Items per effective label in a window, counted as digest_items selects them."""
+        params = self._window(start, end, tags)
+        sql = _COUNTS_SQL.format(tag_filter=_TAG_FILTER if tags else "")
+        with wrap_errors("counting labels"):
+            return {label: int(n) for label, n in self.db.execute(sql, params).fetchall()}
+
+    @staticmethod
+    def _window(start: datetime, end: datetime, tags: Sequence[str]) -> dict[str, Any]:
+        return {
+            "start": to_db_time(start),
+            "end": to_db_time(end),
+            "oldest": to_db_time(start - MAX_ITEM_AGE),
+            "tags": json.dumps(list(tags)),
+        }
+
+    # -- exactly once ----------------------------------------------------------------------
+
+    def claim_digest(
+        self,
+        recipient: str,
+        day: str,
+        *,
+        period: tuple[datetime, datetime],
+        now: datetime,
+        stale_before: datetime,
+    ) -> str | None:
+        """Claim (recipient, day) for sending; the claim id, or None when it is sent, claimed
+        by a live sender, or waiting for its next retry. One conditional write, so two
+        processes can never both win."""
+        claim_id = uuid.uuid4().hex
+        stamp = to_db_time(now)
+        with wrap_errors("claiming a digest"), self.db.atomic():
+            self.db.execute(
+                """
+                INSERT INTO digests (recipient, day, period_start, period_end, claimed_at,
+                                     claim_id)
+                VALUES (:recipient, :day, :start, :end, :now, :claim)
+                ON CONFLICT (recipient, day) DO UPDATE SET
+                    claimed_at = :now, claim_id = :claim
+                WHERE digests.sent_at IS NULL
+                  AND (digests.claimed_at IS NULL OR digests.claimed_at < :stale)
+                  AND (digests.next_attempt_at IS NULL OR digests.next_attempt_at <= :now)
+                """,
+                {
+                    "recipient": recipient,
+                    "day": day,
+                    "start": to_db_time(period[0]),
+                    "end": to_db_time(period[1]),
+                    "now": stamp,
+                    "claim": claim_id,
+                    "stale": to_db_time(stale_before),
+                },
+            )
+            row = self.db.execute(
+                "SELECT claim_id FROM digests WHERE recipient = ? AND day = ?", [recipient, day]
+            ).fetchone()
+        return claim_id if row and row[0] == claim_id else None
+
+    def mark_digest_sent(
+        self,
+        recipient: str,
+        day: str,
+        claim_id: str,
+        *,
+        now: datetime,
+        item_count: int,
+        message_id: str | None,
+        delivery: str,
+    ) -> None:
+        with wrap_errors("marking a digest sent"), self.db.atomic():
+            self.db.execute(
+                "UPDATE digests SET sent_at = ?, item_count = ?, message_id = ?, delivery = ?,"
+                " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
+                " WHERE recipient = ? AND day = ? AND claim_id = ?",
+                [to_db_time(now), item_count, message_id, delivery, recipient, day, claim_id],
+            )
+
+    def release_digest(
+        self, recipient: str, day: str, claim_id: str, *, error: str, retry_at: datetime
+    ) -> int:
+        """A failed send gives the claim back, to be retried at `retry_at`; the attempts."""
+        with wrap_errors("releasing a digest"), self.db.atomic():
+            self.db.execute(
+                "UPDATE digests SET claimed_at = NULL, claim_id = NULL, attempts = attempts + 1,"
+                " last_error = ?, next_attempt_at = ?"
+                " WHERE recipient = ? AND day = ? AND claim_id = ?",
+                [error, to_db_time(retry_at), recipient, day, claim_id],
+            )
+            row = self.db.execute(
+                "SELECT attempts FROM digests WHERE recipient = ? AND day = ?", [recipient, day]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def digest_sent_at(self, recipient: str, day: str) -> datetime | None:
+        with wrap_errors("reading digests"):
+            row = self.db.execute(
+                "SELECT sent_at FROM digests WHERE recipient = ? AND day = ?", [recipient, day]
+            ).fetchone()
+        return from_db_time(row[0]) if row else None
+
+    def digest_attempts(self, recipient: str, day: str) -> int:
+        with wrap_errors("reading digests"):
+            row = self.db.execute(
+                "SELECT attempts FROM digests WHERE recipient = ? AND day = ?", [recipient, day]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def recent_digests(self, limit: int = 10) -> list[dict[str, Any]]:
+        with wrap_errors("reading digests"):
+            return list(
+                self.db.query(
+                    "SELECT recipient, day, sent_at, item_count, delivery, attempts, last_error,"
+                    " next_attempt_at FROM digests ORDER BY day DESC, recipient LIMIT ?",
+                    [limit],
+                )
+            )
+
+    # -- the daemon ------------------------------------------------------------------------
+
+    def record_heartbeat(
+        self,
+        *,
+        pid: int,
+        host: str,
+        version: str,
+        started_at: datetime,
+        now: datetime,
+        next_runs: Mapping[str, datetime | None],
+    ) -> None:
+        runs = {name: to_db_time(at) if at else None for name, at in next_runs.items()}
+        with wrap_errors("writing the heartbeat"), self.db.atomic():
+            self.db.execute(
+                "INSERT INTO daemon (id, pid, host, version, started_at, heartbeat_at,"
+                " stopped_at, next_runs) VALUES (1, ?, ?, ?, ?, ?, NULL, ?)"
+                " ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host,"
+                " version = excluded.version, started_at = excluded.started_at,"
+                " heartbeat_at = excluded.heartbeat_at, stopped_at = NULL,"
+                " next_runs = excluded.next_runs",
+                [pid, host, version, to_db_time(started_at), to_db_time(now), json.dumps(runs)],
+            )
+
+    def record_daemon_stopped(self, pid: int, now: datetime) -> None:
+        with wrap_errors("recording the daemon's stop"), self.db.atomic():
+            self.db.execute(
+                "UPDATE daemon SET stopped_at = ? WHERE id = 1 AND pid = ?", [to_db_time(now), pid]
+            )
+
+    def daemon_state(self) -> dict[str, Any] | None:
+        with wrap_errors("reading the daemon state"):
+            rows = list(self.db.query("SELECT * FROM daemon WHERE id = 1"))
+        return rows[0] if rows else None
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def run_maintenance(self, *, polls_before: datetime) -> dict[str, int]:
+        """Drop old polls rows, optimise the full-text index and the query planner's stats."""
+        with wrap_errors("maintenance"):
+            with self.db.atomic():
+                deleted = self.db.execute(
+                    "DELETE FROM polls WHERE started_at < ?", [to_db_time(polls_before)]
+                ).rowcount
+                self.db.execute("INSERT INTO items_fts(items_fts) VALUES ('optimize')")
+            self.db.execute("PRAGMA optimize")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return {"polls_deleted": deleted}
+
+
+def _digest_item(row: Mapping[str, Any]) -> DigestItem:
+    scores: dict[str, float] = {}
+    uncertain = False
+    if row["prediction"]:
+        scores_json, flagged = json.loads(row["prediction"])
+        scores = json.loads(scores_json)
+        uncertain = bool(flagged) and not row["corrected"]
+    return DigestItem(
+        item_id=row["id"],
+        title=row["title"],
+        url=row["url"],
+        summary=row["summary"],
+        feed_title=row["feed_title"],
+        feed_url=row["feed_url"],
+        feed_tags=tuple(json.loads(row["feed_tags"])),
+        published_at=from_db_time(row["published_at"]) or _NEVER,
+        fetched_at=from_db_time(row["fetched_at"]) or _NEVER,
+        lang=row["lang"],
+        labels=tuple(json.loads(row["labels"])),
+        scores=scores,
+        uncertain=uncertain,
+    )

@@ -1,0 +1,124 @@
+"""The exactly-once claim on (recipient, day), the digest's item selection, the heartbeat."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from listener.store import Store, open_store
+from tests.conftest import NOW
+from tests.test_store import make_item, poll
+
+PERIOD = (NOW - timedelta(days=1), NOW)
+
+
+@pytest.fixture
+def store(db_path: Path) -> Store:
+    return open_store(db_path)
+
+
+def claim(store: Store, at: object = NOW, stale_minutes: int = 15) -> str | None:
+    return store.claim_digest(
+        "team",
+        "2026-11-26",
+        period=PERIOD,
+        now=at,  # type: ignore[arg-type]
+        stale_before=at - timedelta(minutes=stale_minutes),  # type: ignore[operator]
+    )
+
+
+def test_only_one_claim_wins_and_a_sent_digest_is_never_claimed_again(store: Store) -> None:
+    first = claim(store)
+    assert first is not None
+    assert claim(store) is None  # a live claim
+    store.mark_digest_sent(
+        "team",
+        "2026-11-26",
+        first,
+        now=NOW,
+        item_count=3,
+        message_id="<m@x>",
+        delivery="outbox x.eml",
+    )
+    assert store.digest_sent_at("team", "2026-11-26") == NOW
+    assert claim(store, NOW + timedelta(days=1)) is None  # sent: never again, even much later
+
+
+def test_a_stale_claim_is_taken_over(store: Store) -> None:
+    first = claim(store)
+    assert claim(store, NOW + timedelta(minutes=10)) is None
+    second = claim(store, NOW + timedelta(minutes=16))
+    assert second is not None
+    assert second != first
+    # The crashed sender's late mark is ignored: its claim is no longer the current one.
+    store.mark_digest_sent(
+        "team", "2026-11-26", first or "", now=NOW, item_count=1, message_id=None, delivery="late"
+    )
+    assert store.digest_sent_at("team", "2026-11-26") is None
+
+
+def test_a_released_claim_waits_for_its_retry_time(store: Store) -> None:
+    first = claim(store)
+    assert first is not None
+    attempts = store.release_digest(
+        "team", "2026-11-26", first, error="SMTP down", retry_at=NOW + timedelta(minutes=5)
+    )
+    assert attempts == 1
+    assert claim(store, NOW + timedelta(minutes=4)) is None
+    assert claim(store, NOW + timedelta(minutes=5)) is not None
+    (row,) = store.recent_digests()
+    assert row["last_error"] == "SMTP down"
+
+
+def test_digest_items_selects_new_recent_items_of_followed_tags(store: Store) -> None:
+    store.add_feed("https://hr.example/feed", now=NOW, tags=["hr"])
+    store.add_feed("https://pr.example/feed", now=NOW, tags=["pr"])
+    hr, pr = (s.id for s in store.feed_sources(None))
+    # Fetched yesterday (inside the period): published recently, and one from an archive.
+    store.save_poll(
+        poll(hr, started_at=NOW - timedelta(hours=3)),
+        {},
+        [
+            make_item(hr, 1),
+            make_item(hr, 2, published_at=NOW - timedelta(days=30)),
+        ],
+    )
+    store.save_poll(poll(pr, started_at=NOW - timedelta(hours=3)), {}, [make_item(pr, 3)])
+    # Fetched now: outside the period.
+    store.save_poll(poll(pr), {}, [make_item(pr, 4)])
+    titles = {i.title for i in store.digest_items(*PERIOD, ())}
+    assert titles == {"Item 1", "Item 3"}
+    assert {i.title for i in store.digest_items(*PERIOD, ("hr",))} == {"Item 1"}
+    item = store.digest_items(*PERIOD, ("hr",))[0]
+    assert item.labels == ()
+    assert item.scores == {}
+    assert not item.uncertain
+
+
+def test_heartbeat_round_trip(store: Store) -> None:
+    assert store.daemon_state() is None
+    store.record_heartbeat(
+        pid=42,
+        host="h",
+        version="1",
+        started_at=NOW,
+        now=NOW,
+        next_runs={"poll": NOW, "maintenance": None},
+    )
+    state = store.daemon_state()
+    assert state is not None
+    assert state["pid"] == 42
+    assert state["stopped_at"] is None
+    store.record_daemon_stopped(42, NOW)
+    assert store.daemon_state()["stopped_at"] == "2026-11-26T08:00:00Z"  # type: ignore[index]
+
+
+def test_maintenance_drops_old_polls(store: Store) -> None:
+    store.add_feed("https://a.example/feed", now=NOW)
+    (source,) = store.feed_sources(None)
+    store.save_poll(poll(source.id, started_at=NOW - timedelta(days=100)), {})
+    store.save_poll(poll(source.id), {})
+    assert store.run_maintenance(polls_before=NOW - timedelta(days=90)) == {"polls_deleted": 1}
+    assert store.counts()["polls"] == 1
