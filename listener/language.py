@@ -31,6 +31,9 @@ def _identifier() -> Any:
     # Scoring gathers one row per feature; row-major storage halves its cost (same dtype
     # and size as the column-major copy set_languages makes).
     identifier.nb_ptc = identifier.nb_ptc.copy(order="C")
+    # set_languages keeps the full model to allow another call; we never make one, and the
+    # copy is 28 MB in every parse worker.
+    identifier._full_model = None
     return identifier
 
 
