@@ -43,6 +43,7 @@ def run_command(obj: Context) -> None:
     from listener.jobs_digest import run_maintenance, send_due_digests
 
     settings = obj.settings
+    obj.configure_logging(cache=True)
     db_path = obj.database_path()
     with daemon_lock(db_path), obj.store() as store:
         services = make_services(settings, store)
@@ -79,7 +80,9 @@ def run_command(obj: Context) -> None:
                 daily_at_utc=daemon.maintenance_at,
                 run_at_start=False,
             ),
-            ScheduledJob("heartbeat", heartbeat, every_s=daemon.heartbeat_s, executor="side"),
+            ScheduledJob(
+                "heartbeat", heartbeat, every_s=daemon.heartbeat_s, executor="side", quiet=True
+            ),
         ]
         stop = threading.Event()
         restore = install_signal_handlers(stop)

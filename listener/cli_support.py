@@ -34,12 +34,19 @@ class Context:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(self.config_path, os.environ)
-            logging_settings = self._settings.logging
-            configure_logging(
-                resolve_format(self.log_format or logging_settings.format),
-                self.log_level or logging_settings.level,
-            )
+            self.configure_logging(cache=False)
         return self._settings
+
+    def configure_logging(self, *, cache: bool) -> None:
+        """Logs as the settings and options say. Only the long-lived daemon caches loggers:
+        a cached logger keeps its configuration for the life of the process, which a
+        one-shot command does not need and an in-process test must not inherit."""
+        logging_settings = self.settings.logging
+        configure_logging(
+            resolve_format(self.log_format or logging_settings.format),
+            self.log_level or logging_settings.level,
+            cache=cache,
+        )
 
     def database_path(self) -> Path:
         return self.db_path or Path(self.settings.database)

@@ -62,6 +62,7 @@ class ScheduledJob:
     run_at_start: bool = True
     # "default" runs jobs one at a time (SQLite has one writer); "side" for the heartbeat.
     executor: str = "default"
+    quiet: bool = False  # log a successful run at debug (the heartbeat, every 30 s)
 
     def __post_init__(self) -> None:
         if (self.every_s is None) == (self.daily_at_utc is None):
@@ -272,7 +273,8 @@ def _run_logged(job: ScheduledJob) -> None:
     except Exception:  # a bug: log the traceback and keep the daemon alive for the next run
         log.exception("job_failed", status="failed", duration_ms=_elapsed_ms(started))
     else:
-        log.info("job_finished", status="ok", duration_ms=_elapsed_ms(started))
+        finished = log.debug if job.quiet else log.info
+        finished("job_finished", status="ok", duration_ms=_elapsed_ms(started))
     finally:
         clear_contextvars()
 

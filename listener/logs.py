@@ -50,3 +50,5 @@ def configure_logging(fmt: Literal["console", "json"], level: str, *, cache: boo
     # httpx logs every request at INFO; our feed_polled line already says it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # APScheduler logs every run twice at INFO; our job_started/job_finished lines say it.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -170,14 +170,19 @@ def _send_once(message: EmailMessage, smtp: SmtpSettings, context: ssl.SSLContex
                     f"SMTP server {smtp.address} offers no AUTH; cannot log in as {smtp.username}"
                 )
             client.login(smtp.username, smtp.password)
-        client.send_message(message)
+        refused = client.send_message(message)
         code, text = client.data_reply
         # Delivered: a failing QUIT must not turn into a retry (and a duplicate).
         with contextlib.suppress(smtplib.SMTPException, OSError):
             client.quit()
-        return f"{code} {_text(text)}"
     finally:
         client.close()
+    reply = f"{code} {_text(text)}"
+    if refused:  # some recipients got it: retrying would send them a duplicate
+        detail = ", ".join(f"{rcpt}: {c} {_text(t)}" for rcpt, (c, t) in sorted(refused.items()))
+        log.warning("mail_recipients_refused", server=smtp.address, refused=detail)
+        reply += f" (refused {detail})"
+    return reply
 
 
 def _describe(exc: BaseException, smtp: SmtpSettings) -> tuple[str, bool]:

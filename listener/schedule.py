@@ -102,7 +102,8 @@ def feed_health(
     if gone_at is not None:
         return f"gone since {gone_at:%Y-%m-%d}"
     if error_count > 0 and failing_since is not None:
-        return f"failing since {failing_since:%Y-%m-%d %H:%M}Z ({error_count} errors)"
+        errors = "1 error" if error_count == 1 else f"{error_count} errors"
+        return f"failing since {failing_since:%Y-%m-%d %H:%M}Z ({errors})"
     if last_status is None:
         return "new (not polled yet)"
     reference = last_new_item_at or added_at

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import time_machine
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
+from listener import daemon
 from listener.daemon import (
     DaemonScheduler,
     ScheduledJob,
@@ -32,6 +34,13 @@ from listener.daemon import (
 from listener.errors import ListenerError, StoreError
 
 WAIT_S = 5.0  # upper bound for something that should happen within milliseconds
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CLI run in this process (configure_logging(cache=True), e.g. test_end_to_end) caches
+    # the module's logger proxy for good, and capture_logs no longer sees it.
+    monkeypatch.setattr(daemon, "log", structlog.get_logger(daemon.__name__))
 
 
 class Runs:
@@ -209,15 +218,15 @@ def test_on_schedule_gets_the_next_run_times_at_start_and_after_each_scheduling(
         ScheduledJob("poll", Runs(), every_s=0.05),
         ScheduledJob("maintenance", Runs(), daily_at_utc="03:30", run_at_start=False),
     ]
-    daemon = threading.Thread(
+    daemon_thread = threading.Thread(
         target=run_until_stopped, args=(jobs, stop), kwargs={"on_schedule": record}
     )
-    daemon.start()
+    daemon_thread.start()
     try:
         assert enough.wait(WAIT_S)
     finally:
         stop.set()
-        daemon.join(WAIT_S)
+        daemon_thread.join(WAIT_S)
 
     assert all(set(snapshot) == {"poll", "maintenance"} for snapshot in snapshots)
     polls = [when for snapshot in snapshots if (when := snapshot["poll"]) is not None]
@@ -236,16 +245,16 @@ def test_the_stop_event_ends_the_daemon_after_the_running_job_finishes() -> None
         work.wait(0.3)
         finished.set()
 
-    daemon = threading.Thread(
+    daemon_thread = threading.Thread(
         target=run_until_stopped, args=([ScheduledJob("poll", slow, every_s=3600)], stop)
     )
-    daemon.start()
+    daemon_thread.start()
     assert started.wait(WAIT_S)
     stop_at = time.monotonic()
     stop.set()
-    daemon.join(timeout=2.0)
+    daemon_thread.join(timeout=2.0)
 
-    assert not daemon.is_alive()
+    assert not daemon_thread.is_alive()
     assert finished.is_set()  # not cut mid-way
     assert time.monotonic() - stop_at < 2.0
 

@@ -10,8 +10,10 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
+from listener import mail
 from listener.errors import MailError
 from listener.mail import SmtpSettings, deliver, send_message, write_outbox
 from tests.smtp import (
@@ -39,6 +41,13 @@ def make_message(to: str = "team@example.org") -> EmailMessage:
     message.set_content(TEXT)
     message.add_alternative(HTML, subtype="html")
     return message
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CLI run in this process (configure_logging(cache=True), e.g. test_end_to_end) caches
+    # the module's logger proxy for good, and capture_logs no longer sees it.
+    monkeypatch.setattr(mail, "log", structlog.get_logger(mail.__name__))
 
 
 class Pauses(list[float]):
@@ -133,6 +142,23 @@ def test_send_message_does_not_retry_a_refused_recipient(server: SmtpServer) -> 
     assert pauses == []
     assert server.inbox.rcpt_attempts == 1
     assert server.inbox.messages == []
+
+
+def test_send_message_delivers_to_the_accepted_recipients_and_reports_the_others(
+    server: SmtpServer,
+) -> None:
+    server.inbox.refuse_next(1, "550 5.1.1 No such user", at="rcpt")
+    pauses = Pauses()
+
+    with capture_logs() as logs:
+        reply = send_message(
+            make_message("gone@example.org, team@example.org"), server.settings(), sleep=pauses
+        )
+
+    assert reply == "250 2.0.0 OK queued as Q1 (refused gone@example.org: 550 5.1.1 No such user)"
+    assert server.inbox.messages[0].rcpt_tos == ("team@example.org",)
+    assert pauses == []  # a retry would send team@ a duplicate
+    assert [entry["event"] for entry in logs] == ["mail_recipients_refused"]
 
 
 def test_send_message_does_not_retry_a_permanent_data_refusal(server: SmtpServer) -> None:
