@@ -26,6 +26,8 @@ from listener.cli_classify import (
 from listener.cli_service import digest_command, run_command, status_command
 from listener.cli_support import (
     DURATION,
+    LIMIT_OPTION,
+    SINCE_OPTION,
     Context,
     handle_errors,
     now_utc,
@@ -34,7 +36,6 @@ from listener.cli_support import (
 from listener.config import Settings, is_http_url, model_path, redacted
 from listener.errors import QueryError
 from listener.opml import OpmlError, OpmlFeed, parse_opml, render_opml
-from listener.schedule import feed_health
 from listener.search_query import to_fts_query
 from listener.store import FeedRow, Store
 
@@ -189,24 +190,11 @@ def feeds_list(obj: Context, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     for row in rows:
-        state = _health(row, now, silent_days)
+        state = row.health(now, silent_days)
         last = row.last_polled_at.strftime("%Y-%m-%d %H:%M") if row.last_polled_at else "never"
         tags = ",".join(row.tags) or "-"
         click.echo(f"{row.item_count:>6}  {last:<16}  {state:<40}  {tags:<24}  {row.url}")
     click.echo(f"{len(rows)} feeds", err=True)
-
-
-def _health(row: FeedRow, now: datetime, silent_days: int) -> str:
-    return feed_health(
-        now=now,
-        last_status=row.last_status,
-        error_count=row.error_count,
-        failing_since=row.failing_since,
-        gone_at=row.gone_at,
-        last_new_item_at=row.last_new_item_at,
-        added_at=row.added_at,
-        silent_after_days=silent_days,
-    )
 
 
 def _feed_json(row: FeedRow, now: datetime, silent_days: int) -> dict[str, Any]:
@@ -217,7 +205,7 @@ def _feed_json(row: FeedRow, now: datetime, silent_days: int) -> dict[str, Any]:
         "url": row.url,
         "title": row.title,
         "tags": list(row.tags),
-        "state": _health(row, now, silent_days),
+        "state": row.health(now, silent_days),
         "items": row.item_count,
         "interval_minutes": row.interval_minutes,
         "last_polled_at": iso(row.last_polled_at),
@@ -329,16 +317,10 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
 
 @cli.command("search")
 @click.argument("query")
-@click.option("--since", type=DURATION, help="Only items published in the last 7d, 24h…")
+@SINCE_OPTION
 @click.option("--feed", "feed_url", help="Only items of this feed URL.")
 @click.option("--tag", help="Only items of feeds with this tag.")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 10_000),
-    default=20,
-    show_default=True,
-    help="At most this many items.",
-)
+@LIMIT_OPTION
 @click.option(
     "--order",
     type=click.Choice(["best", "newest"]),
@@ -409,7 +391,7 @@ EXPORT_COLUMNS = [
     show_default=True,
     help="JSON lines or CSV (with a header row).",
 )
-@click.option("--since", type=DURATION, help="Only items published in the last 7d, 24h…")
+@SINCE_OPTION
 @click.option("--feed", "feed_url", help="Only items of this feed URL.")
 @click.option("--tag", help="Only items of feeds with this tag.")
 @click.option(

@@ -15,7 +15,15 @@ from typing import Any, TextIO
 
 import click
 
-from listener.cli_support import DURATION, Context, handle_errors, now_utc, since_time
+from listener.cli_support import (
+    LIMIT_OPTION,
+    MODEL_OPTION,
+    SINCE_OPTION,
+    Context,
+    handle_errors,
+    now_utc,
+    since_time,
+)
 from listener.config import model_path
 from listener.errors import ClassifierError
 
@@ -31,12 +39,7 @@ def _load(obj: Context, path: Path | None = None) -> Any:
 
 
 @click.command("classify")
-@click.option(
-    "--model",
-    "model_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A .skops model file (default: the configured model).",
-)
+@MODEL_OPTION
 @click.pass_obj
 @handle_errors
 def classify_command(obj: Context, model_file: Path | None) -> None:
@@ -182,12 +185,7 @@ def model_train(
     help='JSON lines {"title", "summary", "labels": [...], "lang"} '
     "(default: the corpus's held-out split).",
 )
-@click.option(
-    "--model",
-    "model_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A .skops model file (default: the configured model).",
-)
+@MODEL_OPTION
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @click.pass_obj
 @handle_errors
@@ -240,12 +238,7 @@ def _read_labelled_jsonl(path: Path) -> list[Any]:
 
 
 @model_group.command("info")
-@click.option(
-    "--model",
-    "model_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A .skops model file (default: the configured model).",
-)
+@MODEL_OPTION
 @click.pass_obj
 @handle_errors
 def model_info(obj: Context, model_file: Path | None) -> None:
@@ -324,13 +317,7 @@ def label_command(obj: Context, item: int, labels: tuple[str, ...], by: str | No
 
 
 @click.command("review")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 10_000),
-    default=20,
-    show_default=True,
-    help="At most this many items.",
-)
+@LIMIT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
 @click.pass_obj
 @handle_errors
@@ -356,7 +343,7 @@ def review_command(obj: Context, limit: int, as_json: bool) -> None:
 
 
 @click.command("reclassify")
-@click.option("--since", type=DURATION, help="Only items published in the last 7d, 24h…")
+@SINCE_OPTION
 @click.pass_obj
 @handle_errors
 def reclassify_command(obj: Context, since: int | None) -> None:

@@ -109,7 +109,6 @@ def run_command(obj: Context) -> None:
 @handle_errors
 def status_command(obj: Context, as_json: bool) -> None:
     """Is the daemon alive, what runs next, feed health, item counts, recent digests."""
-    from listener.schedule import feed_health
 
     now = now_utc()
     settings = obj.settings
@@ -122,16 +121,7 @@ def status_command(obj: Context, as_json: bool) -> None:
         day = store.label_counts(now - timedelta(days=1), now, ())
     health: dict[str, int] = {}
     for feed in feeds:
-        state = feed_health(
-            now=now,
-            last_status=feed.last_status,
-            error_count=feed.error_count,
-            failing_since=feed.failing_since,
-            gone_at=feed.gone_at,
-            last_new_item_at=feed.last_new_item_at,
-            added_at=feed.added_at,
-            silent_after_days=settings.poll.silent_after_days,
-        ).split(" ")[0]
+        state = feed.health(now, settings.poll.silent_after_days).split(" ")[0]
         health[state] = health.get(state, 0) + 1
     alive = _daemon_alive(daemon, now, settings.daemon.heartbeat_s)
     report: dict[str, Any] = {

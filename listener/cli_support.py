@@ -113,3 +113,22 @@ DURATION = Duration()
 
 def since_time(minutes: int | None) -> datetime | None:
     return None if minutes is None else now_utc() - timedelta(minutes=minutes)
+
+
+# Options several commands share, written once so their names and help stay the same.
+MODEL_OPTION = click.option(
+    "--model",
+    "model_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A .skops model file (default: the configured model).",
+)
+LIMIT_OPTION = click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="At most this many items.",
+)
+SINCE_OPTION = click.option(
+    "--since", type=DURATION, help="Only items published in the last 7d, 24h…"
+)

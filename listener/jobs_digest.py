@@ -27,7 +27,6 @@ from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.errors import MailError
 from listener.mail import SmtpSecurity, SmtpSettings, deliver
 from listener.render import message_id, render_digest
-from listener.schedule import feed_health
 from listener.store import Store
 
 log = structlog.get_logger(__name__)
@@ -75,16 +74,7 @@ def digest_data(
     for row in store.list_feeds():
         if recipient.tags and not set(recipient.tags) & set(row.tags):
             continue
-        state = feed_health(
-            now=now,
-            last_status=row.last_status,
-            error_count=row.error_count,
-            failing_since=row.failing_since,
-            gone_at=row.gone_at,
-            last_new_item_at=row.last_new_item_at,
-            added_at=row.added_at,
-            silent_after_days=settings.poll.silent_after_days,
-        )
+        state = row.health(now, settings.poll.silent_after_days)
         if state != "ok" and not state.startswith("new"):
             unhealthy.append(FeedHealth(url=row.url, title=row.title, state=state))
     return DigestData(

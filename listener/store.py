@@ -19,6 +19,7 @@ from sqlite_utils import Database
 from listener.domain import FeedSource, Item, PollResult
 from listener.errors import QueryError
 from listener.migrations import migrations
+from listener.schedule import feed_health
 from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
 from listener.store_digest import DigestMixin
 from listener.store_labels import LabelsMixin, ScoredLabels
@@ -45,6 +46,19 @@ class FeedRow:
     last_warning: str | None
     last_new_item_at: datetime | None
     item_count: int
+
+    def health(self, now: datetime, silent_after_days: int) -> str:
+        """ok, new, gone, failing since…, silent for… (schedule.feed_health decides)."""
+        return feed_health(
+            now=now,
+            last_status=self.last_status,
+            error_count=self.error_count,
+            failing_since=self.failing_since,
+            gone_at=self.gone_at,
+            last_new_item_at=self.last_new_item_at,
+            added_at=self.added_at,
+            silent_after_days=silent_after_days,
+        )
 
 
 class Store(LabelsMixin, DigestMixin):
