@@ -1,9 +1,10 @@
 """`python -m bench`: run the benchmark sections and print their tables.
 
 A section is a module with NAME, add_arguments(parser) and run(options, work_dir) ->
-SectionReport; register it in SECTIONS (classification throughput, digest build and watch
-matching are the next candidates). Exit status: 1 if a section's results are wrong, or if a
-target is missed (unless --soft), else 0.
+SectionReport; register it in SECTIONS. Sections: poll (three poll cycles), classify (model
+load and throughput), digest (one digest per recipient over a generated database of a million
+items), daemon (a simulated day of hourly polls and the digest). Exit status: 1 if a
+section's results are wrong, or if a target is missed (unless --soft), else 0.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from bench import poll
+from bench import classify, daemon, digest, poll
 from bench.report import SectionReport, format_report
 
 
@@ -27,7 +28,9 @@ class Section(Protocol):
     def run(self, options: argparse.Namespace, work_dir: Path) -> SectionReport: ...
 
 
-SECTIONS: dict[str, Section] = {poll.NAME: poll}
+SECTIONS: dict[str, Section] = {
+    section.NAME: section for section in (poll, classify, digest, daemon)
+}
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -22,31 +22,64 @@ from listener.store_base import from_db_time, to_db_time, wrap_errors
 MAX_ITEM_AGE = timedelta(days=7)
 _NEVER = datetime.min.replace(tzinfo=UTC)  # NOT NULL columns: never used
 
-_ITEMS_SQL = """
-    SELECT items.id, items.title, items.url, items.summary, feeds.title AS feed_title,
-           feeds.url AS feed_url, feeds.tags AS feed_tags, items.published_at,
-           items.fetched_at, items.lang,
+# The period's items first (an index range on fetched_at), each with the model version whose
+# prediction counts for it (the most recently used model that classified it); labels are read
+# for those items only. Going through the item_labels view instead made SQLite build the view
+# over the whole database for every query (seconds at a million items).
+_PERIOD_CTE = """
+    WITH period AS MATERIALIZED (
+        SELECT items.id,
+               (SELECT predictions.model_version FROM predictions
+                JOIN models ON models.version = predictions.model_version
+                WHERE predictions.item_id = items.id
+                ORDER BY models.last_used_at DESC LIMIT 1) AS version
+        FROM items JOIN feeds ON feeds.id = items.feed_id
+        WHERE items.fetched_at >= :start AND items.fetched_at < :end
+          AND items.published_at >= :oldest {tag_filter}
+    )
+"""
+# The digest shows a few lines of each summary: reading whole summaries of a busy day held
+# a hundred MB for nothing.
+_ITEMS_SQL = (
+    _PERIOD_CTE
+    + """
+    SELECT items.id, items.title, items.url, substr(items.summary, 1, 600) AS summary,
+           feeds.title AS feed_title, feeds.url AS feed_url, feeds.tags AS feed_tags,
+           items.published_at, items.fetched_at, items.lang,
+           predictions.scores, predictions.uncertain,
            (SELECT json_group_array(label) FROM
-               (SELECT label FROM item_labels WHERE item_labels.item_id = items.id
-                ORDER BY rank)) AS labels,
-           (SELECT json_array(predictions.scores, predictions.uncertain) FROM predictions
-            JOIN models ON models.version = predictions.model_version
-            WHERE predictions.item_id = items.id
-            ORDER BY models.last_used_at DESC LIMIT 1) AS prediction,
-           EXISTS (SELECT 1 FROM labels WHERE labels.item_id = items.id) AS corrected
-    FROM items JOIN feeds ON feeds.id = items.feed_id
-    WHERE items.fetched_at >= :start AND items.fetched_at < :end
-      AND items.published_at >= :oldest {tag_filter}
+               (SELECT label FROM labels WHERE labels.item_id = period.id ORDER BY rank)
+           ) AS human_labels,
+           (SELECT json_group_array(label) FROM
+               (SELECT label FROM classifications
+                WHERE classifications.item_id = period.id
+                  AND classifications.model_version = period.version ORDER BY rank)
+           ) AS model_labels
+    FROM period
+    JOIN items ON items.id = period.id
+    JOIN feeds ON feeds.id = items.feed_id
+    LEFT JOIN predictions ON predictions.item_id = period.id
+        AND predictions.model_version = period.version
     ORDER BY items.id
 """
-_COUNTS_SQL = """
-    SELECT item_labels.label, count(*) FROM items
-    JOIN feeds ON feeds.id = items.feed_id
-    JOIN item_labels ON item_labels.item_id = items.id
-    WHERE items.fetched_at >= :start AND items.fetched_at < :end
-      AND items.published_at >= :oldest {tag_filter}
-    GROUP BY item_labels.label
+)
+# Effective labels as item_labels defines them: a person's, else a confident model's.
+_COUNTS_SQL = (
+    _PERIOD_CTE
+    + """
+    SELECT label, count(*) FROM (
+        SELECT labels.label FROM period JOIN labels ON labels.item_id = period.id
+        UNION ALL
+        SELECT classifications.label FROM period
+        JOIN predictions ON predictions.item_id = period.id
+            AND predictions.model_version = period.version AND predictions.uncertain = 0
+        JOIN classifications ON classifications.item_id = period.id
+            AND classifications.model_version = period.version
+        WHERE NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = period.id)
+    )
+    GROUP BY label
 """
+)
 _TAG_FILTER = (
     "AND EXISTS (SELECT 1 FROM json_each(feeds.tags) WHERE json_each.value IN "
     "(SELECT value FROM json_each(:tags)))"
@@ -235,12 +268,10 @@ class DigestMixin:
 
 
 def _digest_item(row: Mapping[str, Any]) -> DigestItem:
-    scores: dict[str, float] = {}
-    uncertain = False
-    if row["prediction"]:
-        scores_json, flagged = json.loads(row["prediction"])
-        scores = json.loads(scores_json)
-        uncertain = bool(flagged) and not row["corrected"]
+    human = json.loads(row["human_labels"])
+    scores = json.loads(row["scores"]) if row["scores"] else {}
+    uncertain = bool(row["uncertain"]) and not human
+    labels = human or ([] if uncertain else json.loads(row["model_labels"]))
     return DigestItem(
         item_id=row["id"],
         title=row["title"],
@@ -252,7 +283,7 @@ def _digest_item(row: Mapping[str, Any]) -> DigestItem:
         published_at=from_db_time(row["published_at"]) or _NEVER,
         fetched_at=from_db_time(row["fetched_at"]) or _NEVER,
         lang=row["lang"],
-        labels=tuple(json.loads(row["labels"])),
+        labels=tuple(labels),
         scores=scores,
         uncertain=uncertain,
     )

@@ -122,3 +122,44 @@ def test_maintenance_drops_old_polls(store: Store) -> None:
     store.save_poll(poll(source.id), {})
     assert store.run_maintenance(polls_before=NOW - timedelta(days=90)) == {"polls_deleted": 1}
     assert store.counts()["polls"] == 1
+
+
+class _Prediction:
+    def __init__(self, labels: tuple[str, ...], scores: dict[str, float], uncertain: bool):
+        self.labels, self.scores, self.uncertain = labels, scores, uncertain
+
+
+def test_digest_items_and_counts_use_effective_labels(store: Store) -> None:
+    store.add_feed("https://a.example/feed", now=NOW)
+    (source,) = store.feed_sources(None)
+    at = NOW - timedelta(hours=3)
+    items = [make_item(source.id, n) for n in (1, 2, 3)]
+    store.save_poll(poll(source.id, started_at=at), {}, items)
+    ids = store.item_ids_for_keys([item.key for item in items])
+    store.record_model("old", {}, NOW - timedelta(days=1))
+    store.record_model("v1", {}, NOW)
+    hr = {"human_resources": 0.9, "marketing": 0.2}
+    store.save_predictions(
+        "v1",
+        [
+            (ids[items[0].key], _Prediction(("human_resources",), hr, False)),
+            (ids[items[1].key], _Prediction(("marketing",), {"marketing": 0.4}, True)),
+            (ids[items[2].key], _Prediction(("marketing",), {"marketing": 0.9}, False)),
+        ],
+        at,
+    )
+    # An older model's prediction does not count when a newer model classified the item.
+    store.save_predictions("old", [(ids[items[0].key], _Prediction(("other",), {}, False))], at)
+    store.set_labels(ids[items[2].key], ["communication"], by="ana", now=NOW)
+    got = {i.title: (i.labels, i.uncertain) for i in store.digest_items(*PERIOD, ())}
+    assert got == {
+        "Item 1": (("human_resources",), False),
+        "Item 2": ((), True),  # uncertain: in no function until a person decides
+        "Item 3": (("communication",), False),  # the correction wins
+    }
+    assert store.label_counts(*PERIOD, ()) == {"human_resources": 1, "communication": 1}
+    # The same answer as the item_labels view people query by hand.
+    view = dict(
+        store.db.execute("SELECT label, count(*) FROM item_labels GROUP BY label").fetchall()
+    )
+    assert view == {"human_resources": 1, "communication": 1}

@@ -1,0 +1,191 @@
+"""I/O: bench/server.py's feed server, for the daemon benchmark: feeds change again and again.
+
+bench/server.py prepares one "changed" version per picked feed for the poll benchmark's
+single change. Here the parent asks for a new round before each poll cycle ("advance"):
+a fresh sample of the feeds (a fraction of them, drawn from the seed and the round) each
+moves to its next version, generated on the spot by `corpus.change_feed` (a few new items,
+the newest old one edited, the oldest dropped), with a new ETag. Everything else (the HTTP
+handler, ETag/304, ports as hosts, the pipe protocol for "stats" and "stop") is server.py's.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import resource
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any
+
+from bench.corpus import change_feed, make_feed, render_feed
+from bench.server import (
+    ServerConfig,
+    ServerInfo,
+    ServerStats,
+    _Handler,
+    _render,
+    _Server,
+    _State,
+)
+
+_READY_TIMEOUT_S = 300.0
+_REPLY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What one "advance" changed: the polls after it must store exactly this."""
+
+    feeds: int
+    new: int
+    updated: int
+
+
+def serve_changing_feeds(config: ServerConfig, conn: Connection) -> None:
+    """The server process: generate the first versions, serve, obey the pipe until "stop"."""
+    started = time.perf_counter()
+    feeds = [make_feed(config.seed, index, config.item_count) for index in range(config.feed_count)]
+    versions = [1] * config.feed_count
+    responses = []
+    body_bytes = 0
+    for feed in feeds:
+        body = render_feed(feed)
+        body_bytes += len(body)
+        responses.append(_render(feed.index, 1, body, feed.kind, config.gzip))
+    generate_s = time.perf_counter() - started
+
+    state = _State(responses=responses, latency_s=config.latency_ms / 1000)
+    servers = []
+    for _ in range(config.hosts):
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.state = state
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    ports = [server.server_address[1] for server in servers]
+    urls = tuple(
+        f"http://127.0.0.1:{ports[index % len(ports)]}/feed/{index}.xml"
+        for index in range(config.feed_count)
+    )
+    conn.send(
+        ServerInfo(
+            urls=urls,
+            pid=multiprocessing.current_process().pid or 0,
+            generate_s=generate_s,
+            body_bytes=body_bytes,
+            changed_feeds=0,
+            expected_new=0,
+            expected_updated=0,
+            rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        )
+    )
+    while True:
+        command = conn.recv()
+        if isinstance(command, tuple) and command[0] == "advance":
+            _, round_number, fraction = command
+            conn.send(_advance(config, feeds, versions, state, round_number, fraction))
+        elif command == "stats":
+            with state.lock:
+                served = dict(state.counts)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            conn.send(
+                ServerStats(
+                    ok=served[200],
+                    not_modified=served[304],
+                    not_found=served[404],
+                    connections=served[0],
+                    cpu_s=usage.ru_utime + usage.ru_stime,
+                )
+            )
+        else:  # "stop"
+            for server in servers:
+                server.shutdown()
+                server.server_close()
+            conn.send("stopped")
+            return
+
+
+def _advance(
+    config: ServerConfig,
+    feeds: list[Any],
+    versions: list[int],
+    state: _State,
+    round_number: int,
+    fraction: float,
+) -> Round:
+    count = min(len(feeds), round(len(feeds) * fraction))
+    picked = random.Random(f"{config.seed}:round:{round_number}").sample(range(len(feeds)), count)
+    new = updated = 0
+    for index in picked:
+        versions[index] += 1
+        # change_feed draws from (seed, feed index): a per-version seed makes each version's
+        # new items different from the last one's.
+        changed, counts = change_feed(config.seed * 1_000_003 + versions[index], feeds[index])
+        feeds[index] = changed
+        new += counts.new
+        updated += counts.updated
+        response = _render(index, versions[index], render_feed(changed), changed.kind, config.gzip)
+        state.responses[index] = response  # one list store: atomic for the handler threads
+    return Round(feeds=count, new=new, updated=updated)
+
+
+class ChangingFeedServer:
+    """The parent's handle: start the server process, wait until it serves, drive it."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        context = multiprocessing.get_context("spawn")  # shares nothing with the poller
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(
+            target=serve_changing_feeds,
+            args=(config, child_conn),
+            name="bench-changing-feed-server",
+            daemon=True,
+        )
+        self._process.start()
+        child_conn.close()
+        if not self._conn.poll(_READY_TIMEOUT_S):
+            self.close()
+            raise RuntimeError("the feed server did not start in time")
+        self.info: ServerInfo = self._conn.recv()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid or 0
+
+    def advance(self, round_number: int, fraction: float) -> Round:
+        """Move a fresh sample of `fraction` of the feeds to their next version."""
+        reply: Round = self._ask(("advance", round_number, fraction))
+        return reply
+
+    def stats(self) -> ServerStats:
+        reply: ServerStats = self._ask("stats")
+        return reply
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._ask("stop")
+            except (OSError, EOFError, RuntimeError):
+                self._process.terminate()
+        self._process.join(timeout=10)
+        self._conn.close()
+
+    def _ask(self, command: Any) -> Any:
+        self._conn.send(command)
+        if not self._conn.poll(_REPLY_TIMEOUT_S):
+            raise RuntimeError(f"the feed server did not answer {command!r}")
+        return self._conn.recv()
+
+    def __enter__(self) -> ChangingFeedServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

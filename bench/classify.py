@@ -1,0 +1,299 @@
+"""I/O: the classify benchmark. How long the shipped model takes to load, and how many items
+per second it classifies.
+
+load        fresh interpreters (so nothing is imported or cached yet) time
+            `import listener.classify` (scikit-learn, scipy, skops...) apart from
+            `load_classifier(SHIPPED_MODEL)` itself, and the first prediction after it
+throughput  title + summary (100-400 words of plain text, as the store holds them) in
+            English and in French, through `classifier.predict([item_text(title, summary)])`
+            in batches of 30 (one feed's poll) and 1000 (`listener reclassify`), in this
+            process, one core
+
+The machine may be shared: CPU time (time.process_time) is what the target is checked
+against, wall time is shown next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.report import SectionReport, Table
+from bench.texts import make_items
+
+NAME = "classify"
+TARGET_ITEMS_PER_CPU_S = 5000.0
+BATCH_SIZES = (30, 1000)
+LANGS = ("en", "fr")
+SUMMARY_WORDS = (100, 400)
+
+# Run by `python -c` in a fresh interpreter: only time and json are imported before the clock
+# starts. Prints one JSON object.
+_PROBE = """
+import json, time
+def rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+wall, cpu = time.perf_counter(), time.process_time()
+import listener.classify as classify
+import_wall, import_cpu = time.perf_counter() - wall, time.process_time() - cpu
+import_rss = rss_mb()
+from listener.config import SHIPPED_MODEL
+wall, cpu = time.perf_counter(), time.process_time()
+classifier = classify.load_classifier(SHIPPED_MODEL)
+load_wall, load_cpu = time.perf_counter() - wall, time.process_time() - cpu
+load_rss = rss_mb()
+wall, cpu = time.perf_counter(), time.process_time()
+classifier.predict([classify.item_text("Our brand launches a campaign", "The team hires.")])
+first_wall, first_cpu = time.perf_counter() - wall, time.process_time() - cpu
+print(json.dumps({
+    "import_wall": import_wall, "import_cpu": import_cpu, "import_rss": import_rss,
+    "load_wall": load_wall, "load_cpu": load_cpu, "load_rss": load_rss,
+    "load_ms_logged": classifier.load_ms, "first_wall": first_wall, "first_cpu": first_cpu,
+    "version": classifier.version,
+}))
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    lang: str
+    batch: int
+    items: int
+    wall_s: float
+    cpu_s: float
+    text_cpu_s: float  # item_text alone, same items
+    uncertain: int
+    problems: tuple[str, ...]
+
+    @property
+    def per_cpu_s(self) -> float:
+        return self.items / self.cpu_s if self.cpu_s else float("inf")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("classify", "model load and throughput (section 'classify')")
+    group.add_argument(
+        "--classify-items",
+        type=int,
+        default=10_000,
+        help="items per language for the throughput runs (default 10000)",
+    )
+    group.add_argument(
+        "--classify-repeat",
+        type=int,
+        default=3,
+        help="timed runs per language and batch size; the least CPU time is kept (default 3)",
+    )
+    group.add_argument(
+        "--classify-probes",
+        type=int,
+        default=3,
+        help="fresh interpreters that time the import and the model load (default 3)",
+    )
+
+
+def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
+    probes = [_probe() for _ in range(max(1, options.classify_probes))]
+
+    from listener.classify import item_text, load_classifier
+    from listener.config import SHIPPED_MODEL
+    from listener.domain import LABELS
+
+    classifier = load_classifier(SHIPPED_MODEL)
+    results = []
+    generate_s = 0.0
+    for lang in LANGS:
+        started = time.perf_counter()
+        items = make_items(options.seed, lang, options.classify_items, *SUMMARY_WORDS)
+        generate_s += time.perf_counter() - started
+        classifier.predict([item_text(t, s) for t, s in items[:1000]])  # warm-up, not timed
+        for batch in BATCH_SIZES:
+            results.append(
+                _throughput(
+                    classifier.predict,
+                    item_text,
+                    items,
+                    lang,
+                    batch,
+                    max(1, options.classify_repeat),
+                    LABELS,
+                )
+            )
+    return _report(probes, results, classifier.version, options, generate_s)
+
+
+def _probe() -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=False, timeout=300
+    )
+    wall_s = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bench: the load probe failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_wall"] = wall_s
+    return result
+
+
+def _throughput(
+    predict: Callable[[list[str]], list[Any]],
+    item_text: Callable[[str, str], str],
+    items: Sequence[tuple[str, str]],
+    lang: str,
+    batch: int,
+    repeat: int,
+    labels: Sequence[str],
+) -> Throughput:
+    best = (float("inf"), float("inf"))  # (cpu_s, wall_s) of the run with the least CPU
+    predictions: list[Any] = []
+    for _ in range(repeat):
+        predictions = []
+        wall, cpu = time.perf_counter(), time.process_time()
+        for start in range(0, len(items), batch):
+            chunk = items[start : start + batch]
+            predictions.extend(predict([item_text(title, summary) for title, summary in chunk]))
+        run = (time.process_time() - cpu, time.perf_counter() - wall)
+        best = min(best, run)
+    cpu = time.process_time()
+    for title, summary in items:
+        item_text(title, summary)
+    text_cpu_s = time.process_time() - cpu
+    problems = []
+    if len(predictions) != len(items):
+        problems.append(f"{len(predictions)} predictions for {len(items)} items")
+    unknown = {label for p in predictions for label in p.labels} - set(labels)
+    if unknown:
+        problems.append(f"unknown labels {sorted(unknown)}")
+    return Throughput(
+        lang=lang,
+        batch=batch,
+        items=len(items),
+        wall_s=best[1],
+        cpu_s=best[0],
+        text_cpu_s=text_cpu_s,
+        uncertain=sum(1 for p in predictions if p.uncertain),
+        problems=tuple(problems),
+    )
+
+
+def _report(
+    probes: list[dict[str, Any]],
+    results: list[Throughput],
+    version: str,
+    options: argparse.Namespace,
+    generate_s: float,
+) -> SectionReport:
+    def median(key: str, scale: float = 1.0, digits: int = 2) -> str:
+        return f"{statistics.median(p[key] for p in probes) * scale:.{digits}f}"
+
+    def spread(key: str, scale: float = 1.0, digits: int = 2) -> str:
+        values = [p[key] * scale for p in probes]
+        return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+    load_rows = (
+        ("python start-up + all below", "s", median("process_wall"), "-",
+         spread("process_wall"), "-"),
+        ("import listener.classify", "s", median("import_wall"), median("import_cpu"),
+         spread("import_wall"), f"{statistics.median(p['import_rss'] for p in probes):.0f}"),
+        ("load_classifier(SHIPPED_MODEL)", "ms", median("load_wall", 1000, 0),
+         median("load_cpu", 1000, 0), spread("load_wall", 1000, 0),
+         f"{statistics.median(p['load_rss'] for p in probes):.0f}"),
+        ("  of which skops.loads + wrap (load_ms)", "ms", median("load_ms_logged", 1, 0), "-",
+         spread("load_ms_logged", 1, 0), "-"),
+        ("first predict (1 item)", "ms", median("first_wall", 1000, 1),
+         median("first_cpu", 1000, 1), spread("first_wall", 1000, 1), "-"),
+    )  # fmt: skip
+    rows = []
+    misses = []
+    for result in results:
+        on_target = result.per_cpu_s >= TARGET_ITEMS_PER_CPU_S
+        verdict = "PASS" if on_target and not result.problems else "FAIL"
+        if result.problems:
+            verdict += " (wrong)"
+        if not on_target:
+            misses.append(
+                f"MISS {result.lang} batch {result.batch}: {result.per_cpu_s:.0f} items/s per "
+                f"CPU second < {TARGET_ITEMS_PER_CPU_S:.0f}"
+            )
+        rows.append(
+            (
+                result.lang,
+                str(result.batch),
+                str(result.items),
+                f"{result.wall_s:.2f}",
+                f"{result.cpu_s:.2f}",
+                f"{result.items / result.wall_s:.0f}" if result.wall_s else "-",
+                f"{result.per_cpu_s:.0f}",
+                f"{100 * result.text_cpu_s / result.cpu_s:.0f}" if result.cpu_s else "-",
+                f"{100 * result.uncertain / result.items:.0f}" if result.items else "-",
+                f">={TARGET_ITEMS_PER_CPU_S:.0f}/cpu_s",
+                verdict,
+            )
+        )
+    problems = [f"FAIL {r.lang} batch {r.batch}: {p}" for r in results for p in r.problems]
+    notes = [
+        f"model {version}; load: {len(probes)} fresh interpreters ({sys.executable}), median "
+        "and min-max of their wall times; rss_MB = the probe's VmRSS after that step "
+        "(import alone, then with the model loaded)",
+        f"throughput: {options.classify_items} items per language, summaries of "
+        f"{SUMMARY_WORDS[0]}-{SUMMARY_WORDS[1]} words of plain text (generated in "
+        f"{generate_s:.1f} s, not timed); timed = item_text + predict per batch, best of "
+        f"{max(1, options.classify_repeat)} runs by CPU time, after one untimed warm-up batch",
+        "items/s_cpu = items per CPU second of this process, i.e. per core (the target); "
+        "items/s_wall is lower when the machine is busy; text_% = item_text's share of the "
+        "CPU time; uncertain_% = items the model flags uncertain (sanity check, not a target)",
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average at the end "
+        f"{_load_average()}",
+        *problems,
+        *misses,
+    ]
+    return SectionReport(
+        name=f"{NAME}: model load and throughput",
+        tables=(
+            Table(
+                ("step", "unit", "wall", "cpu", "wall_min-max", "rss_MB"),
+                load_rows,
+                title="model load (fresh interpreter per probe)",
+            ),
+            Table(
+                (
+                    "lang",
+                    "batch",
+                    "items",
+                    "wall_s",
+                    "cpu_s",
+                    "items/s_wall",
+                    "items/s_cpu",
+                    "text_%",
+                    "uncertain_%",
+                    "target",
+                    "result",
+                ),
+                tuple(rows),
+                title="throughput (one process, one core)",
+            ),
+        ),
+        notes=tuple(notes),
+        correct=not problems,
+        on_target=not misses,
+    )
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
