@@ -47,6 +47,7 @@ _TRACKING_NAMES = (
 _TRACKING_PARAMS = frozenset(_TRACKING_NAMES.split())
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _NON_WORD = re.compile(r"[\W_]+")
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 _ScoreFn = Callable[[DigestItem], float]
 
@@ -188,8 +189,10 @@ def title_key(title: str) -> str | None:
 
     None for titles under MIN_TITLE_WORDS words, which are too generic to identify a story.
     """
-    decomposed = unicodedata.normalize("NFKD", title)
-    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    bare = title
+    if not title.isascii():  # most titles are: skip the per-character pass (digest hot path)
+        decomposed = unicodedata.normalize("NFKD", title)
+        bare = _COMBINING.sub("", decomposed)
     words = _NON_WORD.sub(" ", bare.casefold()).split()
     return " ".join(words) if len(words) >= MIN_TITLE_WORDS else None
 

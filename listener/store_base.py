@@ -22,7 +22,9 @@ def to_db_time(value: datetime) -> str:
 def from_db_time(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)
+    # fromisoformat reads the trailing Z (3.11+) and is ~20x faster than strptime, which
+    # mattered when a digest reads a busy day's 16,000 items.
+    return datetime.fromisoformat(value).astimezone(UTC)
 
 
 @contextmanager
