@@ -17,11 +17,11 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from types import TracebackType
 from typing import Any
 
 from bench.corpus import change_feed, make_feed, render_feed
 from bench.server import (
+    FeedServer,
     ServerConfig,
     ServerInfo,
     ServerStats,
@@ -131,61 +131,16 @@ def _advance(
     return Round(feeds=count, new=new, updated=updated)
 
 
-class ChangingFeedServer:
-    """The parent's handle: start the server process, wait until it serves, drive it."""
+class ChangingFeedServer(FeedServer):
+    """A FeedServer whose feeds can change any number of times (`advance`)."""
 
-    def __init__(self, config: ServerConfig) -> None:
-        self.config = config
-        context = multiprocessing.get_context("spawn")  # shares nothing with the poller
-        self._conn, child_conn = context.Pipe()
-        self._process = context.Process(
-            target=serve_changing_feeds,
-            args=(config, child_conn),
-            name="bench-changing-feed-server",
-            daemon=True,
-        )
-        self._process.start()
-        child_conn.close()
-        if not self._conn.poll(_READY_TIMEOUT_S):
-            self.close()
-            raise RuntimeError("the feed server did not start in time")
-        self.info: ServerInfo = self._conn.recv()
+    _process_name = "bench-changing-feed-server"
 
-    @property
-    def pid(self) -> int:
-        return self._process.pid or 0
+    @classmethod
+    def _target(cls) -> Any:
+        return serve_changing_feeds
 
     def advance(self, round_number: int, fraction: float) -> Round:
         """Move a fresh sample of `fraction` of the feeds to their next version."""
         reply: Round = self._ask(("advance", round_number, fraction))
         return reply
-
-    def stats(self) -> ServerStats:
-        reply: ServerStats = self._ask("stats")
-        return reply
-
-    def close(self) -> None:
-        if self._process.is_alive():
-            try:
-                self._ask("stop")
-            except (OSError, EOFError, RuntimeError):
-                self._process.terminate()
-        self._process.join(timeout=10)
-        self._conn.close()
-
-    def _ask(self, command: Any) -> Any:
-        self._conn.send(command)
-        if not self._conn.poll(_REPLY_TIMEOUT_S):
-            raise RuntimeError(f"the feed server did not answer {command!r}")
-        return self._conn.recv()
-
-    def __enter__(self) -> ChangingFeedServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

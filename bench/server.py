@@ -239,7 +239,13 @@ def _self_rss_mb() -> float:
 
 
 class FeedServer:
-    """The parent's handle: start the server process, wait until it serves, drive it."""
+    """The parent's handle: start the server process, wait until it serves, drive it.
+
+    Subclasses serve differently by overriding `_target` (the module-level function the
+    spawned process runs) and add their own commands on top of `_ask`.
+    """
+
+    _process_name = "bench-feed-server"
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -247,7 +253,10 @@ class FeedServer:
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
-            target=serve_feeds, args=(config, child_conn), name="bench-feed-server", daemon=True
+            target=type(self)._target(),
+            args=(config, child_conn),
+            name=self._process_name,
+            daemon=True,
         )
         self._process.start()
         child_conn.close()
@@ -277,7 +286,11 @@ class FeedServer:
         self._process.join(timeout=10)
         self._conn.close()
 
-    def _ask(self, command: str) -> Any:
+    @classmethod
+    def _target(cls) -> Any:
+        return serve_feeds
+
+    def _ask(self, command: Any) -> Any:
         self._conn.send(command)
         if not self._conn.poll(_REPLY_TIMEOUT_S):
             raise RuntimeError(f"the feed server did not answer {command!r}")
