@@ -24,11 +24,11 @@ from bench.server import (
     FeedServer,
     ServerConfig,
     ServerInfo,
-    ServerStats,
     _Handler,
     _render,
     _Server,
     _State,
+    answer_common,
 )
 
 _READY_TIMEOUT_S = 300.0
@@ -86,24 +86,7 @@ def serve_changing_feeds(config: ServerConfig, conn: Connection) -> None:
         if isinstance(command, tuple) and command[0] == "advance":
             _, round_number, fraction = command
             conn.send(_advance(config, feeds, versions, state, round_number, fraction))
-        elif command == "stats":
-            with state.lock:
-                served = dict(state.counts)
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            conn.send(
-                ServerStats(
-                    ok=served[200],
-                    not_modified=served[304],
-                    not_found=served[404],
-                    connections=served[0],
-                    cpu_s=usage.ru_utime + usage.ru_stime,
-                )
-            )
-        else:  # "stop"
-            for server in servers:
-                server.shutdown()
-                server.server_close()
-            conn.send("stopped")
+        elif not answer_common(command, conn, state, servers):
             return
 
 

@@ -213,29 +213,35 @@ def serve_feeds(config: ServerConfig, conn: Connection) -> None:
             for index, response in second.items():
                 state.responses[index] = response
             conn.send("changed")
-        elif command == "stats":
-            with state.lock:
-                served = dict(state.counts)
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            conn.send(
-                ServerStats(
-                    ok=served[200],
-                    not_modified=served[304],
-                    not_found=served[404],
-                    connections=served[0],
-                    cpu_s=usage.ru_utime + usage.ru_stime,
-                )
-            )
-        else:  # "stop"
-            for server in servers:
-                server.shutdown()
-                server.server_close()
-            conn.send("stopped")
+        elif not answer_common(command, conn, state, servers):
             return
 
 
 def _self_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def answer_common(command: Any, conn: Connection, state: _State, servers: list[Any]) -> bool:
+    """The commands every feed server process answers: "stats", and "stop" (False: exit)."""
+    if command == "stats":
+        with state.lock:
+            served = dict(state.counts)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        conn.send(
+            ServerStats(
+                ok=served[200],
+                not_modified=served[304],
+                not_found=served[404],
+                connections=served[0],
+                cpu_s=usage.ru_utime + usage.ru_stime,
+            )
+        )
+        return True
+    for server in servers:  # "stop"
+        server.shutdown()
+        server.server_close()
+    conn.send("stopped")
+    return False
 
 
 class FeedServer:
