@@ -18,8 +18,9 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from listener.domain import LABELS, Recipient
+from listener.domain import LABELS, WATCH_KINDS, Recipient, Watch
 from listener.errors import ConfigError
+from listener.watch_query import QuerySyntaxError, parse_query
 
 SECRET_ENV = {"smtp_password": "LISTENER_SMTP_PASSWORD"}
 
@@ -85,6 +86,16 @@ class DaemonSettings:
     keep_polls_days: int = 90
 
 
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    enabled: bool = True
+    check_every_minutes: int = 60
+    baseline_days: int = 7
+    threshold_sd: float = 3.0
+    min_count: int = 5
+    top_items: int = 5
+
+
 DEFAULT_RECIPIENT = Recipient(
     name="team",
     email="team@localhost",
@@ -113,6 +124,8 @@ class Settings:
     recipients: tuple[Recipient, ...] = (DEFAULT_RECIPIENT,)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     feeds: tuple[FeedSetting, ...] = ()
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    watches: tuple[Watch, ...] = ()
     # Not TOML keys: where the settings came from (for check-config and relative paths),
     # and the SMTP password, which only the environment may give (LISTENER_SMTP_PASSWORD).
     source: str | None = None
@@ -126,8 +139,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 _POSITIVE = re.compile(
-    r"(_minutes|_s|_mb|_hours|_days|max_redirects|max_in_flight|max_per_host|items_per_section)$"
+    r"(_minutes|_s|_mb|_hours|_days|max_redirects|max_in_flight|max_per_host|items_per_section"
+    r"|threshold_sd|min_count|top_items)$"
 )
+NAME_PATTERN = re.compile(r"[\w.-]+")  # recipient and watch names: safe in file names and URLs
 
 
 def is_http_url(url: str) -> bool:
@@ -146,6 +161,7 @@ def parse_settings(
     )
     if values is not None:
         problems += _check_recipients(values.recipients)
+        problems += _check_watches(values.watches)
     if problems:
         raise ConfigError(problems)
     password = environ.get(SECRET_ENV["smtp_password"], "")
@@ -162,7 +178,7 @@ def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
         if recipient.name in names:
             problems.append(f"{key}.name: {recipient.name!r} is used twice")
         names.add(recipient.name)
-        if not re.fullmatch(r"[\w.-]+", recipient.name):
+        if not NAME_PATTERN.fullmatch(recipient.name):
             problems.append(f"{key}.name: use letters, digits, '.', '-' or '_' only")
         if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", recipient.email):
             problems.append(f"{key}.email: not an email address: {recipient.email!r}")
@@ -177,6 +193,33 @@ def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
                 problems.append(f"{key}.functions: unknown function {label!r}")
         if recipient.items_per_section < 1:
             problems.append(f"{key}.items_per_section: must be >= 1")
+    return problems
+
+
+def check_watch(watch: Watch) -> list[str]:
+    """Problems with one watch, as "field: message" (config and `listener watch add`)."""
+    problems = []
+    if not NAME_PATTERN.fullmatch(watch.name):
+        problems.append(f"name: {watch.name!r}: use letters, digits, '.', '-' or '_' only")
+    if watch.kind not in WATCH_KINDS:
+        problems.append(f"kind: must be one of {', '.join(WATCH_KINDS)}, got {watch.kind!r}")
+    try:
+        parse_query(watch.query)
+    except QuerySyntaxError as exc:
+        problems.append(f"query: {exc.message} at position {exc.position} in {watch.query!r}")
+    return problems
+
+
+def _check_watches(watches: tuple[Watch, ...]) -> list[str]:
+    problems = []
+    names: set[str] = set()
+    for index, watch in enumerate(watches):
+        if watch is None:
+            continue
+        if watch.name in names:
+            problems.append(f"watches[{index}].name: {watch.name!r} is used twice")
+        names.add(watch.name)
+        problems += [f"watches[{index}].{problem}" for problem in check_watch(watch)]
     return problems
 
 

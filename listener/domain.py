@@ -31,6 +31,7 @@ class FeedSource:
     error_count: int = 0
     interval_minutes: int | None = None  # None: the global default
     failing_since: datetime | None = None
+    tags: tuple[str, ...] = ()  # the feed's tags, for watches scoped by tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,22 @@ class PollResult:
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
+# -- watches -----------------------------------------------------------------------------
+
+WATCH_KINDS: tuple[str, ...] = ("brand", "competitor", "person", "topic")
+ALL_FUNCTIONS = "all"  # spike detection's pseudo-function: every mention, labelled or not
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A named query over items: a brand, a competitor, a person or a topic."""
+
+    name: str
+    query: str
+    kind: str = "brand"  # one of WATCH_KINDS
+    tags: tuple[str, ...] = ()  # only items of feeds with one of these tags; empty: every feed
+
+
 # -- the digest ---------------------------------------------------------------------------
 
 
@@ -118,6 +135,8 @@ class Recipient:
     tags: tuple[str, ...] = ()  # feed tags followed; empty: every feed
     items_per_section: int = 5
     send_when_empty: bool = False
+    watches: tuple[str, ...] = ()  # watch names followed; empty: every watch
+    alerts: bool = True  # spike alerts for the watches followed
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +186,8 @@ class DigestData:
     # label -> item counts of each of the 7 local days before the period (oldest first)
     daily_counts: Mapping[str, tuple[int, ...]]
     unhealthy_feeds: tuple[FeedHealth, ...]
+    watches: tuple[Watch, ...] = ()  # the watches the recipient follows, in config order
+    # item_id -> {watch name: matched terms}, for the period's items that mention a watch
+    mentions: Mapping[int, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    # watch name -> mention counts of each of the 7 local days before the period
+    watch_daily_counts: Mapping[str, tuple[int, ...]] = field(default_factory=dict)

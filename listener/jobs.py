@@ -1,8 +1,9 @@
 """The only wiring: each job reads like the data-flow diagram in README.md.
 
-poll: fetch_many ─bytes─► parse_feed (worker processes) ─Items─► drop_duplicates ─►
-      store.known_hashes ─new/changed─► classify_items ─► store.save_poll (one transaction
-      per feed: items, predictions, feed state, polls row)
+poll: poll_matcher (watches caught up) ─► fetch_many ─bytes─► parse_feed (worker
+      processes) ─Items─► drop_duplicates ─► store.known_hashes ─new/changed─►
+      classify_items + match_poll_items ─► store.save_poll (one transaction per feed:
+      items, predictions, mentions, feed state, polls row)
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from listener.dedupe import drop_duplicates
 from listener.domain import FeedSource, Fetched, Item, NotModified, ParsedFeed, PollResult
 from listener.errors import FeedGone, FetchError, ParseError
 from listener.fetch import FetchLimits, fetch_many
+from listener.jobs_watch import match_poll_items, poll_matcher
 from listener.parse import parse_feed
 from listener.schedule import PollPolicy, next_poll_after_failure, next_poll_after_success
 from listener.store import Store
+from listener.watches import WatchMatcher
 
 log = structlog.get_logger(__name__)
 
@@ -131,6 +134,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     if not sources:
         return results
     policy = poll_policy(services.settings)
+    matcher = poll_matcher(services.store)
     workers = services.settings.poll.parse_workers or os.cpu_count() or 1
     max_pending = 2 * workers + 2  # bounds the bodies held in memory while parsing
     with _parse_executor(workers) as executor:
@@ -142,7 +146,9 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                 for future in done:
                     source, fetched, body_hash = pending.pop(future)
                     results.append(
-                        _store_parsed(services, policy, now, source, fetched, body_hash, future)
+                        _store_parsed(
+                            services, policy, matcher, now, source, fetched, body_hash, future
+                        )
                     )
 
         for source, outcome in fetch_many(services.client, sources, services.limits):
@@ -216,6 +222,7 @@ def _healthy(now: datetime, status: str, http_status: int | None) -> dict[str, A
 def _store_parsed(
     services: Services,
     policy: PollPolicy,
+    matcher: WatchMatcher,
     now: datetime,
     source: FeedSource,
     fetched: Fetched,
@@ -261,7 +268,13 @@ def _store_parsed(
     classifier = services.classifier
     predictions = classify_items(classifier, new + changed) if classifier else None
     services.store.save_poll(
-        result, changes, new, changed, predictions, classifier.version if classifier else None
+        result,
+        changes,
+        new,
+        changed,
+        predictions,
+        classifier.version if classifier else None,
+        match_poll_items(matcher, new + changed, source.tags),
     )
     _log_result(result, warning=parsed.warning, skipped=parsed.skipped)
     return result

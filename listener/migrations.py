@@ -230,3 +230,85 @@ def m003_digests_and_daemon(db: Database) -> None:
     )
     # The digest selects the items first seen in a period.
     db.execute("CREATE INDEX items_fetched ON items(fetched_at)")
+
+
+@migrations()
+def m004_watches_mentions_alerts(db: Database) -> None:
+    # A watch's matched_through is a cursor: every item with id <= it has been matched
+    # against the watch's current revision. Store-time matching advances it with the items
+    # it stores, a backfill batch by batch, so an interrupted backfill resumes, and a
+    # changed query (revision + 1, cursor back to 0) never mixes old and new mentions.
+    db.execute(
+        """
+        CREATE TABLE watches (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            query TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            origin TEXT NOT NULL,
+            revision INTEGER NOT NULL DEFAULT 1,
+            matched_through INTEGER NOT NULL DEFAULT 0,
+            added_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    # published_at is the item's, copied so that counting a watch's mentions per day (the
+    # spike check, every hour) reads one index range and no items row.
+    db.execute(
+        """
+        CREATE TABLE mentions (
+            watch_id INTEGER NOT NULL REFERENCES watches(id) ON DELETE CASCADE,
+            item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+            published_at TEXT NOT NULL,
+            terms TEXT NOT NULL,
+            PRIMARY KEY (watch_id, item_id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX mentions_item ON mentions(item_id)")
+    db.execute("CREATE INDEX mentions_watch_published ON mentions(watch_id, published_at)")
+    # One row per spike episode of a watch in a function: opened by the check that first
+    # sees the last 24 h over the threshold, closed by the first one that sees it back to
+    # normal. The partial unique index allows one open episode per (watch, function).
+    db.execute(
+        """
+        CREATE TABLE spikes (
+            id INTEGER PRIMARY KEY,
+            watch_id INTEGER NOT NULL REFERENCES watches(id) ON DELETE CASCADE,
+            function TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            count INTEGER NOT NULL,
+            baseline_mean REAL NOT NULL,
+            baseline_sd REAL NOT NULL,
+            threshold REAL NOT NULL,
+            peak_count INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX spikes_open ON spikes(watch_id, function) WHERE ended_at IS NULL"
+    )
+    # One alert email per recipient, watch and check that opened episodes: claimed, sent,
+    # marked like the digests, so it goes out exactly once across restarts.
+    db.execute(
+        """
+        CREATE TABLE alerts (
+            recipient TEXT NOT NULL,
+            watch_id INTEGER NOT NULL REFERENCES watches(id) ON DELETE CASCADE,
+            opened_at TEXT NOT NULL,
+            functions TEXT NOT NULL,
+            claimed_at TEXT,
+            claim_id TEXT,
+            sent_at TEXT,
+            message_id TEXT,
+            delivery TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_attempt_at TEXT,
+            PRIMARY KEY (recipient, watch_id, opened_at)
+        )
+        """
+    )

@@ -23,6 +23,8 @@ from listener.schedule import feed_health
 from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
 from listener.store_digest import DigestMixin
 from listener.store_labels import LabelsMixin, ScoredLabels
+from listener.store_watches import ItemMatches, WatchesMixin
+from listener.watches import PollMentions
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,7 @@ class FeedRow:
         )
 
 
-class Store(LabelsMixin, DigestMixin):
+class Store(LabelsMixin, DigestMixin, WatchesMixin):
     def __init__(self, db: Database, path: Path) -> None:
         self.db = db
         self.path = path
@@ -129,7 +131,7 @@ class Store(LabelsMixin, DigestMixin):
         """Feeds to poll: those due at `due_at`, or all of them when it is None. Never gone ones."""
         sql = (
             "SELECT id, url, etag, last_modified, body_hash, error_count, interval_minutes,"
-            " failing_since FROM feeds WHERE gone_at IS NULL"
+            " failing_since, tags FROM feeds WHERE gone_at IS NULL"
         )
         params: list[str] = []
         if due_at is not None:
@@ -147,6 +149,7 @@ class Store(LabelsMixin, DigestMixin):
                     error_count=row[5],
                     interval_minutes=row[6],
                     failing_since=from_db_time(row[7]),
+                    tags=tuple(json.loads(row[8])),
                 )
                 for row in self.db.execute(sql, params)
             ]
@@ -176,9 +179,10 @@ class Store(LabelsMixin, DigestMixin):
         changed_items: Sequence[Item] = (),
         predictions: Mapping[str, ScoredLabels] | None = None,
         model_version: str | None = None,
+        mentions: PollMentions | None = None,
     ) -> None:
-        """Write one feed's poll in one transaction: items and their predictions (by item
-        key), the feed's state, the polls row."""
+        """Write one feed's poll in one transaction: items, their predictions and watch
+        mentions (by item key), the feed's state, the polls row."""
         now = to_db_time(poll.started_at)
         with wrap_errors(f"saving {poll.url}"), self.db.atomic():
             if new_items:
@@ -208,6 +212,8 @@ class Store(LabelsMixin, DigestMixin):
                     [(ids[key], prediction) for key, prediction in predictions.items()],
                     poll.started_at,
                 )
+            if mentions is not None and (new_items or changed_items):
+                self._save_item_mentions(mentions, new_items, changed_items, now)
             if feed_changes:
                 columns = ", ".join(f"{name} = ?" for name in feed_changes)
                 values = [_db_value(v) for v in feed_changes.values()]
@@ -227,6 +233,28 @@ class Store(LabelsMixin, DigestMixin):
                     poll.error,
                 ],
             )
+
+    def _save_item_mentions(
+        self,
+        mentions: PollMentions,
+        new_items: Sequence[Item],
+        changed_items: Sequence[Item],
+        now: str,
+    ) -> None:
+        ids = self.item_ids_for_keys([item.key for item in (*new_items, *changed_items)])
+
+        def matches(items: Sequence[Item]) -> dict[int, ItemMatches]:
+            # A mention counts when it was published, or first seen if that is earlier (a
+            # date in the future is a feed's mistake, not tomorrow's news).
+            return {
+                ids[item.key]: (
+                    min(_item_values(item, now)[7], now),
+                    mentions.by_key.get(item.key, {}),
+                )
+                for item in items
+            }
+
+        self.save_poll_mentions(mentions.revisions, matches(new_items), matches(changed_items))
 
     # -- reading back ------------------------------------------------------------------
 

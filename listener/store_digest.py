@@ -7,7 +7,6 @@ Mixed into `store.Store`. Decides nothing: which period is due is `digest.py`'s 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from sqlite_utils import Database
 
 from listener.domain import DigestItem
 from listener.store_base import from_db_time, to_db_time, wrap_errors
+from listener.store_claims import claim_row, mark_row_sent, release_row, row_attempts
 
 # How far back an item's own date may be and still count as news when first seen: a new
 # feed's archive is not yesterday's news.
@@ -127,36 +127,15 @@ class DigestMixin:
         stale_before: datetime,
     ) -> str | None:
         """Claim (recipient, day) for sending; the claim id, or None when it is sent, claimed
-        by a live sender, or waiting for its next retry. One conditional write, so two
-        processes can never both win."""
-        claim_id = uuid.uuid4().hex
-        stamp = to_db_time(now)
-        with wrap_errors("claiming a digest"), self.db.atomic():
-            self.db.execute(
-                """
-                INSERT INTO digests (recipient, day, period_start, period_end, claimed_at,
-                                     claim_id)
-                VALUES (:recipient, :day, :start, :end, :now, :claim)
-                ON CONFLICT (recipient, day) DO UPDATE SET
-                    claimed_at = :now, claim_id = :claim
-                WHERE digests.sent_at IS NULL
-                  AND (digests.claimed_at IS NULL OR digests.claimed_at < :stale)
-                  AND (digests.next_attempt_at IS NULL OR digests.next_attempt_at <= :now)
-                """,
-                {
-                    "recipient": recipient,
-                    "day": day,
-                    "start": to_db_time(period[0]),
-                    "end": to_db_time(period[1]),
-                    "now": stamp,
-                    "claim": claim_id,
-                    "stale": to_db_time(stale_before),
-                },
-            )
-            row = self.db.execute(
-                "SELECT claim_id FROM digests WHERE recipient = ? AND day = ?", [recipient, day]
-            ).fetchone()
-        return claim_id if row and row[0] == claim_id else None
+        by a live sender, or waiting for its next retry (store_claims.claim_row)."""
+        return claim_row(
+            self.db,
+            "digests",
+            {"recipient": recipient, "day": day},
+            columns={"period_start": to_db_time(period[0]), "period_end": to_db_time(period[1])},
+            now=now,
+            stale_before=stale_before,
+        )
 
     def mark_digest_sent(
         self,
@@ -169,29 +148,23 @@ class DigestMixin:
         message_id: str | None,
         delivery: str,
     ) -> None:
-        with wrap_errors("marking a digest sent"), self.db.atomic():
-            self.db.execute(
-                "UPDATE digests SET sent_at = ?, item_count = ?, message_id = ?, delivery = ?,"
-                " attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL"
-                " WHERE recipient = ? AND day = ? AND claim_id = ?",
-                [to_db_time(now), item_count, message_id, delivery, recipient, day, claim_id],
-            )
+        mark_row_sent(
+            self.db,
+            "digests",
+            {"recipient": recipient, "day": day},
+            claim_id,
+            now=now,
+            message_id=message_id,
+            delivery=delivery,
+            extra={"item_count": item_count},
+        )
 
     def release_digest(
         self, recipient: str, day: str, claim_id: str, *, error: str, retry_at: datetime
     ) -> int:
         """A failed send gives the claim back, to be retried at `retry_at`; the attempts."""
-        with wrap_errors("releasing a digest"), self.db.atomic():
-            self.db.execute(
-                "UPDATE digests SET claimed_at = NULL, claim_id = NULL, attempts = attempts + 1,"
-                " last_error = ?, next_attempt_at = ?"
-                " WHERE recipient = ? AND day = ? AND claim_id = ?",
-                [error, to_db_time(retry_at), recipient, day, claim_id],
-            )
-            row = self.db.execute(
-                "SELECT attempts FROM digests WHERE recipient = ? AND day = ?", [recipient, day]
-            ).fetchone()
-        return int(row[0]) if row else 0
+        keys = {"recipient": recipient, "day": day}
+        return release_row(self.db, "digests", keys, claim_id, error=error, retry_at=retry_at)
 
     def digest_sent_at(self, recipient: str, day: str) -> datetime | None:
         with wrap_errors("reading digests"):
@@ -201,11 +174,7 @@ class DigestMixin:
         return from_db_time(row[0]) if row else None
 
     def digest_attempts(self, recipient: str, day: str) -> int:
-        with wrap_errors("reading digests"):
-            row = self.db.execute(
-                "SELECT attempts FROM digests WHERE recipient = ? AND day = ?", [recipient, day]
-            ).fetchone()
-        return int(row[0]) if row else 0
+        return row_attempts(self.db, "digests", {"recipient": recipient, "day": day})
 
     def recent_digests(self, limit: int = 10) -> list[dict[str, Any]]:
         with wrap_errors("reading digests"):
