@@ -61,6 +61,7 @@ def _feedparser_count(path: Path) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.realfeeds")
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--db", type=Path, help="keep the database at this path (new file)")
     options = parser.parse_args(argv)
     files = sorted(p for p in options.folder.iterdir() if p.is_file())
     handler = functools.partial(_Handler, directory=str(options.folder))
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(Path(tmp) / "real.db")
+        db_path = options.db or Path(tmp) / "real.db"
+        store = open_store(db_path)
         settings = parse_settings({"poll": {"max_per_host": 8}}, {})
         limits = fetch_limits(settings)
         services = Services(settings, store, make_client(limits), limits)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             store.add_feed(base + path.name, now=now)
         first = {r.url: r for r in poll_feeds(services, now, all_feeds=True)}
         second = poll_feeds(services, now, all_feeds=True)
-        conn = sqlite3.connect(Path(tmp) / "real.db")
+        conn = sqlite3.connect(db_path)
         stored = dict(
             conn.execute(
                 "SELECT feeds.url, count(items.id) FROM feeds LEFT JOIN items"

@@ -33,6 +33,7 @@ from listener.cli_support import (
     now_utc,
     since_time,
 )
+from listener.cli_watch import watch_group
 from listener.config import Settings, is_http_url, model_path, redacted
 from listener.errors import QueryError
 from listener.opml import OpmlError, OpmlFeed, parse_opml, render_opml
@@ -280,13 +281,13 @@ def poll(obj: Context, all_feeds: bool) -> None:
 
 
 def _poll_once(obj: Context, *, all_feeds: bool) -> None:
-    from listener.jobs import poll_feeds, sync_config_feeds
+    from listener.jobs import poll_feeds, sync_config
 
     settings = obj.settings
     with obj.store() as store:
         services = make_services(settings, store)
         try:
-            sync_config_feeds(services, now_utc())
+            sync_config(services, now_utc())
             started = time.monotonic()
             results = poll_feeds(services, now_utc(), all_feeds=all_feeds)
             elapsed = time.monotonic() - started
@@ -422,6 +423,7 @@ def export(
 cli.add_command(run_command)
 cli.add_command(status_command)
 cli.add_command(digest_command)
+cli.add_command(watch_group)
 cli.add_command(classify_command)
 cli.add_command(model_group)
 cli.add_command(label_command)

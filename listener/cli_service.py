@@ -39,7 +39,7 @@ def run_command(obj: Context) -> None:
         daemon_lock,
         install_signal_handlers,
     )
-    from listener.jobs import poll_feeds, sync_config_feeds
+    from listener.jobs import poll_feeds, sync_config
     from listener.jobs_digest import run_maintenance, send_due_digests
 
     settings = obj.settings
@@ -63,7 +63,7 @@ def run_command(obj: Context) -> None:
             )
 
         def poll() -> None:
-            sync_config_feeds(services, now_utc())
+            sync_config(services, now_utc())
             poll_feeds(services, now_utc())
 
         daemon = settings.daemon

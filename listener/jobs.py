@@ -30,7 +30,7 @@ from listener.dedupe import drop_duplicates
 from listener.domain import FeedSource, Fetched, Item, NotModified, ParsedFeed, PollResult
 from listener.errors import FeedGone, FetchError, ParseError
 from listener.fetch import FetchLimits, fetch_many
-from listener.jobs_watch import match_poll_items, poll_matcher
+from listener.jobs_watch import match_poll_items, poll_matcher, sync_config_watches
 from listener.parse import parse_feed
 from listener.schedule import PollPolicy, next_poll_after_failure, next_poll_after_success
 from listener.store import Store
@@ -125,6 +125,12 @@ def sync_config_feeds(services: Services, now: datetime) -> int:
             title=feed.title,
         )
     return added
+
+
+def sync_config(services: Services, now: datetime) -> None:
+    """The config's [[feeds]] and [[watches]] into the store (before each poll)."""
+    sync_config_feeds(services, now)
+    sync_config_watches(services.store, services.settings, now)
 
 
 def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) -> list[PollResult]:

@@ -18,7 +18,8 @@ import structlog
 from listener.config import Settings
 from listener.domain import Item
 from listener.store import Store
-from listener.store_watches import Cursor, MentionRow, WatchRow
+from listener.store_base import to_db_time
+from listener.store_watches import Cursor, MentionRow, Terms, WatchRow
 from listener.watch_query import QuerySyntaxError, parse_query
 from listener.watches import ActiveWatch, PollMentions, WatchMatcher
 
@@ -149,3 +150,38 @@ def match_poll_items(
         if found:
             by_key[item.key] = found
     return PollMentions(matcher.revisions(), by_key)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchPreview:
+    """What a query matches among the stored items (`listener watch test`)."""
+
+    scanned: int
+    matches: tuple[tuple[int, Terms], ...]  # (item id, terms), newest mention first
+
+
+def preview_watch(
+    store: Store,
+    watch: ActiveWatch,
+    *,
+    since: datetime | None = None,
+    batch_size: int = BACKFILL_BATCH,
+    on_batch: Callable[[int], object] = lambda count: None,
+) -> WatchPreview:
+    """Match every stored item (mentioned since `since`) against one watch; stores nothing."""
+    matcher = WatchMatcher([watch])
+    oldest = to_db_time(since) if since is not None else ""
+    scanned, after = 0, 0
+    found: list[tuple[str, int, Terms]] = []
+    while batch := store.items_to_match(after, batch_size):
+        for item in batch:
+            if item.mentioned_at < oldest:
+                continue
+            scanned += 1
+            terms = matcher.match_item(item.title, item.summary, item.feed_tags).get(watch.id)
+            if terms is not None:
+                found.append((item.mentioned_at, item.id, terms))
+        after = batch[-1].id
+        on_batch(len(batch))
+    found.sort(reverse=True)
+    return WatchPreview(scanned, tuple((item_id, terms) for _, item_id, terms in found))

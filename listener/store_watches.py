@@ -304,6 +304,18 @@ class WatchesMixin:
                     found.setdefault(item_id, []).append(label)
         return {item_id: tuple(labels) for item_id, labels in found.items()}
 
+    def items_by_ids(self, item_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """items_view rows (with labels) of some items, by id."""
+        found: dict[int, dict[str, Any]] = {}
+        ids = list(item_ids)
+        with wrap_errors("reading items"):
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row in self.db.query(f"SELECT * FROM items_view WHERE id IN ({marks})", chunk):
+                    found[row["id"]] = row
+        return found
+
     # -- spikes and alerts -----------------------------------------------------------------
 
     def open_spikes(self) -> dict[tuple[int, str], SpikeRow]:
