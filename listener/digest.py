@@ -13,10 +13,14 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from listener.domain import LABELS, DigestData, DigestItem, DigestPeriod, FeedHealth, Recipient
+
+if TYPE_CHECKING:  # digest_watches builds on this module
+    from listener.digest_watches import VoiceShare, WatchSection
 
 LABEL_TITLES: dict[str, str] = {
     "marketing": "Marketing",
@@ -82,6 +86,8 @@ class Digest:
     sections: tuple[Section, ...]
     uncertain: tuple[Story, ...]
     unhealthy_feeds: tuple[FeedHealth, ...]
+    watches: tuple[WatchSection, ...] = ()  # digest_watches.with_watches fills these two
+    share_of_voice: tuple[VoiceShare, ...] = ()
 
 
 # -- when -----------------------------------------------------------------------------------
@@ -272,8 +278,13 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
 
 
 def is_empty(digest: Digest) -> bool:
-    """Nothing in the followed functions and nothing uncertain: only a "nothing new" note."""
-    return not digest.uncertain and all(not section.stories for section in digest.sections)
+    """Nothing in the followed functions or watches and nothing uncertain: only a "nothing
+    new" note."""
+    return (
+        not digest.uncertain
+        and all(not section.stories for section in digest.sections)
+        and all(not section.mentions for section in digest.watches)
+    )
 
 
 def change_pct(count: int, baseline: float) -> float | None:

@@ -17,12 +17,14 @@ import structlog
 
 from listener.config import Settings
 from listener.digest import (
+    Digest,
     build_digest,
     digest_period,
     is_digest_due,
     is_empty,
     latest_due_period,
 )
+from listener.digest_watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.errors import MailError
 from listener.mail import SmtpSecurity, SmtpSettings, deliver
@@ -64,10 +66,15 @@ def digest_data(
 ) -> DigestData:
     """Everything build_digest needs: the period's items, the 7 days before, feed health."""
     items = store.digest_items(period.starts_at, period.ends_at, recipient.tags)
-    per_day = []
+    watches = followed_watches(recipient, [row.watch() for row in store.list_watches()])
+    per_day, watch_per_day = [], []
     for days_back in range(7, 0, -1):
         earlier = digest_period(recipient, period.day - timedelta(days=days_back))
         per_day.append(store.label_counts(earlier.starts_at, earlier.ends_at, recipient.tags))
+        if watches:
+            watch_per_day.append(
+                store.period_mention_counts(earlier.starts_at, earlier.ends_at, recipient.tags)
+            )
     labels = {label for counts in per_day for label in counts}
     daily_counts = {label: tuple(counts.get(label, 0) for counts in per_day) for label in labels}
     unhealthy = []
@@ -77,9 +84,24 @@ def digest_data(
         state = row.health(now, settings.poll.silent_after_days)
         if state != "ok" and not state.startswith("new"):
             unhealthy.append(FeedHealth(url=row.url, title=row.title, state=state))
-    return DigestData(
-        items=tuple(items), daily_counts=daily_counts, unhealthy_feeds=tuple(unhealthy)
+    mentions = (
+        store.period_mentions(period.starts_at, period.ends_at, recipient.tags) if watches else {}
     )
+    return DigestData(
+        items=tuple(items),
+        daily_counts=daily_counts,
+        unhealthy_feeds=tuple(unhealthy),
+        watches=watches,
+        mentions=mentions,
+        watch_daily_counts={
+            w.name: tuple(counts.get(w.name, 0) for counts in watch_per_day) for w in watches
+        },
+    )
+
+
+def make_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -> Digest:
+    """The digest of one recipient and period, its watch sections included."""
+    return with_watches(build_digest(recipient, period, data), data)
 
 
 def preview_digest(
@@ -87,7 +109,7 @@ def preview_digest(
 ) -> EmailMessage:
     """The digest of `recipient` for the local date of `day`, rendered; nothing is claimed."""
     period = digest_period(recipient, day.date())
-    digest = build_digest(recipient, period, digest_data(store, settings, recipient, period, now))
+    digest = make_digest(recipient, period, digest_data(store, settings, recipient, period, now))
     return render_digest(
         digest,
         sender=settings.digest.sender,
@@ -133,8 +155,7 @@ def _send_one(
     if claim is None:
         log.info("digest_skipped", reason="claimed_or_waiting_retry")
         return DigestOutcome(recipient.name, day, "skipped", "claimed_or_waiting_retry")
-    data = digest_data(store, settings, recipient, period, now)
-    digest = build_digest(recipient, period, data)
+    digest = make_digest(recipient, period, digest_data(store, settings, recipient, period, now))
     if is_empty(digest) and not recipient.send_when_empty:
         store.mark_digest_sent(
             recipient.name,

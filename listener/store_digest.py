@@ -80,10 +80,20 @@ _COUNTS_SQL = (
     GROUP BY label
 """
 )
-_TAG_FILTER = (
+TAG_FILTER = (
     "AND EXISTS (SELECT 1 FROM json_each(feeds.tags) WHERE json_each.value IN "
     "(SELECT value FROM json_each(:tags)))"
 )
+
+
+def window_params(start: datetime, end: datetime, tags: Sequence[str]) -> dict[str, Any]:
+    """The parameters of the queries that select a digest period's items."""
+    return {
+        "start": to_db_time(start),
+        "end": to_db_time(end),
+        "oldest": to_db_time(start - MAX_ITEM_AGE),
+        "tags": json.dumps(list(tags)),
+    }
 
 
 class DigestMixin:
@@ -95,25 +105,20 @@ class DigestMixin:
         """Items first seen in [start, end) and not older than a week, from feeds with one of
         `tags` (every feed when empty), with their effective labels and latest scores."""
         params = self._window(start, end, tags)
-        sql = _ITEMS_SQL.format(tag_filter=_TAG_FILTER if tags else "")
+        sql = _ITEMS_SQL.format(tag_filter=TAG_FILTER if tags else "")
         with wrap_errors("reading the digest's items"):
             return [_digest_item(row) for row in self.db.query(sql, params)]
 
     def label_counts(self, start: datetime, end: datetime, tags: Sequence[str]) -> dict[str, int]:
         """Items per effective label in a window, counted as digest_items selects them."""
         params = self._window(start, end, tags)
-        sql = _COUNTS_SQL.format(tag_filter=_TAG_FILTER if tags else "")
+        sql = _COUNTS_SQL.format(tag_filter=TAG_FILTER if tags else "")
         with wrap_errors("counting labels"):
             return {label: int(n) for label, n in self.db.execute(sql, params).fetchall()}
 
     @staticmethod
     def _window(start: datetime, end: datetime, tags: Sequence[str]) -> dict[str, Any]:
-        return {
-            "start": to_db_time(start),
-            "end": to_db_time(end),
-            "oldest": to_db_time(start - MAX_ITEM_AGE),
-            "tags": json.dumps(list(tags)),
-        }
+        return window_params(start, end, tags)
 
     # -- exactly once ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from sqlite_utils import Database
 
 from listener.domain import Watch
 from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
+from listener.store_digest import TAG_FILTER, window_params
 
 Terms = tuple[str, ...]
 # (watch id, revision matched, cursor the batch starts after, last item id of the batch)
@@ -253,24 +254,27 @@ class WatchesMixin:
     # -- reading mentions ------------------------------------------------------------------
 
     def period_mentions(
-        self, start: datetime, end: datetime, tag_filter: str, params: Mapping[str, Any]
+        self, start: datetime, end: datetime, tags: Sequence[str]
     ) -> dict[int, dict[str, Terms]]:
-        """item id -> {watch name: terms} for the items of a digest period."""
+        """item id -> {watch name: terms} for the items digest_items selects."""
         sql = _PERIOD_MENTIONS.format(
-            columns="mentions.item_id, watches.name, mentions.terms", tag_filter=tag_filter
+            columns="mentions.item_id, watches.name, mentions.terms",
+            tag_filter=TAG_FILTER if tags else "",
         )
         found: dict[int, dict[str, Terms]] = {}
         with wrap_errors("reading mentions"):
-            for item_id, name, terms in self.db.execute(sql, dict(params)):
+            for item_id, name, terms in self.db.execute(sql, window_params(start, end, tags)):
                 found.setdefault(item_id, {})[name] = tuple(json.loads(terms))
         return found
 
-    def period_mention_counts(self, tag_filter: str, params: Mapping[str, Any]) -> dict[str, int]:
-        """watch name -> mentions among the items of a digest period."""
-        sql = _PERIOD_MENTIONS.format(columns="watches.name", tag_filter=tag_filter)
+    def period_mention_counts(
+        self, start: datetime, end: datetime, tags: Sequence[str]
+    ) -> dict[str, int]:
+        """watch name -> mentions among the items digest_items would select."""
+        sql = _PERIOD_MENTIONS.format(columns="watches.name", tag_filter=TAG_FILTER if tags else "")
         with wrap_errors("counting mentions"):
             rows = self.db.execute(
-                f"SELECT name, count(*) FROM ({sql}) GROUP BY name", dict(params)
+                f"SELECT name, count(*) FROM ({sql}) GROUP BY name", window_params(start, end, tags)
             )
             return {name: int(count) for name, count in rows}
 
