@@ -23,7 +23,7 @@ from listener.cli_classify import (
     reclassify_command,
     review_command,
 )
-from listener.cli_service import digest_command, run_command, status_command
+from listener.cli_service import alerts_group, digest_command, run_command, status_command
 from listener.cli_support import (
     DURATION,
     LIMIT_OPTION,
@@ -424,6 +424,7 @@ cli.add_command(run_command)
 cli.add_command(status_command)
 cli.add_command(digest_command)
 cli.add_command(watch_group)
+cli.add_command(alerts_group)
 cli.add_command(classify_command)
 cli.add_command(model_group)
 cli.add_command(label_command)

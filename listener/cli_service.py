@@ -27,7 +27,8 @@ log = structlog.get_logger(__name__)
 @click.pass_obj
 @handle_errors
 def run_command(obj: Context) -> None:
-    """Run the service: poll due feeds, send due digests, daily maintenance, until stopped.
+    """Run the service: poll due feeds, send due digests and spike alerts, daily maintenance,
+    until stopped.
 
     One process per database (a second one refuses to start). SIGTERM or Ctrl-C stops it
     after the job in progress; a restart resumes the schedule from the database.
@@ -40,6 +41,7 @@ def run_command(obj: Context) -> None:
         install_signal_handlers,
     )
     from listener.jobs import poll_feeds, sync_config
+    from listener.jobs_alerts import run_alerts
     from listener.jobs_digest import run_maintenance, send_due_digests
 
     settings = obj.settings
@@ -73,6 +75,17 @@ def run_command(obj: Context) -> None:
                 "digest",
                 lambda: send_due_digests(store, settings, now_utc()),
                 every_s=settings.digest.check_every_minutes * 60,
+            ),
+            *(
+                [
+                    ScheduledJob(
+                        "alerts",
+                        lambda: run_alerts(store, settings, now_utc()),
+                        every_s=settings.alerts.check_every_minutes * 60,
+                    )
+                ]
+                if settings.alerts.enabled
+                else []
             ),
             ScheduledJob(
                 "maintenance",
@@ -250,3 +263,64 @@ def _local_today(recipient: Recipient, now: datetime) -> date:
     from zoneinfo import ZoneInfo
 
     return now.astimezone(ZoneInfo(recipient.timezone)).date()
+
+
+@click.group("alerts")
+def alerts_group() -> None:
+    """Spike alerts: a watch's mentions in the last 24 h far above the days before."""
+
+
+@alerts_group.command("check")
+@click.pass_obj
+@handle_errors
+def alerts_check(obj: Context) -> None:
+    """Check the watches for spikes and send the alerts that are due, exactly as the
+    daemon does every [alerts] check_every_minutes (nothing is sent twice)."""
+    from listener.jobs_alerts import check_spikes, send_due_alerts
+
+    settings = obj.settings
+    now = now_utc()
+    with obj.store() as store:
+        opened = check_spikes(store, settings, now)
+        outcomes = send_due_alerts(store, settings, now)
+    click.echo(f"{opened} new spike{'' if opened == 1 else 's'}")
+    for outcome in outcomes:
+        click.echo(
+            f"{outcome.watch} ({', '.join(outcome.functions)}) -> {outcome.recipient}: "
+            f"{outcome.status}"
+            + (f" via {outcome.delivery}" if outcome.delivery else "")
+            + (f" ({outcome.reason})" if outcome.reason else "")
+        )
+
+
+@alerts_group.command("list")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="At most this many spikes and alerts.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@click.pass_obj
+@handle_errors
+def alerts_list(obj: Context, limit: int, as_json: bool) -> None:
+    """Recent spike episodes (open ones first) and the alert emails they sent."""
+    with obj.store() as store:
+        spikes = store.recent_spikes(limit)
+        alerts = store.recent_alerts(limit)
+    if as_json:
+        click.echo(json.dumps({"spikes": spikes, "alerts": alerts}, indent=2, ensure_ascii=False))
+        return
+    if not spikes:
+        click.echo("no spikes yet")
+    for spike in spikes:
+        state = "OPEN" if spike["ended_at"] is None else f"ended {spike['ended_at']}"
+        click.echo(
+            f"{spike['started_at']}  {spike['watch']:<16} {spike['function']:<22} "
+            f"{spike['count']:>5} in 24 h (usual {spike['baseline_mean']:.1f} ± "
+            f"{spike['baseline_sd']:.1f}/day, peak {spike['peak_count']})  {state}"
+        )
+    for alert in alerts:
+        sent = alert["sent_at"] or f"not sent ({alert['attempts']} attempts, {alert['last_error']})"
+        click.echo(f"alert:  {alert['opened_at']} {alert['watch']} -> {alert['recipient']}: {sent}")

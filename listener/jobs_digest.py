@@ -47,6 +47,12 @@ class DigestOutcome:
     delivery: str | None = None
 
 
+def retry_time(now: datetime, attempts: int) -> datetime:
+    """When to retry a send that failed `attempts` + 1 times: 5 min, doubling, at most 2 h."""
+    delay: timedelta = min(_RETRY_FIRST * (2 ** min(attempts, 10)), _RETRY_MAX)
+    return now + delay
+
+
 def smtp_settings(settings: Settings) -> SmtpSettings:
     smtp = settings.smtp
     return SmtpSettings(
@@ -183,7 +189,7 @@ def _send_one(
         )
     except MailError as exc:
         attempts = store.digest_attempts(recipient.name, day)
-        retry_at = now + min(_RETRY_FIRST * (2 ** min(attempts, 10)), _RETRY_MAX)
+        retry_at = retry_time(now, attempts)
         store.release_digest(recipient.name, day, claim, error=str(exc), retry_at=retry_at)
         log.warning(
             "digest_failed", error=str(exc), attempts=attempts + 1, retry_at=retry_at.isoformat()

@@ -128,8 +128,7 @@ def voice_views(digest: Digest) -> tuple[VoiceView, ...]:
 def _watch_view(section: WatchSection, covered: date, zone: ZoneInfo) -> WatchView:
     change, change_text = change_texts(section.count, section.change_pct)
     split = " · ".join(
-        f"{LABEL_SHORT.get(label, label)} {count}"
-        for label, count in section.by_function
+        f"{LABEL_SHORT.get(label, label)} {count}" for label, count in section.by_function
     )
     return WatchView(
         name=section.name,

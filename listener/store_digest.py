@@ -40,9 +40,7 @@ _PERIOD_CTE = """
 """
 # The digest shows a few lines of each summary: reading whole summaries of a busy day held
 # a hundred MB for nothing.
-_ITEMS_SQL = (
-    _PERIOD_CTE
-    + """
+_ITEMS_SELECT = """
     SELECT items.id, items.title, items.url, substr(items.summary, 1, 600) AS summary,
            feeds.title AS feed_title, feeds.url AS feed_url, feeds.tags AS feed_tags,
            items.published_at, items.fetched_at, items.lang,
@@ -62,6 +60,20 @@ _ITEMS_SQL = (
         AND predictions.model_version = period.version
     ORDER BY items.id
 """
+_ITEMS_SQL = _PERIOD_CTE + _ITEMS_SELECT
+# The same rows for chosen items (an alert's top mentions).
+_ITEMS_BY_ID_SQL = (
+    """
+    WITH period AS MATERIALIZED (
+        SELECT value AS id,
+               (SELECT predictions.model_version FROM predictions
+                JOIN models ON models.version = predictions.model_version
+                WHERE predictions.item_id = value
+                ORDER BY models.last_used_at DESC LIMIT 1) AS version
+        FROM json_each(:ids)
+    )
+"""
+    + _ITEMS_SELECT
 )
 # Effective labels as item_labels defines them: a person's, else a confident model's.
 _COUNTS_SQL = (
@@ -108,6 +120,12 @@ class DigestMixin:
         sql = _ITEMS_SQL.format(tag_filter=TAG_FILTER if tags else "")
         with wrap_errors("reading the digest's items"):
             return [_digest_item(row) for row in self.db.query(sql, params)]
+
+    def digest_items_by_id(self, item_ids: Sequence[int]) -> list[DigestItem]:
+        """These items as digest_items reads them, by id."""
+        with wrap_errors("reading items"):
+            rows = self.db.query(_ITEMS_BY_ID_SQL, {"ids": json.dumps(list(item_ids))})
+            return [_digest_item(row) for row in rows]
 
     def label_counts(self, start: datetime, end: datetime, tags: Sequence[str]) -> dict[str, int]:
         """Items per effective label in a window, counted as digest_items selects them."""

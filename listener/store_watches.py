@@ -18,6 +18,7 @@ from sqlite_utils import Database
 
 from listener.domain import Watch
 from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
+from listener.store_claims import claim_row, mark_row_sent, release_row, row_attempts
 from listener.store_digest import TAG_FILTER, window_params
 
 Terms = tuple[str, ...]
@@ -67,6 +68,8 @@ class SpikeRow:
     started_at: datetime
     count: int
     peak_count: int
+    baseline_mean: float
+    baseline_sd: float
 
 
 # Mentions of the items a digest period shows, as digest_items selects them.
@@ -325,12 +328,12 @@ class WatchesMixin:
     def open_spikes(self) -> dict[tuple[int, str], SpikeRow]:
         with wrap_errors("reading spikes"):
             rows = self.db.execute(
-                "SELECT id, watch_id, function, started_at, count, peak_count FROM spikes"
-                " WHERE ended_at IS NULL"
+                "SELECT id, watch_id, function, started_at, count, peak_count, baseline_mean,"
+                " baseline_sd FROM spikes WHERE ended_at IS NULL"
             ).fetchall()
         return {
             (row[1], row[2]): SpikeRow(
-                row[0], row[1], row[2], from_db_time(row[3]) or _NEVER, row[4], row[5]
+                row[0], row[1], row[2], from_db_time(row[3]) or _NEVER, *row[4:]
             )
             for row in rows
         }
@@ -365,13 +368,78 @@ class WatchesMixin:
                 self.db.execute("UPDATE spikes SET ended_at = ? WHERE id = ?", [stamp, spike_id])
         return added
 
+    def claim_alert(
+        self,
+        recipient: str,
+        watch_id: int,
+        opened_at: datetime,
+        functions: Sequence[str],
+        *,
+        now: datetime,
+        stale_before: datetime,
+    ) -> str | None:
+        """Claim one alert email for sending (store_claims.claim_row); None: not ours."""
+        return claim_row(
+            self.db,
+            "alerts",
+            _alert_keys(recipient, watch_id, opened_at),
+            columns={"functions": json.dumps(list(functions))},
+            now=now,
+            stale_before=stale_before,
+        )
+
+    def mark_alert_sent(
+        self,
+        recipient: str,
+        watch_id: int,
+        opened_at: datetime,
+        claim_id: str,
+        *,
+        now: datetime,
+        message_id: str,
+        delivery: str,
+    ) -> None:
+        keys = _alert_keys(recipient, watch_id, opened_at)
+        mark_row_sent(
+            self.db, "alerts", keys, claim_id, now=now, message_id=message_id, delivery=delivery
+        )
+
+    def release_alert(
+        self,
+        recipient: str,
+        watch_id: int,
+        opened_at: datetime,
+        claim_id: str,
+        *,
+        error: str,
+        retry_at: datetime,
+    ) -> int:
+        keys = _alert_keys(recipient, watch_id, opened_at)
+        return release_row(self.db, "alerts", keys, claim_id, error=error, retry_at=retry_at)
+
+    def alert_attempts(self, recipient: str, watch_id: int, opened_at: datetime) -> int:
+        return row_attempts(self.db, "alerts", _alert_keys(recipient, watch_id, opened_at))
+
+    def recent_alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+        with wrap_errors("reading alerts"):
+            return list(
+                self.db.query(
+                    "SELECT alerts.recipient, watches.name AS watch, alerts.opened_at,"
+                    " alerts.functions, alerts.sent_at, alerts.delivery, alerts.attempts,"
+                    " alerts.last_error FROM alerts JOIN watches ON watches.id = alerts.watch_id"
+                    " ORDER BY alerts.opened_at DESC, watches.name, alerts.recipient LIMIT ?",
+                    [limit],
+                )
+            )
+
     def recent_spikes(self, limit: int = 20) -> list[dict[str, Any]]:
         with wrap_errors("reading spikes"):
             return list(
                 self.db.query(
                     "SELECT watches.name AS watch, spikes.* FROM spikes"
                     " JOIN watches ON watches.id = spikes.watch_id"
-                    " ORDER BY spikes.started_at DESC, spikes.id DESC LIMIT ?",
+                    " ORDER BY spikes.ended_at IS NOT NULL, spikes.started_at DESC, spikes.id DESC"
+                    " LIMIT ?",
                     [limit],
                 )
             )
@@ -411,6 +479,10 @@ def _rows(matches: Mapping[int, ItemMatches], watches: Collection[int]) -> list[
         for watch_id, terms in found.items()
         if watch_id in watches
     ]
+
+
+def _alert_keys(recipient: str, watch_id: int, opened_at: datetime) -> dict[str, Any]:
+    return {"recipient": recipient, "watch_id": watch_id, "opened_at": to_db_time(opened_at)}
 
 
 def _watch_row(row: Sequence[Any]) -> WatchRow:

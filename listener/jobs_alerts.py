@@ -1,0 +1,239 @@
+"""Wiring of the spike alerts; reads like the data-flow diagram:
+
+check: store.list_watches (caught-up ones) ─► store.watch_mentions + effective_labels
+       ─► spikes.daily_counts ─► assess ─► plan_episodes ─► store.record_spikes
+send:  store.open_spikes ─► per (watch, check) and follower: store.claim_alert ─►
+       spike_alert ─► render_alert ─► deliver ─► store.mark_alert_sent (a failed send:
+       store.release_alert, retried later), so each alert goes out once across restarts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+from listener.config import Settings
+from listener.digest import group_stories
+from listener.domain import ALL_FUNCTIONS, Recipient
+from listener.errors import MailError
+from listener.jobs_digest import retry_time, smtp_settings
+from listener.mail import deliver
+from listener.render_alert import alert_message_id, render_alert
+from listener.spikes import (
+    DAY,
+    FUNCTIONS,
+    OpenEpisode,
+    SpikeAlert,
+    SpikeRule,
+    Volume,
+    assess,
+    check_time,
+    daily_counts,
+    plan_episodes,
+    term_trends,
+    top_items,
+    window_start,
+)
+from listener.store import Store
+from listener.store_base import to_db_time
+from listener.store_watches import SpikeRow, WatchRow
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertOutcome:
+    recipient: str
+    watch: str
+    opened_at: datetime
+    status: str  # sent | failed
+    functions: tuple[str, ...]
+    reason: str | None = None
+    delivery: str | None = None
+
+
+def spike_rule(settings: Settings) -> SpikeRule:
+    alerts = settings.alerts
+    return SpikeRule(alerts.baseline_days, alerts.threshold_sd, alerts.min_count)
+
+
+def check_spikes(store: Store, settings: Settings, now: datetime) -> int:
+    """Open, update and close spike episodes for the last full hour; the episodes opened.
+    Idempotent within the hour. Watches whose backfill is pending are skipped: their
+    counts would be too low."""
+    check_at = check_time(now)
+    rule = spike_rule(settings)
+    newest = store.max_item_id()
+    volumes: dict[tuple[int, str], Volume] = {}
+    names = {}
+    for row in store.list_watches():
+        if row.matched_through < newest:
+            log.info("spike_check_skipped", watch=row.name, reason="backfill_pending")
+            continue
+        names[row.id] = row.name
+        mentions = _mentions(store, row.id, check_at, rule)
+        labels = store.effective_labels([item_id for item_id, _, _ in mentions])
+        counts = daily_counts(
+            ((at, labels.get(item_id, ())) for item_id, at, _ in mentions), check_at, rule
+        )
+        for function in FUNCTIONS:
+            volumes[(row.id, function)] = assess(counts[function], rule)
+    episodes = store.open_spikes()
+    plan = plan_episodes(
+        volumes,
+        {key: OpenEpisode(row.baseline_mean, row.baseline_sd) for key, row in episodes.items()},
+        rule,
+    )
+    opened = store.record_spikes(
+        opened=[(w, f, v.count, v.mean, v.sd, v.threshold) for (w, f), v in plan.opened],
+        updated=[(episodes[key].id, count) for key, count in plan.updated],
+        closed=[episodes[key].id for key in plan.closed],
+        now=check_at,
+    )
+    for (watch_id, function), volume in plan.opened:
+        log.info(
+            "spike_opened",
+            watch=names[watch_id],
+            function=function,
+            count=volume.count,
+            mean=round(volume.mean, 2),
+            sd=round(volume.sd, 2),
+            threshold=round(volume.threshold, 2),
+        )
+    for watch_id, function in plan.closed:
+        log.info("spike_closed", watch=names[watch_id], function=function)
+    return opened
+
+
+def send_due_alerts(store: Store, settings: Settings, now: datetime) -> list[AlertOutcome]:
+    """Send each open episode group (a watch's functions opened by one check) to every
+    recipient following the watch, once. Episodes older than the digest's catch-up window
+    are not alerted late."""
+    oldest = now - timedelta(hours=settings.digest.catch_up_hours)
+    groups: dict[tuple[int, datetime], list[SpikeRow]] = {}
+    for episode in store.open_spikes().values():
+        if episode.started_at >= oldest:
+            groups.setdefault((episode.watch_id, episode.started_at), []).append(episode)
+    watches = {row.id: row for row in store.list_watches()}
+    outcomes = []
+    for (watch_id, opened_at), episodes in sorted(groups.items(), key=lambda g: g[0][1]):
+        row = watches[watch_id]
+        for recipient in _followers(settings.recipients, row.name):
+            with structlog.contextvars.bound_contextvars(
+                recipient=recipient.name, watch=row.name, opened_at=to_db_time(opened_at)
+            ):
+                outcome = _send_one(store, settings, recipient, row, opened_at, episodes, now)
+            if outcome is not None:
+                outcomes.append(outcome)
+    return outcomes
+
+
+def run_alerts(store: Store, settings: Settings, now: datetime) -> list[AlertOutcome]:
+    """The hourly job: check for spikes, then send what is due."""
+    if not settings.alerts.enabled:
+        return []
+    check_spikes(store, settings, now)
+    return send_due_alerts(store, settings, now)
+
+
+def spike_alert(
+    store: Store,
+    settings: Settings,
+    row: WatchRow,
+    opened_at: datetime,
+    episodes: Sequence[SpikeRow],
+) -> SpikeAlert:
+    """What one alert shows: the functions that spiked, the terms and the top items of the
+    24 hours before the check that opened them."""
+    rule = spike_rule(settings)
+    order = {function: index for index, function in enumerate(FUNCTIONS)}
+    functions = tuple(
+        (e.function, Volume(e.count, e.baseline_mean, e.baseline_sd, _threshold(e, rule)))
+        for e in sorted(episodes, key=lambda e: order.get(e.function, 99))
+    )
+    mentions = _mentions(store, row.id, opened_at, rule)
+    start = opened_at - DAY
+    recent = {item_id: terms for item_id, at, terms in mentions if at >= start}
+    items = store.digest_items_by_id(sorted(recent))
+    spiked = {function for function, _ in functions}
+    if ALL_FUNCTIONS not in spiked:
+        items = [i for i in items if not i.uncertain and spiked & set(i.labels)]
+    stories = [(s.lead, recent[s.lead.item_id], len(s.others)) for s in group_stories(items)]
+    return SpikeAlert(
+        watch=row.watch(),
+        opened_at=opened_at,
+        window_start=start,
+        functions=functions,
+        terms=term_trends(((at, terms) for _, at, terms in mentions), opened_at, rule),
+        items=top_items(stories, settings.alerts.top_items),
+    )
+
+
+def _send_one(
+    store: Store,
+    settings: Settings,
+    recipient: Recipient,
+    row: WatchRow,
+    opened_at: datetime,
+    episodes: Sequence[SpikeRow],
+    now: datetime,
+) -> AlertOutcome | None:
+    functions = tuple(e.function for e in episodes)
+    stale = now - timedelta(minutes=settings.digest.claim_timeout_minutes)
+    claim = store.claim_alert(
+        recipient.name, row.id, opened_at, functions, now=now, stale_before=stale
+    )
+    if claim is None:
+        log.debug("alert_skipped", reason="sent_claimed_or_waiting_retry")
+        return None
+    alert = spike_alert(store, settings, row, opened_at, episodes)
+    message = render_alert(
+        alert,
+        recipient,
+        sender=settings.digest.sender,
+        generated_at=now,
+        message_domain=settings.digest.message_domain,
+    )
+    name = f"alert-{opened_at:%Y-%m-%dT%H}-{row.name}-{recipient.name}"
+    try:
+        delivery = deliver(message, smtp_settings(settings), Path(settings.digest.outbox), name)
+    except MailError as exc:
+        attempts = store.alert_attempts(recipient.name, row.id, opened_at)
+        retry_at = retry_time(now, attempts)
+        store.release_alert(
+            recipient.name, row.id, opened_at, claim, error=str(exc), retry_at=retry_at
+        )
+        log.warning("alert_failed", error=str(exc), attempts=attempts + 1)
+        return AlertOutcome(recipient.name, row.name, opened_at, "failed", functions, str(exc))
+    store.mark_alert_sent(
+        recipient.name,
+        row.id,
+        opened_at,
+        claim,
+        now=now,
+        message_id=alert_message_id(alert, recipient, settings.digest.message_domain),
+        delivery=delivery,
+    )
+    log.info("alert_sent", functions=list(functions), delivery=delivery)
+    return AlertOutcome(recipient.name, row.name, opened_at, "sent", functions, None, delivery)
+
+
+def _mentions(
+    store: Store, watch_id: int, check_at: datetime, rule: SpikeRule
+) -> list[tuple[int, datetime, tuple[str, ...]]]:
+    # Feeds added within the window would count their archive as a burst: left out until
+    # they have been polled for the whole baseline.
+    start = window_start(check_at, rule)
+    return store.watch_mentions(watch_id, start, check_at, settled_before=start)
+
+
+def _followers(recipients: Sequence[Recipient], watch: str) -> list[Recipient]:
+    return [r for r in recipients if r.alerts and (not r.watches or watch in r.watches)]
+
+
+def _threshold(episode: SpikeRow, rule: SpikeRule) -> float:
+    return episode.baseline_mean + rule.threshold_sd * episode.baseline_sd
