@@ -132,6 +132,9 @@ def status_command(obj: Context, as_json: bool) -> None:
         digests = store.recent_digests(limit=2 * max(len(settings.recipients), 1))
         week = store.label_counts(now - timedelta(days=7), now, ())
         day = store.label_counts(now - timedelta(days=1), now, ())
+        watches = store.list_watches()
+        newest = store.max_item_id()
+        open_spikes = store.open_spikes()
     health: dict[str, int] = {}
     for feed in feeds:
         state = feed.health(now, settings.poll.silent_after_days).split(" ")[0]
@@ -150,6 +153,15 @@ def status_command(obj: Context, as_json: bool) -> None:
             "last_7d_by_function": {k: week.get(k, 0) for k in LABELS},
         },
         "digests": digests,
+        "watches": {
+            "total": len(watches),
+            "backfill_pending": [w.name for w in watches if w.matched_through < newest],
+            "open_spikes": sorted(
+                f"{name}/{function}"
+                for (watch_id, function) in open_spikes
+                for name in [w.name for w in watches if w.id == watch_id]
+            ),
+        },
     }
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
@@ -174,6 +186,12 @@ def status_command(obj: Context, as_json: bool) -> None:
     click.echo(f"items:    {counts['items']} stored")
     click.echo("  last 24 h: " + ", ".join(f"{k} {day.get(k, 0)}" for k in LABELS))
     click.echo("  last 7 d:  " + ", ".join(f"{k} {week.get(k, 0)}" for k in LABELS))
+    pending = report["watches"]["backfill_pending"]
+    click.echo(
+        f"watches:  {len(watches)}"
+        + (f", backfill pending: {', '.join(pending)}" if pending else "")
+        + (f"; open spikes: {', '.join(report['watches']['open_spikes'])}" if open_spikes else "")
+    )
     for row in digests:
         sent = row["sent_at"] or f"not sent ({row['attempts']} attempts, {row['last_error']})"
         click.echo(
