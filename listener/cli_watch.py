@@ -98,7 +98,7 @@ def watch_list(obj: Context, as_json: bool) -> None:
     """Every watch with its mentions, last mention and backfill state."""
     with obj.store() as store:
         sync_config_watches(store, obj.settings, now_utc())
-        rows = store.list_watches()
+        rows = store.list_watches(with_counts=True)
         newest = store.max_item_id()
     if as_json:
         click.echo(
@@ -222,7 +222,7 @@ def _backfill(store: Store) -> int:
 
 
 def _find(store: Store, name: str) -> WatchRow | None:
-    return next((row for row in store.list_watches() if row.name == name), None)
+    return next((row for row in store.list_watches(with_counts=True) if row.name == name), None)
 
 
 def _row(store: Store, name: str) -> WatchRow:

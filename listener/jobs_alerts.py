@@ -121,7 +121,9 @@ def send_due_alerts(store: Store, settings: Settings, now: datetime) -> list[Ale
     watches = {row.id: row for row in store.list_watches()}
     outcomes = []
     for (watch_id, opened_at), episodes in sorted(groups.items(), key=lambda g: g[0][1]):
-        row = watches[watch_id]
+        row = watches.get(watch_id)
+        if row is None:
+            continue  # removed since the spikes were read
         for recipient in _followers(settings.recipients, row.name):
             with structlog.contextvars.bound_contextvars(
                 recipient=recipient.name, watch=row.name, opened_at=to_db_time(opened_at)

@@ -88,16 +88,18 @@ class WatchesMixin:
 
     # -- watches ---------------------------------------------------------------------------
 
-    def list_watches(self) -> list[WatchRow]:
+    def list_watches(self, *, with_counts: bool = False) -> list[WatchRow]:
+        """Every watch by name; mention_count and last_mention_at only `with_counts` (they
+        read every mention: for people, not for jobs)."""
+        counts = (
+            "(SELECT count(*) FROM mentions WHERE watch_id = watches.id),"
+            " (SELECT max(published_at) FROM mentions WHERE watch_id = watches.id)"
+            if with_counts
+            else "0, NULL"
+        )
         with wrap_errors("listing watches"):
-            rows = self.db.execute(
-                """
-                SELECT watches.*, count(mentions.item_id), max(mentions.published_at)
-                FROM watches LEFT JOIN mentions ON mentions.watch_id = watches.id
-                GROUP BY watches.id ORDER BY watches.name
-                """
-            ).fetchall()
-        return [_watch_row(row) for row in rows]
+            rows = self.db.execute(f"SELECT watches.*, {counts} FROM watches ORDER BY name")
+            return [_watch_row(row) for row in rows.fetchall()]
 
     def save_watch(self, watch: Watch, *, origin: str, now: datetime) -> str:
         """Insert or update a watch: "added", "changed" (query or scope: its mentions are

@@ -69,9 +69,10 @@ def test_items_stored_after_a_watch_are_matched_at_store_time(store: Store) -> N
         ("acme", "Acme Corp hires", ("acme", "acme corp")),
         ("acme", "ACMÉ again", ("acme",)),
     }
-    (row,) = store.list_watches()
+    (row,) = store.list_watches(with_counts=True)
     assert row.matched_through == store.max_item_id() == 3
     assert row.mention_count == 2
+    assert store.list_watches()[0].mention_count == 0  # not counted unless asked
 
 
 def test_a_new_watch_is_backfilled_over_stored_items_and_resumes(store: Store) -> None:
