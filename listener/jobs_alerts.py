@@ -172,6 +172,7 @@ def spike_alert(
         functions=functions,
         terms=term_trends(((at, terms) for _, at, terms in mentions), opened_at, rule),
         items=top_items(stories, settings.alerts.top_items),
+        min_count=rule.min_count,
     )
 
 

@@ -11,9 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
 from listener.digest import Digest, Section, Story, is_empty, top_guesses
@@ -29,12 +27,12 @@ from listener.render_parts import (
     Chip,
     Link,
     change_texts,
-    environment,
     feed_name,
     host,
     label_chip,
     local_time,
     long_date,
+    make_message,
     one_line,
     safe_href,
     shown_at,
@@ -108,22 +106,16 @@ def render_digest(
     """The digest as text/plain then text/html, with every header a mail client expects."""
     if generated_at.tzinfo is None:
         raise ValueError("generated_at must be an aware datetime")
-    context = _context(digest, generated_at)
-    text = environment().get_template("digest.txt").render(context)
-    html = environment().get_template("digest.html").render(context)
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = Address(digest.recipient.name, addr_spec=digest.recipient.email)
-    message["Subject"] = digest_subject(digest)
-    message["Date"] = format_datetime(generated_at)
-    message["Message-ID"] = message_id(digest, message_domain)
-    message["X-Listener-Digest"] = f"{digest.period.recipient}/{digest.period.day.isoformat()}"
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to it
-    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"  # the same, for Exchange
-    # quoted-printable: 7-bit safe on any relay (no 8BITMIME needed), whatever the feeds say.
-    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return message
+    return make_message(
+        "digest",
+        _context(digest, generated_at),
+        sender=sender,
+        recipient=digest.recipient,
+        subject=digest_subject(digest),
+        generated_at=generated_at,
+        message_id=message_id(digest, message_domain),
+        headers={"X-Listener-Digest": f"{digest.period.recipient}/{digest.period.day.isoformat()}"},
+    )
 
 
 def digest_subject(digest: Digest) -> str:

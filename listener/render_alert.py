@@ -10,13 +10,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
 from listener.domain import ALL_FUNCTIONS, Recipient
-from listener.render_parts import LABEL_SHORT, environment, local_time, text_heading, text_wrap
+from listener.render_parts import LABEL_SHORT, local_time, make_message, text_heading, text_wrap
 from listener.render_watch import MentionView, mention_view, text_marks
 from listener.spikes import SpikeAlert, Volume
 
@@ -52,9 +50,11 @@ def render_alert(
     if generated_at.tzinfo is None:
         raise ValueError("generated_at must be an aware datetime")
     zone = ZoneInfo(recipient.timezone)
-    functions = tuple(_function_view(name, volume) for name, volume in alert.functions)
+    functions = tuple(
+        _function_view(name, volume, alert.min_count) for name, volume in alert.functions
+    )
     context = {
-        "subject": alert_subject(alert),
+        "subject": alert_subject(alert),  # the HTML <title>
         "watch": alert.watch,
         "recipient": recipient,
         "timezone": recipient.timezone,
@@ -70,20 +70,16 @@ def render_alert(
         "text_wrap": text_wrap,
         "text_marks": text_marks,
     }
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = Address(recipient.name, addr_spec=recipient.email)
-    message["Subject"] = context["subject"]
-    message["Date"] = format_datetime(generated_at)
-    message["Message-ID"] = alert_message_id(alert, recipient, message_domain)
-    message["X-Listener-Alert"] = f"{alert.watch.name}/{alert.opened_at:%Y-%m-%dT%H:%MZ}"
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to it
-    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-    text = environment().get_template("alert.txt").render(context)
-    html = environment().get_template("alert.html").render(context)
-    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return message
+    return make_message(
+        "alert",
+        context,
+        sender=sender,
+        recipient=recipient,
+        subject=alert_subject(alert),
+        generated_at=generated_at,
+        message_id=alert_message_id(alert, recipient, message_domain),
+        headers={"X-Listener-Alert": f"{alert.watch.name}/{alert.opened_at:%Y-%m-%dT%H:%MZ}"},
+    )
 
 
 def alert_subject(alert: SpikeAlert) -> str:
@@ -107,13 +103,14 @@ def alert_message_id(alert: SpikeAlert, recipient: Recipient, domain: str) -> st
     return f"<alert.{opened}.{slug}.{digest}@{domain}>"
 
 
-def _function_view(name: str, volume: Volume) -> _FunctionView:
+def _function_view(name: str, volume: Volume, min_count: int) -> _FunctionView:
     ratio = f"×{volume.count / volume.mean:.1f}" if volume.mean > 0 else "new"
     return _FunctionView(
         name=FUNCTION_NAMES.get(name, name),
         count=volume.count,
         usual=f"{volume.mean:.1f} ± {volume.sd:.1f}",
-        threshold=f"{volume.threshold:.1f}",
+        # What the count had to beat: mean + k sd, and never less than the minimum count.
+        threshold=f"{max(volume.threshold, min_count - 1):.1f}",
         ratio=ratio,
     )
 

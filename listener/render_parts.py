@@ -4,8 +4,12 @@ emails (times in the reader's zone, safe links, label chips, changes, plain-text
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from listener.domain import DigestItem
+from listener.domain import DigestItem, Recipient
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -155,3 +159,34 @@ def text_wrap(text: str, indent: str = "   ", first: str | None = None) -> str:
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+def make_message(
+    template: str,
+    context: Mapping[str, object],
+    *,
+    sender: str,
+    recipient: Recipient,
+    subject: str,
+    generated_at: datetime,
+    message_id: str,
+    headers: Mapping[str, str],
+) -> EmailMessage:
+    """`template`.txt then `template`.html as a multipart/alternative email, with every
+    header a mail client expects."""
+    text = environment().get_template(f"{template}.txt").render(context)
+    html = environment().get_template(f"{template}.html").render(context)
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = Address(recipient.name, addr_spec=recipient.email)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(generated_at)
+    message["Message-ID"] = message_id
+    for name, value in headers.items():
+        message[name] = value
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to it
+    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"  # the same, for Exchange
+    # quoted-printable: 7-bit safe on any relay (no 8BITMIME needed), whatever the feeds say.
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message

@@ -77,6 +77,7 @@ class SpikeAlert:
     functions: tuple[tuple[str, Volume], ...]  # ALL_FUNCTIONS first, then LABELS order
     terms: tuple[TermTrend, ...]  # the terms that drove it, most risen first
     items: tuple[tuple[DigestItem, Terms, int], ...]  # top items: item, terms, other feeds
+    min_count: int = 0  # the rule's minimum, shown with the threshold
 
 
 def check_time(now: datetime) -> datetime:

@@ -26,16 +26,23 @@ _NEVER = datetime.min.replace(tzinfo=UTC)  # NOT NULL columns: never used
 # prediction counts for it (the most recently used model that classified it); labels are read
 # for those items only. Going through the item_labels view instead made SQLite build the view
 # over the whole database for every query (seconds at a million items).
-_PERIOD_CTE = """
-    WITH period AS MATERIALIZED (
-        SELECT items.id,
-               (SELECT predictions.model_version FROM predictions
+_VERSION = """(SELECT predictions.model_version FROM predictions
                 JOIN models ON models.version = predictions.model_version
-                WHERE predictions.item_id = items.id
-                ORDER BY models.last_used_at DESC LIMIT 1) AS version
+                WHERE predictions.item_id = {item_id}
+                ORDER BY models.last_used_at DESC LIMIT 1)"""
+_PERIOD_CTE = f"""
+    WITH period AS MATERIALIZED (
+        SELECT items.id, {_VERSION.format(item_id="items.id")} AS version
         FROM items JOIN feeds ON feeds.id = items.feed_id
         WHERE items.fetched_at >= :start AND items.fetched_at < :end
-          AND items.published_at >= :oldest {tag_filter}
+          AND items.published_at >= :oldest {{tag_filter}}
+    )
+"""
+# The same for chosen items, given as a JSON array in :ids.
+IDS_CTE = f"""
+    WITH period AS MATERIALIZED (
+        SELECT value AS id, {_VERSION.format(item_id="value")} AS version
+        FROM json_each(:ids)
     )
 """
 # The digest shows a few lines of each summary: reading whole summaries of a busy day held
@@ -62,36 +69,22 @@ _ITEMS_SELECT = """
 """
 _ITEMS_SQL = _PERIOD_CTE + _ITEMS_SELECT
 # The same rows for chosen items (an alert's top mentions).
-_ITEMS_BY_ID_SQL = (
-    """
-    WITH period AS MATERIALIZED (
-        SELECT value AS id,
-               (SELECT predictions.model_version FROM predictions
-                JOIN models ON models.version = predictions.model_version
-                WHERE predictions.item_id = value
-                ORDER BY models.last_used_at DESC LIMIT 1) AS version
-        FROM json_each(:ids)
-    )
-"""
-    + _ITEMS_SELECT
-)
+_ITEMS_BY_ID_SQL = IDS_CTE + _ITEMS_SELECT
 # Effective labels as item_labels defines them: a person's, else a confident model's.
-_COUNTS_SQL = (
-    _PERIOD_CTE
-    + """
-    SELECT label, count(*) FROM (
-        SELECT labels.label FROM period JOIN labels ON labels.item_id = period.id
-        UNION ALL
-        SELECT classifications.label FROM period
-        JOIN predictions ON predictions.item_id = period.id
-            AND predictions.model_version = period.version AND predictions.uncertain = 0
-        JOIN classifications ON classifications.item_id = period.id
-            AND classifications.model_version = period.version
-        WHERE NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = period.id)
-    )
-    GROUP BY label
+# (item id, label, rank, source) of the period's items: a person's labels (source 0), else
+# those of the model that counts, when it was confident (source 1).
+EFFECTIVE_LABELS = """
+    SELECT period.id, labels.label, labels.rank, 0 AS source
+    FROM period JOIN labels ON labels.item_id = period.id
+    UNION ALL
+    SELECT period.id, classifications.label, classifications.rank, 1 AS source FROM period
+    JOIN predictions ON predictions.item_id = period.id
+        AND predictions.model_version = period.version AND predictions.uncertain = 0
+    JOIN classifications ON classifications.item_id = period.id
+        AND classifications.model_version = period.version
+    WHERE NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = period.id)
 """
-)
+_COUNTS_SQL = _PERIOD_CTE + f"SELECT label, count(*) FROM ({EFFECTIVE_LABELS}) GROUP BY label"
 TAG_FILTER = (
     "AND EXISTS (SELECT 1 FROM json_each(feeds.tags) WHERE json_each.value IN "
     "(SELECT value FROM json_each(:tags)))"

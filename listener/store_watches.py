@@ -19,7 +19,7 @@ from sqlite_utils import Database
 from listener.domain import Watch
 from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
 from listener.store_claims import claim_row, mark_row_sent, release_row, row_attempts
-from listener.store_digest import TAG_FILTER, window_params
+from listener.store_digest import EFFECTIVE_LABELS, IDS_CTE, TAG_FILTER, window_params
 
 Terms = tuple[str, ...]
 # (watch id, revision matched, cursor the batch starts after, last item id of the batch)
@@ -449,29 +449,9 @@ class WatchesMixin:
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
-_EFFECTIVE_LABELS = """
-    WITH chosen AS MATERIALIZED (
-        SELECT value AS id,
-               (SELECT predictions.model_version FROM predictions
-                JOIN models ON models.version = predictions.model_version
-                WHERE predictions.item_id = value
-                ORDER BY models.last_used_at DESC LIMIT 1) AS version
-        FROM json_each(:ids)
-    )
-    SELECT id, label FROM (
-        SELECT chosen.id, labels.label, labels.rank, 0 AS source
-        FROM chosen JOIN labels ON labels.item_id = chosen.id
-        UNION ALL
-        SELECT chosen.id, classifications.label, classifications.rank, 1 AS source
-        FROM chosen
-        JOIN predictions ON predictions.item_id = chosen.id
-            AND predictions.model_version = chosen.version AND predictions.uncertain = 0
-        JOIN classifications ON classifications.item_id = chosen.id
-            AND classifications.model_version = chosen.version
-        WHERE NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = chosen.id)
-    )
-    ORDER BY id, source, rank
-"""
+_EFFECTIVE_LABELS = (
+    IDS_CTE + f"SELECT id, label FROM ({EFFECTIVE_LABELS}) ORDER BY id, source, rank"
+)
 
 
 def _rows(matches: Mapping[int, ItemMatches], watches: Collection[int]) -> list[MentionRow]:
