@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.smtp import SmtpServer, smtp_server
+
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -41,6 +43,13 @@ def serve_feed(httpserver) -> Callable[..., str]:  # type: ignore[no-untyped-def
         return str(httpserver.url_for(f"/{name}"))
 
     return serve
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it accepts."""
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture

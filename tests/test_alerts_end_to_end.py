@@ -4,7 +4,6 @@ watch, and never twice: not on the next check, not after a restart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from listener.cli import cli
-from tests.smtp import SmtpServer, smtp_server
+from tests.smtp import SmtpServer
 
 T0 = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)  # the day of the burst; the check is 12:00
 QUIET_TOPICS = [
@@ -99,12 +98,6 @@ class Feed:
             "</channel></rss>"
         )
         return Response(body, content_type="application/rss+xml")
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

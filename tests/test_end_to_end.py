@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from pytest_httpserver import HTTPServer
 
 from listener.cli import cli
 from listener.store import open_store
-from tests.smtp import SmtpServer, smtp_server
+from tests.smtp import SmtpServer
 from tests.test_poll import rss
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -86,12 +85,6 @@ timezone = "Europe/Paris"
 send_at = "07:30"
 functions = ["human_resources", "business_intelligence", "customer_service"]
 """
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ backfill is pending)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,16 +15,10 @@ from listener.domain import Item, PollResult, Watch
 from listener.jobs_alerts import check_spikes, run_alerts, send_due_alerts
 from listener.jobs_watch import match_poll_items, poll_matcher
 from listener.store import Store, open_store
-from tests.smtp import SmtpServer, smtp_server
+from tests.smtp import SmtpServer
 
 T0 = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
 ACME = Watch("acme", "acme", kind="brand")
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 def settings_for(smtp: SmtpServer, tmp_path: Path, **alerts: object) -> Settings:
