@@ -28,7 +28,9 @@ from listener.cli_support import (
     DURATION,
     LIMIT_OPTION,
     SINCE_OPTION,
+    WATCH_OPTION,
     Context,
+    check_watch_name,
     handle_errors,
     now_utc,
     since_time,
@@ -321,6 +323,7 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
 @SINCE_OPTION
 @click.option("--feed", "feed_url", help="Only items of this feed URL.")
 @click.option("--tag", help="Only items of feeds with this tag.")
+@WATCH_OPTION
 @LIMIT_OPTION
 @click.option(
     "--order",
@@ -338,6 +341,7 @@ def search(
     since: int | None,
     feed_url: str | None,
     tag: str | None,
+    watch: str | None,
     limit: int,
     order: str,
     as_json: bool,
@@ -351,8 +355,15 @@ def search(
     except QueryError as exc:
         raise click.UsageError(str(exc)) from exc
     with obj.store() as store:
+        check_watch_name(store, watch)
         rows = store.search(
-            fts_query, since=since_time(since), feed_url=feed_url, tag=tag, limit=limit, order=order
+            fts_query,
+            since=since_time(since),
+            feed_url=feed_url,
+            tag=tag,
+            watch=watch,
+            limit=limit,
+            order=order,
         )
     for row in rows:
         row.pop("rank", None)
@@ -395,6 +406,7 @@ EXPORT_COLUMNS = [
 @SINCE_OPTION
 @click.option("--feed", "feed_url", help="Only items of this feed URL.")
 @click.option("--tag", help="Only items of feeds with this tag.")
+@WATCH_OPTION
 @click.option(
     "-o",
     "--output",
@@ -405,11 +417,18 @@ EXPORT_COLUMNS = [
 @click.pass_obj
 @handle_errors
 def export(
-    obj: Context, fmt: str, since: int | None, feed_url: str | None, tag: str | None, output: Any
+    obj: Context,
+    fmt: str,
+    since: int | None,
+    feed_url: str | None,
+    tag: str | None,
+    watch: str | None,
+    output: Any,
 ) -> None:
     """Stream every item (oldest first) as JSON lines or CSV, in bounded memory."""
     with obj.store() as store:
-        rows = store.iter_items(since=since_time(since), feed_url=feed_url, tag=tag)
+        check_watch_name(store, watch)
+        rows = store.iter_items(since=since_time(since), feed_url=feed_url, tag=tag, watch=watch)
         if fmt == "csv":
             writer = csv.DictWriter(output, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()

@@ -132,3 +132,11 @@ LIMIT_OPTION = click.option(
 SINCE_OPTION = click.option(
     "--since", type=DURATION, help="Only items published in the last 7d, 24h…"
 )
+WATCH_OPTION = click.option("--watch", help="Only items that mention this watch (by name).")
+
+
+def check_watch_name(store: Store, name: str | None) -> None:
+    """A --watch that names no watch is a usage error, not an empty result."""
+    if name is not None and name not in {row.name for row in store.list_watches()}:
+        known = ", ".join(row.name for row in store.list_watches()) or "none yet"
+        raise click.BadParameter(f"no watch named {name!r} (known: {known})", param_hint="--watch")

@@ -265,13 +265,14 @@ class Store(LabelsMixin, DigestMixin, WatchesMixin):
         since: datetime | None = None,
         feed_url: str | None = None,
         tag: str | None = None,
+        watch: str | None = None,
         limit: int = 20,
         order: str = "best",
     ) -> list[dict[str, Any]]:
         """Full-text search over title + summary; rows newest or best (bm25) first."""
         where = ["items_fts MATCH :query"]
         params: dict[str, Any] = {"query": fts_query, "limit": limit}
-        _add_filters(where, params, since=since, feed_url=feed_url, tag=tag)
+        _add_filters(where, params, since=since, feed_url=feed_url, tag=tag, watch=watch)
         order_by = "rank" if order == "best" else "items.published_at DESC"
         sql = f"""
             SELECT items.id, items.published_at, feeds.url AS feed_url,
@@ -300,11 +301,12 @@ class Store(LabelsMixin, DigestMixin, WatchesMixin):
         since: datetime | None = None,
         feed_url: str | None = None,
         tag: str | None = None,
+        watch: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every item, oldest first, streamed row by row (bounded memory on any size)."""
         where = ["1"]
         params: dict[str, Any] = {}
-        _add_filters(where, params, since=since, feed_url=feed_url, tag=tag)
+        _add_filters(where, params, since=since, feed_url=feed_url, tag=tag, watch=watch)
         sql = f"""
             SELECT items.id, items.key, feeds.url AS feed_url, feeds.title AS feed_title,
                    items.guid, items.url, items.title, items.summary, items.author,
@@ -331,6 +333,7 @@ def _add_filters(
     since: datetime | None,
     feed_url: str | None,
     tag: str | None,
+    watch: str | None = None,
 ) -> None:
     if since is not None:
         where.append("items.published_at >= :since")
@@ -341,6 +344,12 @@ def _add_filters(
     if tag is not None:
         where.append("EXISTS (SELECT 1 FROM json_each(feeds.tags) WHERE value = :tag)")
         params["tag"] = tag
+    if watch is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM mentions JOIN watches ON watches.id = mentions.watch_id"
+            " WHERE mentions.item_id = items.id AND watches.name = :watch)"
+        )
+        params["watch"] = watch
 
 
 def _item_values(item: Item, now: str) -> tuple[Any, ...]:

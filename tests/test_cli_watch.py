@@ -111,3 +111,13 @@ def test_bad_config_watch_is_reported_with_its_key(db: Path, tmp_path: Path) -> 
     assert "watches[0].name" in result.output
     assert "watches[0].kind: must be one of brand, competitor, person, topic" in result.output
     assert "watches[0].query: expected a term after OR at position 4" in result.output
+
+
+def test_search_and_export_filter_by_watch(db: Path) -> None:
+    invoke(db, "watch", "add", "globex", "globex")
+    exported = invoke(db, "export", "--watch", "globex").output.splitlines()
+    assert [json.loads(line)["title"] for line in exported] == ["Globex hires"]
+    assert "Globex hires" in invoke(db, "search", "hires", "--watch", "globex").output
+    unknown = invoke(db, "export", "--watch", "nope")
+    assert unknown.exit_code == 2
+    assert "no watch named 'nope' (known: globex)" in unknown.output
