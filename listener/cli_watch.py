@@ -173,7 +173,7 @@ def watch_test(
             active = parsed[0]
         cutoff = since_time(since)
         with click.progressbar(
-            length=store.max_item_id(), label="matching", file=sys.stderr
+            length=store.count_items_after(0), label="matching", file=sys.stderr
         ) as bar:
             result = preview_watch(store, active, since=cutoff, on_batch=bar.update)
         shown = result.matches[:limit]

@@ -158,3 +158,30 @@ def test_mention_time_is_published_or_first_seen_if_earlier(store: Store) -> Non
     store.save_poll(poll(1, new=1), {}, [future], mentions=match_poll_items(matcher, [future], ()))
     (at,) = store.db.execute("SELECT published_at FROM mentions").fetchone()
     assert at == "2026-11-26T08:00:00Z"
+
+
+def test_digest_data_has_the_periods_mentions_and_the_weeks_counts(store: Store) -> None:
+    from datetime import timedelta
+
+    from listener.config import parse_settings
+    from listener.digest import digest_period
+    from listener.domain import Recipient
+    from listener.jobs_digest import digest_data
+
+    store.save_watch(ACME, origin="cli", now=NOW)
+    store.save_watch(Watch("globex", "globex", kind="competitor"), origin="cli", now=NOW)
+    recipient = Recipient(name="r", email="r@example.com", timezone="UTC", tags=("press",))
+    period = digest_period(recipient, (NOW + timedelta(days=1)).date())
+    store_items(store, 1, ["acme today", "globex today", "nothing"])  # fetched at NOW
+    store_items(store, 2, ["acme on an hr feed"], start=10)  # not a followed tag
+    data = digest_data(store, parse_settings({}, {}), recipient, period, NOW)
+    assert [w.name for w in data.watches] == ["acme", "globex"]
+    titles = {item.item_id: item.title for item in data.items}
+    assert {titles[i]: found for i, found in data.mentions.items()} == {
+        "acme today": {"acme": ("acme",)},
+        "globex today": {"globex": ("globex",)},
+    }
+    assert data.watch_daily_counts == {"acme": (0,) * 7, "globex": (0,) * 7}
+    later = digest_period(recipient, period.day + timedelta(days=3))
+    counts = digest_data(store, parse_settings({}, {}), recipient, later, NOW).watch_daily_counts
+    assert counts["acme"] == (0, 0, 0, 0, 1, 0, 0)  # oldest first: NOW was 3 periods before
