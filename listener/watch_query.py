@@ -27,7 +27,7 @@ import re
 import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, product
 from math import prod
 from typing import Final, TypeGuard
@@ -76,6 +76,19 @@ class Term:
     tokens: tuple[str, ...]
     prefix: bool
     position: int
+    # Derived once, for matching: what an item must contain (its tokens, the last as
+    # "prefix*"), the words among them, and how the term looks in _Document.joined.
+    keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    words: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    needle: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tokens = self.tokens
+        keys = (*tokens[:-1], tokens[-1] + "*") if self.prefix else tokens
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "words", tokens[:-1] if self.prefix else tokens)
+        needle = f" {' '.join(tokens)}{'' if self.prefix else ' '}"
+        object.__setattr__(self, "needle", needle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,7 +486,7 @@ _Clause = frozenset[str]  # keys (a token, or a prefix + "*"), one of which must
 
 def _keys(term: Term) -> tuple[str, ...]:
     """What an item must contain for `term` to occur: its tokens, the last as "prefix*"."""
-    return (*term.tokens[:-1], term.tokens[-1] + "*") if term.prefix else term.tokens
+    return term.keys
 
 
 class _Document:
@@ -481,10 +494,12 @@ class _Document:
 
     CompiledWatches passes `words`, the tokens of the item among all its queries' words,
     and `folded` (the tokens with spaces between): words are decided by `words`, prefixes
-    by a search in `folded`, and the token set is only built for phrases and NEAR.
+    by a search in `folded`. Phrases and NEAR look for " tok1 tok2 " in the tokens joined
+    by single spaces with str.find (C), and turn a character offset into a token index by
+    counting the spaces before it: no Python loop over the item's tokens.
     """
 
-    __slots__ = ("_folded", "_occurrences", "_prefixed", "_seen", "_token_set", "_words", "tokens")
+    __slots__ = ("_folded", "_joined", "_occurrences", "_seen", "_token_set", "_words", "tokens")
 
     def __init__(
         self, tokens: Sequence[str], words: frozenset[str] | None = None, folded: str = ""
@@ -492,9 +507,9 @@ class _Document:
         self.tokens = tokens
         self._words = words
         self._folded = f" {folded}"  # so that " ab" finds a token starting with "ab"
+        self._joined: str | None = None
         self._token_set: set[str] | None = None
         self._seen: dict[str, bool] = {}  # prefix key -> present
-        self._prefixed: dict[str, list[str]] = {}
         self._occurrences: dict[int, list[_Span]] = {}  # by id(term): terms outlive documents
 
     @property
@@ -503,17 +518,21 @@ class _Document:
             self._token_set = set(self.tokens)
         return self._token_set
 
+    @property
+    def joined(self) -> str:
+        """" tok0 tok1 … tokN ": each token between single spaces."""
+        if self._joined is None:
+            self._joined = f" {' '.join(self.tokens)} "
+        return self._joined
+
     def contains(self, key: str) -> bool:
         """Whether the item has this token, or a token with this prefix when key ends in *."""
-        if self._words is None:
-            if key.endswith("*"):
-                return bool(self.prefixed(key[:-1]))
-            return key in self.token_set
         if not key.endswith("*"):
-            return key in self._words
+            return key in (self.token_set if self._words is None else self._words)
         seen = self._seen.get(key)
         if seen is None:
-            seen = self._seen[key] = f" {key[:-1]}" in self._folded
+            text = self.joined if self._words is None else self._folded
+            seen = self._seen[key] = f" {key[:-1]}" in text
         return seen
 
     @property
@@ -528,28 +547,14 @@ class _Document:
 
     def has(self, term: Term) -> bool:
         if len(term.tokens) == 1:
-            return self.contains(_keys(term)[0])
-        return bool(self.occurrences(term))
+            return self.contains(term.keys[0])
+        return self._may_have(term) and self.joined.find(term.needle) >= 0
 
-    def prefixed(self, prefix: str) -> list[str]:
-        """The distinct tokens that start with `prefix`."""
-        found = self._prefixed.get(prefix)
-        if found is None:
-            found = self._prefixed[prefix] = [t for t in self.token_set if t.startswith(prefix)]
-        return found
-
-    def positions(self, token: str) -> list[int]:
-        found: list[int] = []
-        if token in self.token_set:
-            index = self.tokens.index  # a C scan per occurrence, not a Python loop per token
-            at = -1
-            try:
-                while True:
-                    at = index(token, at + 1)
-                    found.append(at)
-            except ValueError:
-                pass
-        return found
+    def _may_have(self, term: Term) -> bool:
+        """Cheap checks before a search: the term's words are all in the item (a prefix is
+        left to the search itself, which costs as much as checking it)."""
+        words = self.token_set if self._words is None else self._words
+        return all(map(words.__contains__, term.words))
 
     def occurrences(self, term: Term) -> list[_Span]:
         """Every place `term` occurs, sorted by start."""
@@ -559,25 +564,20 @@ class _Document:
         return found
 
     def _find(self, term: Term) -> list[_Span]:
-        if not all(map(self.contains, _keys(term))):
+        if not self._may_have(term):
             return []
-        *exact, last = term.tokens
-        if not exact:
-            if not term.prefix:
-                return [(at, at, term) for at in self.positions(last)]
-            starts = sorted(chain.from_iterable(map(self.positions, self.prefixed(last))))
-            return [(at, at, term) for at in starts]
-        size = len(term.tokens)
-        tokens = self.tokens
+        text = self.joined
+        needle = term.needle
+        count = text.count
+        last = len(term.tokens) - 1
         found: list[_Span] = []
-        for start in self.positions(exact[0]):
-            end = start + size - 1
-            if end >= len(tokens) or any(
-                tokens[start + i] != word for i, word in enumerate(exact[1:], 1)
-            ):
-                continue
-            if tokens[end] == last or (term.prefix and tokens[end].startswith(last)):
-                found.append((start, end, term))
+        index, before = -1, 0  # token index of the occurrence at offset `before`
+        at = text.find(needle)
+        while at >= 0:
+            index += count(" ", before, at + 1)  # the spaces up to this token's own
+            before = at + 1
+            found.append((index, index + last, term))
+            at = text.find(needle, at + 1)  # from the next character: overlaps count
         return found
 
 
@@ -610,7 +610,8 @@ def _evaluate_near(node: Near, document: _Document) -> list[Term] | None:
     # those also continued to the last operand. What is left took part in a match.
     alive = [_spans(node.operands[0], document)]
     for operand, distance in zip(node.operands[1:], node.distances, strict=True):
-        alive.append(_near_any(_spans(operand, document), alive[-1], distance))
+        spans = _spans(operand, document) if alive[-1] else []
+        alive.append(_near_any(spans, alive[-1], distance) if spans else spans)
         if not alive[-1]:
             return None
     kept = alive[-1]
