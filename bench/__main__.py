@@ -3,8 +3,10 @@
 A section is a module with NAME, add_arguments(parser) and run(options, work_dir) ->
 SectionReport; register it in SECTIONS. Sections: poll (three poll cycles), classify (model
 load and throughput), digest (one digest per recipient over a generated database of a million
-items), daemon (a simulated day of hourly polls and the digest). Exit status: 1 if a
-section's results are wrong, or if a target is missed (unless --soft), else 0.
+items), daemon (a simulated day of hourly polls and the digest), watches (50 watches matched
+against items, and the backfill of a new watch over a generated database of a million items).
+Exit status: 1 if a section's results are wrong, or if a target is missed (unless --soft),
+else 0.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from bench import classify, daemon, digest, poll
+from bench import classify, daemon, digest, poll, watches
 from bench.report import SectionReport, format_report
 
 
@@ -29,7 +31,7 @@ class Section(Protocol):
 
 
 SECTIONS: dict[str, Section] = {
-    section.NAME: section for section in (poll, classify, digest, daemon)
+    section.NAME: section for section in (poll, classify, digest, daemon, watches)
 }
 
 
