@@ -103,7 +103,8 @@ class WatchesMixin:
 
     def save_watch(self, watch: Watch, *, origin: str, now: datetime) -> str:
         """Insert or update a watch: "added", "changed" (query or scope: its mentions are
-        dropped and it is matched again from the first item) or "unchanged"."""
+        dropped and it is matched again from the first item), "updated" (kind or origin
+        only: its mentions stay) or "unchanged"."""
         tags = json.dumps(sorted(set(watch.tags)))
         stamp = to_db_time(now)
         with wrap_errors("saving a watch"), self.db.atomic():
@@ -135,6 +136,7 @@ class WatchesMixin:
                     "UPDATE watches SET kind = ?, origin = ?, updated_at = ? WHERE id = ?",
                     [watch.kind, origin, stamp, watch_id],
                 )
+                return "updated"
             return "unchanged"
 
     def remove_watch(self, name: str) -> bool:

@@ -55,6 +55,7 @@ def store_items(store: Store, feed_id: int, titles: list[str], start: int = 0) -
 def test_save_watch_reports_added_changed_unchanged(store: Store) -> None:
     assert store.save_watch(ACME, origin="cli", now=NOW) == "added"
     assert store.save_watch(ACME, origin="cli", now=NOW) == "unchanged"
+    assert store.save_watch(ACME, origin="config", now=NOW) == "updated"  # mentions kept
     assert store.save_watch(Watch("acme", "acme", kind="competitor"), origin="cli", now=NOW) == (
         "changed"
     )
