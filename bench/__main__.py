@@ -1,7 +1,8 @@
 """`python -m bench`: run the benchmark sections and print their tables.
 
 A section is a module with NAME, add_arguments(parser) and run(options, work_dir) ->
-SectionReport; register it in SECTIONS. Sections: poll (three poll cycles), classify (model
+SectionReport; register it in bench/sections.py. Each runs in a fresh interpreter, so no
+section's memory figures carry what an earlier one left behind. Sections: poll (three poll cycles), classify (model
 load and throughput), digest (one digest per recipient over a generated database of a million
 items), daemon (a simulated day of hourly polls and the digest), watches (50 watches matched
 against items, and the backfill of a new watch over a generated database of a million items).
@@ -12,27 +13,14 @@ else 0.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Protocol
 
-from bench import classify, daemon, digest, poll, watches
 from bench.report import SectionReport, format_report
-
-
-class Section(Protocol):
-    NAME: str
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
-
-    def run(self, options: argparse.Namespace, work_dir: Path) -> SectionReport: ...
-
-
-SECTIONS: dict[str, Section] = {
-    section.NAME: section for section in (poll, classify, digest, daemon, watches)
-}
+from bench.sections import SECTIONS, run_section
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -71,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in options.only or list(SECTIONS):
             section_dir = work_dir / name
             section_dir.mkdir()
-            report = SECTIONS[name].run(options, section_dir)
+            report = _run_isolated(name, options, section_dir)
             reports.append(report)
             print(format_report(report), flush=True)
     finally:
@@ -84,6 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     if not options.soft and not all(report.on_target for report in reports):
         return 1
     return 0
+
+
+def _run_isolated(name: str, options: argparse.Namespace, section_dir: Path) -> SectionReport:
+    """Run one section in a fresh interpreter: a section's memory figures must not carry
+    what earlier sections left in this process (a million generated items, for one)."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=run_section, args=(name, options, section_dir, sender))
+    process.start()
+    sender.close()
+    try:
+        report: SectionReport = receiver.recv()
+    except EOFError:
+        process.join()
+        raise SystemExit(f"bench section {name} died (exit code {process.exitcode})") from None
+    process.join()
+    return report
 
 
 if __name__ == "__main__":
