@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import SectionReport, Table
+from bench.report import SectionReport, Table, load_average
 from bench.texts import make_items
 
 NAME = "classify"
@@ -256,7 +256,7 @@ def _report(
         "items/s_wall is lower when the machine is busy; text_% = item_text's share of the "
         "CPU time; uncertain_% = items the model flags uncertain (sanity check, not a target)",
         f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average at the end "
-        f"{_load_average()}",
+        f"{load_average()}",
         *problems,
         *misses,
     ]
@@ -290,10 +290,3 @@ def _report(
         correct=not problems,
         on_target=not misses,
     )
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"

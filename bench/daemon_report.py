@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bench.proctree import Window
-from bench.report import SectionReport, Table
+from bench.report import SectionReport, Table, load_average
 from bench.server import ServerConfig, ServerInfo
 
 NAME = "daemon"
@@ -147,7 +147,7 @@ def make_report(
         "tree's PSS after each step (the daemon's steady state between jobs); the peaks during "
         "a cycle are shown for information",
         f"SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores, load average at the end {_load_average()}",
+        f"{os.cpu_count()} cores, load average at the end {load_average()}",
         *problems,
         *misses,
     ]
@@ -193,10 +193,3 @@ def _step_row(step: Step) -> tuple[str, ...]:
         "-" if window is None else f"{window.peak_pss_mb:.0f}",
         "wrong" if step.problems else "ok",
     )
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.digest_db import MODEL_VERSION, DbConfig, DbInfo
-from bench.report import SectionReport, Table
+from bench.report import SectionReport, Table, load_average
 
 NAME = "digest"
 TARGET_S = 1.0
@@ -121,7 +121,7 @@ def make_report(
         "digest_data, timed once more on their own; build_s, render_s = build_digest, "
         "render_digest",
         f"SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores, load average at the end {_load_average()}; database in "
+        f"{os.cpu_count()} cores, load average at the end {load_average()}; database in "
         f"{db_path}",
     ]
     if plan:
@@ -168,10 +168,3 @@ def make_report(
         correct=not problems,
         on_target=not misses,
     )
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"

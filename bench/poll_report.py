@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.proctree import Window
-from bench.report import SectionReport, Table
+from bench.report import SectionReport, Table, load_average
 from bench.server import ServerConfig, ServerInfo, ServerStats
 
 NAME = "poll"
@@ -210,7 +210,7 @@ def make_report(
         "idle machine; requests and TCP connections as the server counted them",
         f"SQLite {sqlite3.sqlite_version} (WAL), database in {work_dir}; "
         f"Python {platform.python_version()}, {os.cpu_count()} cores, "
-        f"load average at the end {_load_average()}",
+        f"load average at the end {load_average()}",
     ]
     monitor_cpu = [cycle.window.monitor_cpu_s for cycle in cycles if cycle.window is not None]
     if monitor_cpu:
@@ -234,10 +234,3 @@ def make_report(
         correct=not any(cycle.problems for cycle in cycles),
         on_target=not any(cycle.misses for cycle in cycles),
     )
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"

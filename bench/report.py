@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -59,3 +60,11 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return cell in ("-", "")
     return True
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15-minute load averages, for a report's notes."""
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"

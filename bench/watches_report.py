@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from bench.report import SectionReport, Table
+from bench.report import SectionReport, Table, load_average
 
 LENGTHS = ((100, 400), (25, 80))  # summary words
 MENTION_FRACTION = 0.08
@@ -154,7 +154,7 @@ def make_report(
         "full-text index left empty; target 30 s per 1,000,000 items, scaled to the size; "
         "peak_rss_MB = this process's VmHWM during the backfill (reset before it)",
         f"listener logs: watches.log in the work dir; Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} cores, load average at the end {_load_average()}",
+        f"{os.cpu_count()} cores, load average at the end {load_average()}",
         *problems,
         *misses,
     ]
@@ -167,10 +167,3 @@ def make_report(
         correct=not problems,
         on_target=not misses,
     )
-
-
-def _load_average() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "unknown"
