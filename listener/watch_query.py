@@ -520,7 +520,7 @@ class _Document:
 
     @property
     def joined(self) -> str:
-        """" tok0 tok1 … tokN ": each token between single spaces."""
+        """The tokens, each between single spaces: ' tok0 tok1 … tokN '."""
         if self._joined is None:
             self._joined = f" {' '.join(self.tokens)} "
         return self._joined
