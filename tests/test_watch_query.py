@@ -10,9 +10,15 @@ from hypothesis import strategies as st
 
 from listener.errors import ListenerError
 from listener.watch_query import (
+    And,
     CompiledWatches,
+    Near,
+    Node,
+    Not,
+    Or,
     Query,
     QuerySyntaxError,
+    Term,
     match,
     parse_query,
     tokenize_text,
@@ -406,3 +412,55 @@ def test_compiled_watches_report_each_watch() -> None:
     }
     assert watches.match_item("Acme : 300 jobs", "x") == {"lone": ("x",)}
     assert watches.match_item("Rien à signaler", "") == {}
+
+
+# -- an independent oracle: the documented semantics, evaluated naively on the tokens --------
+
+
+def _naive_occurrences(term: Term, tokens: tuple[str, ...]) -> list[tuple[int, int]]:
+    size = len(term.tokens)
+    found = []
+    for start in range(len(tokens) - size + 1):
+        window = tokens[start : start + size]
+        head_ok = window[:-1] == term.tokens[:-1]
+        last = window[-1]
+        last_ok = last.startswith(term.tokens[-1]) if term.prefix else last == term.tokens[-1]
+        if head_ok and last_ok:
+            found.append((start, start + size - 1))
+    return found
+
+
+def _naive(node: Node, tokens: tuple[str, ...]) -> bool:
+    if isinstance(node, Term):
+        return bool(_naive_occurrences(node, tokens))
+    if isinstance(node, And):
+        return all(_naive(child, tokens) for child in node.children)
+    if isinstance(node, Or):
+        return any(_naive(child, tokens) for child in node.children)
+    if isinstance(node, Not):
+        return not _naive(node.child, tokens)
+    assert isinstance(node, Near)
+
+    def spans(operand: Node) -> list[tuple[int, int]]:
+        if isinstance(operand, Term):
+            return _naive_occurrences(operand, tokens)
+        assert isinstance(operand, Or)
+        return [span for child in operand.children for span in spans(child)]
+
+    chains = spans(node.operands[0])  # spans that end a valid chain so far
+    for operand, distance in zip(node.operands[1:], node.distances, strict=True):
+        chains = [
+            (start, end)
+            for start, end in spans(operand)
+            if any(0 < start - e <= distance or 0 < s - end <= distance for s, e in chains)
+        ]
+    return bool(chains)
+
+
+@given(QUERIES, TEXTS)
+def test_matching_agrees_with_a_naive_evaluation_of_the_tokens(text: str, item: str) -> None:
+    query = parse_query(text)
+    tokens = tokenize_text(item)
+    expected = _naive(query.root, tokens)
+    assert (match(query, tokens) is not None) is expected
+    assert ("q" in CompiledWatches({"q": query}).match_item(item, "")) is expected
