@@ -12,6 +12,7 @@ import re
 from listener.errors import QueryError
 
 _OPERATORS = {"AND", "OR", "NOT"}
+_FTS5_KEYWORDS = {*_OPERATORS, "NEAR"}
 _TOKEN = re.compile(r'\s*(?:(?P<quote>")|(?P<paren>[()])|(?P<word>[^\s"()]+))')
 _PLAIN = re.compile(r"^\w+\*?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -41,10 +42,12 @@ def to_fts_query(text: str) -> str:
                 pos += 1
             if not re.search(r"\w", phrase):
                 raise QueryError(f"empty phrase at position {start + 1}")
+            _and_next_to_paren(parts, expect_term, opening=False)
             parts.append(_phrase(phrase) + (" *" if prefix else ""))
             expect_term = False
         elif (paren := match.group("paren")) == "(":
             depth += 1
+            _and_next_to_paren(parts, expect_term, opening=True)
             parts.append("(")
             expect_term = True
         elif paren == ")":
@@ -61,6 +64,7 @@ def to_fts_query(text: str) -> str:
                 parts.append(word)
                 expect_term = True
                 continue
+            _and_next_to_paren(parts, expect_term, opening=False)
             parts.append(_word(word, start))
             expect_term = False
     if not parts:
@@ -72,8 +76,18 @@ def to_fts_query(text: str) -> str:
     return " ".join(parts)
 
 
+def _and_next_to_paren(parts: list[str], expect_term: bool, *, opening: bool) -> None:
+    """Terms side by side mean AND. FTS5 reads that between words (and binds it tighter
+    than NOT, so those are left as typed) but not next to a parenthesis: "(a) b" and
+    "a (b)" are syntax errors there, so that AND is written out."""
+    if not expect_term and (opening or parts[-1] == ")"):
+        parts.append("AND")
+
+
 def _word(word: str, start: int) -> str:
-    if _PLAIN.match(word):
+    # A keyword with a star ("AND*") or NEAR is a word here, but FTS5 would read its own
+    # syntax in it: quoted, it is searched as the word.
+    if _PLAIN.match(word) and word.rstrip("*") not in _FTS5_KEYWORDS:
         return word
     prefix = word.endswith("*")
     core = word.rstrip("*")

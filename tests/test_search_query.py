@@ -71,3 +71,19 @@ def test_any_text_is_a_valid_fts_query_or_a_query_error(fts: sqlite3.Connection,
 def test_accents_and_case_are_folded(fts: sqlite3.Connection, text: str) -> None:
     query = to_fts_query(text)
     assert fts.execute("SELECT count(*) FROM t WHERE t MATCH ?", [query]).fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("(0)0", "( 0 ) AND 0"),
+        ("a (b OR c)", "a AND ( b OR c )"),
+        ('(a) "b c"', '( a ) AND "b c"'),
+        ("(a)(b)", "( a ) AND ( b )"),
+        ("a b NOT c", "a b NOT c"),  # between words FTS5's own implicit AND is kept
+        ("AND*", '"AND" *'),  # a keyword that is not an operator here is a word
+        ("NEAR", '"NEAR"'),
+    ],
+)
+def test_terms_next_to_a_parenthesis_get_an_explicit_and(text: str, expected: str) -> None:
+    assert to_fts_query(text) == expected
