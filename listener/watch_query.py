@@ -81,6 +81,7 @@ class Term:
     keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
     words: tuple[str, ...] = field(init=False, repr=False, compare=False)
     needle: str = field(init=False, repr=False, compare=False)
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         tokens = self.tokens
@@ -89,6 +90,8 @@ class Term:
         object.__setattr__(self, "words", tokens[:-1] if self.prefix else tokens)
         needle = f" {' '.join(tokens)}{'' if self.prefix else ' '}"
         object.__setattr__(self, "needle", needle)
+        # The same in a folded text, where runs of spaces separate tokens.
+        object.__setattr__(self, "pattern", re.compile(f" {_fragment(self)}(?= )"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,38 @@ class Near:
     operands: tuple[Term | Or, ...]  # an Or here holds only terms and such Ors
     distances: tuple[int, ...]
     position: int
+    # Two operands (the usual case): one regular expression per term of either side, for a
+    # quick test in C that some pair is close enough, before spans are computed.
+    screens: tuple[tuple[Term, re.Pattern[str]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        screens: tuple[tuple[Term, re.Pattern[str]], ...] = ()
+        if len(self.operands) == 2:
+            first, second = (tuple(_operand_terms(operand)) for operand in self.operands)
+            gap = f"(?:[^ ]+ +){{0,{self.distances[0] - 1}}}"
+            screens = tuple(
+                (term, re.compile(f" {_fragment(term)} +{gap}(?:{others})(?= )"))
+                for terms, other_terms in ((first, second), (second, first))
+                for others in ["|".join(map(_fragment, other_terms))]
+                for term in terms
+            )
+        object.__setattr__(self, "screens", screens)
+
+
+def _operand_terms(node: Term | Or | Not | And | Near) -> Iterator[Term]:
+    if isinstance(node, Term):
+        yield node
+    elif isinstance(node, Or):
+        for child in node.children:
+            yield from _operand_terms(child)
+
+
+def _fragment(term: Term) -> str:
+    """A term in a folded text (tokens between runs of spaces), as a regular expression."""
+    words = " +".join(map(re.escape, term.tokens))
+    return f"{words}[^ ]*" if term.prefix else words
 
 
 Node = Term | Not | And | Or | Near
@@ -499,17 +534,17 @@ class _Document:
     counting the spaces before it: no Python loop over the item's tokens.
     """
 
-    __slots__ = ("_folded", "_joined", "_occurrences", "_seen", "_token_set", "_words", "tokens")
+    __slots__ = ("_joined", "_occurrences", "_token_set", "_words", "folded", "seen", "tokens")
 
     def __init__(
         self, tokens: Sequence[str], words: frozenset[str] | None = None, folded: str = ""
     ) -> None:
         self.tokens = tokens
         self._words = words
-        self._folded = f" {folded}"  # so that " ab" finds a token starting with "ab"
+        self.folded = f" {folded} "  # so that " ab" finds a token starting with "ab"
         self._joined: str | None = None
         self._token_set: set[str] | None = None
-        self._seen: dict[str, bool] = {}  # prefix key -> present
+        self.seen: dict[str, bool] = {}  # prefix key -> present
         self._occurrences: dict[int, list[_Span]] = {}  # by id(term): terms outlive documents
 
     @property
@@ -529,10 +564,10 @@ class _Document:
         """Whether the item has this token, or a token with this prefix when key ends in *."""
         if not key.endswith("*"):
             return key in (self.token_set if self._words is None else self._words)
-        seen = self._seen.get(key)
+        seen = self.seen.get(key)
         if seen is None:
-            text = self.joined if self._words is None else self._folded
-            seen = self._seen[key] = f" {key[:-1]}" in text
+            text = self.joined if self._words is None else self.folded
+            seen = self.seen[key] = f" {key[:-1]}" in text
         return seen
 
     @property
@@ -548,13 +583,28 @@ class _Document:
     def has(self, term: Term) -> bool:
         if len(term.tokens) == 1:
             return self.contains(term.keys[0])
-        return self._may_have(term) and self.joined.find(term.needle) >= 0
+        if not self._may_have(term):
+            return False
+        if self._words is not None:  # the folded text is there: no need to join the tokens
+            return term.pattern.search(self.folded) is not None
+        return self.joined.find(term.needle) >= 0
 
     def _may_have(self, term: Term) -> bool:
         """Cheap checks before a search: the term's words are all in the item (a prefix is
         left to the search itself, which costs as much as checking it)."""
         words = self.token_set if self._words is None else self._words
         return all(map(words.__contains__, term.words))
+
+    def screens_out(self, near: Near) -> bool:
+        """True when no pair of a two-operand NEAR is close enough (CompiledWatches only:
+        it needs the folded text); False when it may be."""
+        if self._words is None:
+            return False
+        text = self.folded
+        return not any(
+            self._may_have(term) and pattern.search(text) is not None
+            for term, pattern in near.screens
+        )
 
     def occurrences(self, term: Term) -> list[_Span]:
         """Every place `term` occurs, sorted by start."""
@@ -606,6 +656,8 @@ def _evaluate(node: Node, document: _Document) -> list[Term] | None:
 
 
 def _evaluate_near(node: Near, document: _Document) -> list[Term] | None:
+    if node.screens and document.screens_out(node):
+        return None
     # Forward: the occurrences of operand i that end a valid chain from operand 0; backward:
     # those also continued to the last operand. What is left took part in a match.
     alive = [_spans(node.operands[0], document)]
@@ -723,18 +775,29 @@ class CompiledWatches:
         keys = {key for _, query in self._queries for t in _terms(query.root) for key in _keys(t)}
         self._words = frozenset(key for key in keys if not key.endswith("*"))
         # Prefixes that index a query are looked for in every item; others when needed.
-        self._indexing_prefixes = tuple(sorted(k for k in self._by_key if k.endswith("*")))
+        self._indexing_prefixes = tuple(
+            (key, f" {key[:-1]}") for key in sorted(k for k in self._by_key if k.endswith("*"))
+        )
+        self._index_words = frozenset(k for k in self._by_key if not k.endswith("*"))
 
     def match_item(self, title: str, summary: str) -> dict[str, tuple[str, ...]]:
         """Watch name -> matched terms, for the watches that match; as `match` one by one
         on tokenize_text(f"{title} {summary}")."""
         folded = _fold_text(f"{title} {summary}")
         tokens = folded.split()
-        document = _Document(tokens, self._words.intersection(tokens), folded)
-        keys = [*document.words, *filter(document.contains, self._indexing_prefixes)]
+        words = self._words.intersection(tokens)
+        document = _Document(tokens, words, folded)
+        text = document.folded
+        seen = document.seen
+        by_key = self._by_key
         candidates = set(self._always)
-        for key in keys:
-            candidates.update(self._by_key.get(key, ()))
+        for key in self._index_words.intersection(words):
+            candidates.update(by_key[key])
+        for key, needle in self._indexing_prefixes:  # looked for in every item: note it
+            if seen.setdefault(key, needle in text):
+                candidates.update(by_key[key])
+        if not candidates:
+            return {}
         matched: dict[str, tuple[str, ...]] = {}
         for index in sorted(candidates):
             if not all(map(document.satisfies, self._clauses[index])):
