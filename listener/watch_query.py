@@ -121,9 +121,7 @@ class Near:
     position: int
     # Two operands (the usual case): one regular expression per term of either side, for a
     # quick test in C that some pair is close enough, before spans are computed.
-    screens: tuple[tuple[Term, re.Pattern[str]], ...] = field(
-        init=False, repr=False, compare=False
-    )
+    screens: tuple[tuple[Term, re.Pattern[str]], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         screens: tuple[tuple[Term, re.Pattern[str]], ...] = ()
