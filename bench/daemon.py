@@ -20,17 +20,17 @@ the tree's peak (the parse workers included).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from bench.changing_server import ChangingFeedServer, Round
 from bench.daemon_report import NAME as NAME  # the section's name, for bench.__main__
 from bench.daemon_report import Memory, Step, make_report
+from bench.harness import log_to, open_services, poll_overrides, server_config
 from bench.proctree import TreeMonitor
 from bench.report import SectionReport
 from bench.server import ServerConfig
@@ -61,28 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
-    from listener.cli import make_services
-    from listener.config import model_path, parse_settings
-    from listener.errors import ClassifierError
-    from listener.logs import configure_logging
-    from listener.store import open_store
+    from listener.config import parse_settings
 
-    config = ServerConfig(
-        feed_count=options.feeds,
-        item_count=options.items,
-        seed=options.seed,
-        changed_fraction=options.daemon_changed_fraction,
-        latency_ms=options.latency_ms,
-        hosts=max(1, min(options.hosts, options.feeds)),
-        gzip=options.gzip,
-    )
+    config = server_config(options, options.daemon_changed_fraction)
     db_path = work_dir / "daemon.db"
     outbox = work_dir / "outbox"
     settings = parse_settings(
         {
             "database": str(db_path),
             "import_opml_on_init": "",
-            "poll": _poll_overrides(options),
+            "poll": poll_overrides(options),
             "digest": {"outbox": str(outbox)},
         },
         {},
@@ -93,15 +81,8 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
         TreeMonitor(server=server.pid) as monitor,
         (work_dir / "daemon.log").open("w", encoding="utf-8") as log_file,
     ):
-        _configure_logs(configure_logging, options.log_level, log_file)
-        store = open_store(db_path)
-        model = model_path(settings)
-        classify = options.classify == "on" or (options.classify == "auto" and model.exists())
-        try:
-            services = make_services(settings, store, classify=classify)
-        except ClassifierError as exc:
-            store.close()
-            raise SystemExit(f"bench: --classify {options.classify}: {exc}") from exc
+        log_to(log_file, options.log_level)
+        store, services, classified = open_services(settings, db_path, options.classify)
         try:
             with store.db.atomic():
                 for url in server.info.urls:
@@ -114,7 +95,6 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
         finally:
             services.client.close()
             store.close()
-    classified = f"on ({model})" if classify else f"off (--classify {options.classify})"
     return make_report(
         config, server.info, settings, steps, before, started, monitor.interval_s, classified
     )
@@ -267,20 +247,3 @@ def _read(path: str) -> bytes | None:
             return file.read()
     except OSError:
         return None
-
-
-def _poll_overrides(options: argparse.Namespace) -> dict[str, Any]:
-    names = {
-        "parse_workers": options.parse_workers,
-        "max_in_flight": options.max_in_flight,
-        "max_per_host": options.max_per_host,
-    }
-    return {name: value for name, value in names.items() if value is not None}
-
-
-def _configure_logs(configure_logging: Any, level: str, log_file: TextIO) -> None:
-    """As the daemon logs (JSON lines), but to a file: stdout is the table."""
-    configure_logging("json", level)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(log_file)

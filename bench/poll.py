@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from bench.harness import log_to, open_services, poll_overrides, server_config
 from bench.poll_report import NAME as NAME  # the section's name, for bench.__main__
 from bench.poll_report import Cycle, check, difference, expected_for, make_report
 from bench.proctree import TreeMonitor
 from bench.profiling import py_spy, summarize
 from bench.report import SectionReport
-from bench.server import FeedServer, ServerConfig
+from bench.server import FeedServer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,25 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
     # Imported here: the other sections (and --help) need not pay for listener's imports.
-    from listener.cli import make_services
-    from listener.config import model_path, parse_settings
-    from listener.errors import ClassifierError
+    from listener.config import parse_settings
     from listener.jobs import poll_feeds
-    from listener.logs import configure_logging
-    from listener.store import open_store
 
-    config = ServerConfig(
-        feed_count=options.feeds,
-        item_count=options.items,
-        seed=options.seed,
-        changed_fraction=options.changed_fraction,
-        latency_ms=options.latency_ms,
-        hosts=max(1, min(options.hosts, options.feeds)),
-        gzip=options.gzip,
-    )
+    config = server_config(options, options.changed_fraction)
     db_path = work_dir / "bench.db"
     settings = parse_settings(
-        {"database": str(db_path), "import_opml_on_init": "", "poll": _poll_overrides(options)},
+        {"database": str(db_path), "import_opml_on_init": "", "poll": poll_overrides(options)},
         {},
     )
     started = time.perf_counter()
@@ -106,16 +94,9 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
         TreeMonitor(server=server.pid) as monitor,
         (work_dir / "poll.log").open("w", encoding="utf-8") as log_file,
     ):
-        _configure_logs(configure_logging, options.log_level, log_file)
+        log_to(log_file, options.log_level)
         info = server.info
-        store = open_store(db_path)
-        model = model_path(settings)
-        classify = options.classify == "on" or (options.classify == "auto" and model.exists())
-        try:
-            services = make_services(settings, store, classify=classify)
-        except ClassifierError as exc:
-            store.close()
-            raise SystemExit(f"bench: --classify {options.classify}: {exc}") from exc
+        store, services, classified = open_services(settings, db_path, options.classify)
         try:
             now = datetime.now(UTC)
             with store.db.atomic():
@@ -129,7 +110,6 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
         finally:
             services.client.close()
             store.close()
-    classified = f"on ({model})" if classify else f"off (--classify {options.classify})"
     report = make_report(
         config, info, settings, cycles, setup_s, monitor.interval_s, work_dir, classified
     )
@@ -172,20 +152,3 @@ def _profiled(directory: Path | None, cycle: str) -> AbstractContextManager[None
         return nullcontext()
     directory.mkdir(parents=True, exist_ok=True)
     return py_spy(directory / f"{NAME}-{cycle}.txt")
-
-
-def _poll_overrides(options: argparse.Namespace) -> dict[str, Any]:
-    names = {
-        "parse_workers": options.parse_workers,
-        "max_in_flight": options.max_in_flight,
-        "max_per_host": options.max_per_host,
-    }
-    return {name: value for name, value in names.items() if value is not None}
-
-
-def _configure_logs(configure_logging: Any, level: str, log_file: TextIO) -> None:
-    """As the daemon logs (JSON lines, one per feed), but to a file: stdout is the table."""
-    configure_logging("json", level)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(log_file)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import random
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.digest_db import DbConfig, generate_database
+from bench.harness import log_to
 from bench.report import SectionReport
 from bench.watch_corpus import BenchItem, BenchWatch, make_bench_items, make_watches
 from bench.watches_report import (
@@ -123,11 +123,11 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
             parts = _parts(watches, active, [i for c in by_lang for i in c[:PARTS_ITEMS]], repeat)
     del items, by_lang, results  # not in the backfill's memory
     with (work_dir / "watches.log").open("w", encoding="utf-8") as log_file:
-        _log_to(log_file)
+        log_to(log_file)
         try:
             backfill = _run_backfill(options, work_dir / "watches.db", watches)
         finally:
-            _log_to(sys.stderr)
+            log_to(sys.stderr)
     return make_report(options, rows, parts, checks, backfill, generate_s)
 
 
@@ -439,14 +439,3 @@ def _status_mb(key: str) -> float | None:
     except OSError:
         pass
     return None
-
-
-def _log_to(stream: Any) -> None:
-    """listener's logs as the daemon writes them (JSON lines), to `stream`: stdout is the
-    tables."""
-    from listener.logs import configure_logging
-
-    configure_logging("json", "INFO")
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(stream)
