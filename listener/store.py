@@ -20,7 +20,7 @@ from listener.domain import FeedSource, Item, PollResult
 from listener.errors import QueryError
 from listener.migrations import migrations
 from listener.schedule import feed_health
-from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
+from listener.store_base import from_db_time, item_values_by_key, to_db_time, wrap_errors
 from listener.store_digest import DigestMixin
 from listener.store_labels import LabelsMixin, ScoredLabels
 from listener.store_watches import ItemMatches, WatchesMixin
@@ -158,18 +158,7 @@ class Store(LabelsMixin, DigestMixin, WatchesMixin):
 
     def known_hashes(self, feed_id: int, keys: Iterable[str]) -> dict[str, str]:
         """content_hash of the stored items among `keys`."""
-        keys = list(keys)
-        found: dict[str, str] = {}
-        with wrap_errors("reading items"):
-            for start in range(0, len(keys), CHUNK):
-                chunk = keys[start : start + CHUNK]
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    self.db.execute(
-                        f"SELECT key, content_hash FROM items WHERE key IN ({marks})", chunk
-                    ).fetchall()
-                )
-        return found
+        return item_values_by_key(self.db, "content_hash", keys)
 
     def save_poll(
         self,

@@ -4,14 +4,30 @@ translation of sqlite3 errors into StoreError messages a person can act on."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlite_utils import Database
 
 from listener.errors import StoreError
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 CHUNK = 500  # stays under SQLite's bound-parameter limit
+
+
+def item_values_by_key(db: Database, column: str, keys: Iterable[str]) -> dict[str, Any]:
+    """key -> `column` of the stored items among `keys`, CHUNK keys per query."""
+    keys = list(keys)
+    found: dict[str, Any] = {}
+    with wrap_errors("reading items"):
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, {column} FROM items WHERE key IN ({marks})"
+            found.update(db.execute(sql, chunk).fetchall())
+    return found
 
 
 def to_db_time(value: datetime) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from sqlite_utils import Database
 
-from listener.store_base import CHUNK, to_db_time, wrap_errors
+from listener.store_base import item_values_by_key, to_db_time, wrap_errors
 
 
 class ScoredLabels(Protocol):
@@ -82,17 +82,7 @@ class LabelsMixin:
             )
 
     def item_ids_for_keys(self, keys: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        with wrap_errors("reading items"):
-            for start in range(0, len(keys), CHUNK):
-                chunk = list(keys[start : start + CHUNK])
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    self.db.execute(
-                        f"SELECT key, id FROM items WHERE key IN ({marks})", chunk
-                    ).fetchall()
-                )
-        return found
+        return item_values_by_key(self.db, "id", keys)
 
     def items_to_classify(
         self, model_version: str, *, since: datetime | None, after_id: int, limit: int
