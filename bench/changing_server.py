@@ -13,7 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import random
 import resource
-import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -24,11 +23,10 @@ from bench.server import (
     FeedServer,
     ServerConfig,
     ServerInfo,
-    _Handler,
     _render,
-    _Server,
     _State,
     answer_common,
+    start_servers,
 )
 
 _READY_TIMEOUT_S = 300.0
@@ -58,17 +56,7 @@ def serve_changing_feeds(config: ServerConfig, conn: Connection) -> None:
     generate_s = time.perf_counter() - started
 
     state = _State(responses=responses, latency_s=config.latency_ms / 1000)
-    servers = []
-    for _ in range(config.hosts):
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.state = state
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    ports = [server.server_address[1] for server in servers]
-    urls = tuple(
-        f"http://127.0.0.1:{ports[index % len(ports)]}/feed/{index}.xml"
-        for index in range(config.feed_count)
-    )
+    servers, urls = start_servers(config, state)
     conn.send(
         ServerInfo(
             urls=urls,

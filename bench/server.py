@@ -163,6 +163,23 @@ def _render(index: int, version: int, body: bytes, kind: str, use_gzip: bool) ->
     )
 
 
+def start_servers(config: ServerConfig, state: _State) -> tuple[list[_Server], tuple[str, ...]]:
+    """One HTTP server thread per politeness host on 127.0.0.1, all answering from `state`;
+    the feeds' URLs spread over them."""
+    servers = []
+    for _ in range(config.hosts):
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.state = state
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    ports = [server.server_address[1] for server in servers]
+    urls = tuple(
+        f"http://127.0.0.1:{ports[index % len(ports)]}/feed/{index}.xml"
+        for index in range(config.feed_count)
+    )
+    return servers, urls
+
+
 def serve_feeds(config: ServerConfig, conn: Connection) -> None:
     """The server process's main function: generate, serve, obey the pipe until "stop"."""
     started = time.perf_counter()
@@ -184,17 +201,7 @@ def serve_feeds(config: ServerConfig, conn: Connection) -> None:
     generate_s = time.perf_counter() - started
 
     state = _State(responses=list(first), latency_s=config.latency_ms / 1000)
-    servers = []
-    for _ in range(config.hosts):
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.state = state
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    ports = [server.server_address[1] for server in servers]
-    urls = tuple(
-        f"http://127.0.0.1:{ports[index % len(ports)]}/feed/{index}.xml"
-        for index in range(config.feed_count)
-    )
+    servers, urls = start_servers(config, state)
     conn.send(
         ServerInfo(
             urls=urls,
