@@ -86,8 +86,9 @@ def backfill_watches(
     read = mentions_found = 0
     names: set[str] = set()
     while True:
-        rows = {row.id: row for row in store.list_watches()}
-        lagging = [w for w in active_watches(list(rows.values())) if _behind(store, rows[w.id])]
+        newest = store.max_item_id()
+        rows = {row.id: row for row in store.list_watches() if row.matched_through < newest}
+        lagging = active_watches(list(rows.values()))
         if not lagging:
             break
         cursors = {w.id: rows[w.id].matched_through for w in lagging}
@@ -126,10 +127,6 @@ def backfill_watches(
             duration_ms=round((time.perf_counter() - started) * 1000),
         )
     return read
-
-
-def _behind(store: Store, row: WatchRow) -> bool:
-    return row.matched_through < store.max_item_id()
 
 
 def poll_matcher(store: Store) -> WatchMatcher:

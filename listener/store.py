@@ -194,15 +194,19 @@ class Store(LabelsMixin, DigestMixin, WatchesMixin):
                         for item in changed_items
                     ],
                 )
+            # One lookup of the items' ids for their predictions and their mentions.
+            keys = set(predictions or ()) if model_version else set()
+            if mentions is not None:
+                keys.update(item.key for item in (*new_items, *changed_items))
+            ids = self.item_ids_for_keys(sorted(keys)) if keys else {}
             if predictions and model_version:
-                ids = self.item_ids_for_keys(list(predictions))
                 self.save_predictions(
                     model_version,
                     [(ids[key], prediction) for key, prediction in predictions.items()],
                     poll.started_at,
                 )
             if mentions is not None and (new_items or changed_items):
-                self._save_item_mentions(mentions, new_items, changed_items, now)
+                self._save_item_mentions(mentions, ids, new_items, changed_items, now)
             if feed_changes:
                 columns = ", ".join(f"{name} = ?" for name in feed_changes)
                 values = [_db_value(v) for v in feed_changes.values()]
@@ -226,12 +230,11 @@ class Store(LabelsMixin, DigestMixin, WatchesMixin):
     def _save_item_mentions(
         self,
         mentions: PollMentions,
+        ids: Mapping[str, int],
         new_items: Sequence[Item],
         changed_items: Sequence[Item],
         now: str,
     ) -> None:
-        ids = self.item_ids_for_keys([item.key for item in (*new_items, *changed_items)])
-
         def matches(items: Sequence[Item]) -> dict[int, ItemMatches]:
             # A mention counts when it was published, or first seen if that is earlier (a
             # date in the future is a feed's mistake, not tomorrow's news).

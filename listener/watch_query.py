@@ -517,11 +517,6 @@ _Span = tuple[int, int, Term]  # first and last token index of one occurrence
 _Clause = frozenset[str]  # keys (a token, or a prefix + "*"), one of which must be present
 
 
-def _keys(term: Term) -> tuple[str, ...]:
-    """What an item must contain for `term` to occur: its tokens, the last as "prefix*"."""
-    return term.keys
-
-
 class _Document:
     """An item's tokens with lazily built lookups, shared by every query matched against it.
 
@@ -567,10 +562,6 @@ class _Document:
             text = self.joined if self._words is None else self.folded
             seen = self.seen[key] = f" {key[:-1]}" in text
         return seen
-
-    @property
-    def words(self) -> frozenset[str]:
-        return self._words or frozenset()
 
     def satisfies(self, clause: _Clause) -> bool:
         """Whether the item has one of the clause's keys (words first: no search)."""
@@ -719,7 +710,7 @@ def _requirements(node: Node) -> tuple[_Clause, ...]:
     Empty when a match needs no word at all (a NOT, or an OR with such a branch).
     """
     if isinstance(node, Term):
-        return tuple(frozenset({key}) for key in dict.fromkeys(_keys(node)))
+        return tuple(frozenset({key}) for key in dict.fromkeys(node.keys))
     if isinstance(node, Not):
         return ()
     if isinstance(node, Or):
@@ -770,7 +761,7 @@ class CompiledWatches:
             for key in _primary(clauses) if clauses else ():
                 self._by_key.setdefault(key, []).append(index)
         # Every word of every term, under NOT too, so that the item's `words` decide them.
-        keys = {key for _, query in self._queries for t in _terms(query.root) for key in _keys(t)}
+        keys = {key for _, query in self._queries for t in _terms(query.root) for key in t.keys}
         self._words = frozenset(key for key in keys if not key.endswith("*"))
         # Prefixes that index a query are looked for in every item; others when needed.
         self._indexing_prefixes = tuple(
