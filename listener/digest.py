@@ -247,7 +247,7 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
         label: sum(1 for item in items if label in item.labels and not item.uncertain)
         for label in labels
     }
-    averages = {label: _mean(data.daily_counts.get(label, ())) for label in labels}
+    averages = {label: daily_average(data.daily_counts.get(label, ())) for label in labels}
     followed = _followed(recipient)
     groups = _group(items)
     sections = tuple(
@@ -406,6 +406,7 @@ def _is_tracking(name: str) -> bool:
     return lowered in _TRACKING_PARAMS or lowered.startswith(_TRACKING_PREFIXES)
 
 
-def _mean(values: Sequence[int]) -> float:
+def daily_average(values: Sequence[int]) -> float:
+    """The mean of daily counts (0 when there are none)."""
     # Over the days the store knows: a fresh install with 2 days of history still compares.
     return math.fsum(values) / len(values) if values else 0.0

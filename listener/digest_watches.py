@@ -6,7 +6,6 @@ the share of voice among the recipient's brands and competitors.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from listener.digest import (
     Digest,
     Story,
     change_pct,
+    daily_average,
     group_stories,
 )
 from listener.domain import LABELS, DigestData, DigestItem, Recipient, Watch
@@ -89,7 +89,7 @@ def build_watch_sections(
             if watch.name in found and item_id in items
         ]
         mentioning.sort(key=lambda item: item.item_id)
-        average = _mean(data.watch_daily_counts.get(watch.name, ()))
+        average = daily_average(data.watch_daily_counts.get(watch.name, ()))
         stories = _ranked(group_stories(mentioning), data.mentions, watch.name, now)
         top = tuple(stories[: recipient.items_per_section])
         shown = sum(1 + len(each.story.others) for each in top)
@@ -152,7 +152,3 @@ def _ranked(
 
     found = [MentionStory(story, mentions[story.lead.item_id][watch]) for story in stories]
     return sorted(found, key=key)
-
-
-def _mean(values: Sequence[int]) -> float:
-    return math.fsum(values) / len(values) if values else 0.0

@@ -50,11 +50,12 @@ def render_alert(
     if generated_at.tzinfo is None:
         raise ValueError("generated_at must be an aware datetime")
     zone = ZoneInfo(recipient.timezone)
+    subject = alert_subject(alert)
     functions = tuple(
         _function_view(name, volume, alert.min_count) for name, volume in alert.functions
     )
     context = {
-        "subject": alert_subject(alert),  # the HTML <title>
+        "subject": subject,  # the HTML <title>
         "watch": alert.watch,
         "recipient": recipient,
         "timezone": recipient.timezone,
@@ -75,7 +76,7 @@ def render_alert(
         context,
         sender=sender,
         recipient=recipient,
-        subject=alert_subject(alert),
+        subject=subject,
         generated_at=generated_at,
         message_id=alert_message_id(alert, recipient, message_domain),
         headers={"X-Listener-Alert": f"{alert.watch.name}/{alert.opened_at:%Y-%m-%dT%H:%MZ}"},
