@@ -46,7 +46,7 @@ poll-once: $(STAMP)  ## one poll pass over every feed, then exit
 	$(BIN)/listener --config $(CONFIG) --db $(DB) poll --all
 
 model: $(STAMP)  ## retrain models/ from models/training/ (bit-for-bit reproducible)
-	$(BIN)/python -m listener.training
+	$(BIN)/python -m listener.classify.training
 
 digest-preview: $(STAMP)  ## render today's digest to stdout and digest.html; send nothing
 	$(BIN)/listener --config $(CONFIG) --db $(DB) digest --preview --out digest.html

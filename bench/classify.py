@@ -2,7 +2,7 @@
 per second it classifies.
 
 load        fresh interpreters (so nothing is imported or cached yet) time
-            `import listener.classify` (scikit-learn, scipy, skops...) apart from
+            `import listener.classify.model` (scikit-learn, scipy, skops...) apart from
             `load_classifier(SHIPPED_MODEL)` itself, and the first prediction after it
 throughput  title + summary (100-400 words of plain text, as the store holds them) in
             English and in French, through `classifier.predict([item_text(title, summary)])`
@@ -47,7 +47,7 @@ def rss_mb():
                 return int(line.split()[1]) / 1024
     return 0.0
 wall, cpu = time.perf_counter(), time.process_time()
-import listener.classify as classify
+import listener.classify.model as classify
 import_wall, import_cpu = time.perf_counter() - wall, time.process_time() - cpu
 import_rss = rss_mb()
 from listener.config import SHIPPED_MODEL
@@ -108,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
     probes = [_probe() for _ in range(max(1, options.classify_probes))]
 
-    from listener.classify import item_text, load_classifier
+    from listener.classify.model import item_text, load_classifier
     from listener.config import SHIPPED_MODEL
     from listener.domain import LABELS
 
@@ -206,7 +206,7 @@ def _report(
     load_rows = (
         ("python start-up + all below", "s", median("process_wall"), "-",
          spread("process_wall"), "-"),
-        ("import listener.classify", "s", median("import_wall"), median("import_cpu"),
+        ("import listener.classify.model", "s", median("import_wall"), median("import_cpu"),
          spread("import_wall"), f"{statistics.median(p['import_rss'] for p in probes):.0f}"),
         ("load_classifier(SHIPPED_MODEL)", "ms", median("load_wall", 1000, 0),
          median("load_cpu", 1000, 0), spread("load_wall", 1000, 0),

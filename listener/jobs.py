@@ -24,7 +24,7 @@ import httpx
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from listener.classify import Classifier, Prediction, item_text
+from listener.classify.model import Classifier, Prediction, item_text
 from listener.config import Settings
 from listener.dedupe import drop_duplicates
 from listener.domain import FeedSource, Fetched, Item, NotModified, ParsedFeed, PollResult

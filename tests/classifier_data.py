@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from listener.training import LabelledRow, train_classifier
+from listener.classify.training import LabelledRow, train_classifier
 
 # (lang, labels, title, summary): four rows per language and label, written for these tests.
 TINY = [

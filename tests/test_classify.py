@@ -12,7 +12,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from listener.classify import (
+from listener.classify.model import (
     LABELS,
     LEAD_CHARS,
     LinearClassifier,
@@ -23,8 +23,8 @@ from listener.classify import (
     load_classifier,
     make_classifier,
 )
+from listener.classify.training import save_classifier
 from listener.errors import ClassifierError
-from listener.training import save_classifier
 from tests.classifier_data import tiny_model
 
 COMMITTED_MODEL = Path(__file__).parent.parent / "models" / "classifier.skops"

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from listener.classify import LABELS, make_classifier
-from listener.errors import ClassifierError
-from listener.training import (
+from listener.classify.model import LABELS, make_classifier
+from listener.classify.training import (
     CorpusError,
     LabelledRow,
     best_threshold,
@@ -28,6 +27,7 @@ from listener.training import (
     split_heldout,
     train_classifier,
 )
+from listener.errors import ClassifierError
 from tests.classifier_data import TINY, tiny_model, tiny_rows, train_tiny
 
 HEADER = ["id", "lang", "labels", "title", "summary"]

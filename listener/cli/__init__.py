@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from listener import __version__
-from listener.cli_classify import (
+from listener.cli.classify import (
     classify_command,
     label_command,
     model_group,
@@ -43,13 +43,13 @@ from listener.search_query import to_fts_query
 from listener.store import FeedRow, Store
 
 if TYPE_CHECKING:
-    from listener.classify import Classifier
+    from listener.classify.model import Classifier
     from listener.jobs import Services
 
 
 def load_model(settings: Settings) -> Classifier:
     """The classifier, loaded and checked once (its imports are heavy: only when needed)."""
-    from listener.classify import load_classifier
+    from listener.classify.model import load_classifier
 
     return load_classifier(
         model_path(settings), uncertain_below=settings.classifier.uncertain_below

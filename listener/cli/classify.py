@@ -31,7 +31,7 @@ _CLASSIFY_BATCH = 256
 
 
 def _load(obj: Context, path: Path | None = None) -> Any:
-    from listener.classify import load_classifier
+    from listener.classify.model import load_classifier
 
     return load_classifier(
         path or model_path(obj.settings), uncertain_below=obj.settings.classifier.uncertain_below
@@ -86,7 +86,7 @@ def _batches(stream: TextIO) -> Iterator[list[tuple[int, str]]]:
 
 
 def _parse_line(line: str) -> tuple[Any, str]:
-    from listener.classify import item_text
+    from listener.classify.model import item_text
 
     try:
         record = json.loads(line)
@@ -137,8 +137,8 @@ def model_train(
     The previous model at the same path is evaluated on the same rows first, so you see
     whether the new one is better.
     """
-    from listener import training
-    from listener.classify import make_classifier
+    from listener.classify import training
+    from listener.classify.model import make_classifier
 
     rows = training.read_corpus(corpus or training.CORPUS_DIR)
     train_rows, heldout = training.split_heldout(rows)
@@ -191,7 +191,7 @@ def model_train(
 @handle_errors
 def model_evaluate(obj: Context, data: Path | None, model_file: Path | None, as_json: bool) -> None:
     """Per-label precision / recall / F1, macro-F1, confusion matrix, per language."""
-    from listener import training
+    from listener.classify import training
 
     if data is None:
         _, rows = training.split_heldout(training.read_corpus(training.CORPUS_DIR))
@@ -205,8 +205,8 @@ def model_evaluate(obj: Context, data: Path | None, model_file: Path | None, as_
 
 
 def _read_labelled_jsonl(path: Path) -> list[Any]:
+    from listener.classify.training import LabelledRow
     from listener.domain import LABELS
-    from listener.training import LabelledRow
 
     rows, problems = [], []
     with path.open(encoding="utf-8") as file:

@@ -33,7 +33,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
-from listener.classify import (
+from listener.classify.model import (
     DEFAULT_UNCERTAIN_BELOW,
     ITEM_TEXT_VERSION,
     METADATA_FORMAT,
