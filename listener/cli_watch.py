@@ -20,6 +20,7 @@ from listener.cli_support import (
 )
 from listener.config import check_watch
 from listener.domain import WATCH_KINDS, Watch
+from listener.errors import QuerySyntaxError
 from listener.highlight import segments, snippet, term_spans
 from listener.jobs_watch import (
     active_watches,
@@ -30,7 +31,7 @@ from listener.jobs_watch import (
 )
 from listener.store import Store
 from listener.store_watches import WatchRow
-from listener.watch_query import QuerySyntaxError, parse_query
+from listener.watch_query import parse_query
 from listener.watches import ActiveWatch
 
 SNIPPET_CHARS = 160

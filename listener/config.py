@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from listener.domain import LABELS, WATCH_KINDS, Recipient, Watch
-from listener.errors import ConfigError
-from listener.watch_query import QuerySyntaxError, parse_query
+from listener.errors import ConfigError, QuerySyntaxError
+from listener.watch_query import parse_query
 
 SECRET_ENV = {"smtp_password": "LISTENER_SMTP_PASSWORD"}
 

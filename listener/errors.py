@@ -1,9 +1,11 @@
-"""Pure: the errors listener raises on purpose.
+"""Pure: the errors listener raises on purpose, in one tree under ListenerError.
 
 Anything else that escapes is a bug and is allowed to propagate (see docs/design.md).
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 
 class ListenerError(Exception):
@@ -78,9 +80,41 @@ class StoreError(ListenerError):
     """A database problem: locked, read-only, corrupt, or a bad query."""
 
 
-class QueryError(StoreError):
-    """A malformed search query."""
+class QuerySyntaxError(ListenerError):
+    """A search or watch query that does not parse.
+
+    Watch queries give a 0-based `position` into `query`, shown with a caret under it;
+    search queries say where in their message (FTS5 reports its own errors that way).
+    """
+
+    def __init__(self, message: str, query: str, position: int | None = None) -> None:
+        self.message = message
+        self.query = query
+        self.position = position
+        if position is None:
+            super().__init__(message)
+        else:
+            super().__init__(f"{message} at position {position}\n{_caret_lines(query, position)}")
+
+    def __reduce__(self) -> tuple[type[QuerySyntaxError], tuple[str, str, int | None]]:
+        return (type(self), (self.message, self.query, self.position))
+
+
+class OpmlError(ListenerError):
+    """The document is not OPML we can read."""
 
 
 class MailError(ListenerError):
     """The SMTP server refused the message or could not be reached."""
+
+
+def _caret_lines(query: str, position: int) -> str:
+    shown = "".join(c if c.isprintable() else " " for c in query)
+    column = sum(_width(c) for c in shown[:position])
+    return f"  {shown}\n  {' ' * column}^"
+
+
+def _width(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1

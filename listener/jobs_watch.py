@@ -17,10 +17,11 @@ import structlog
 
 from listener.config import Settings
 from listener.domain import Item
+from listener.errors import QuerySyntaxError
 from listener.store import Store
 from listener.store_base import to_db_time
 from listener.store_watches import Cursor, MentionRow, Terms, WatchRow
-from listener.watch_query import QuerySyntaxError, parse_query
+from listener.watch_query import parse_query
 from listener.watches import ActiveWatch, PollMentions, WatchMatcher
 
 log = structlog.get_logger(__name__)

@@ -9,6 +9,7 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from listener.config import is_http_url
+from listener.errors import OpmlError
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,10 +17,6 @@ class OpmlFeed:
     url: str
     title: str | None
     tags: tuple[str, ...]
-
-
-class OpmlError(ValueError):
-    """The document is not OPML we can read."""
 
 
 def parse_opml(data: bytes) -> tuple[list[OpmlFeed], list[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from listener.errors import QueryError
+from listener.errors import QuerySyntaxError
 
 _OPERATORS = {"AND", "OR", "NOT"}
 _FTS5_KEYWORDS = {*_OPERATORS, "NEAR"}
@@ -34,14 +34,14 @@ def to_fts_query(text: str) -> str:
         if match.group("quote"):
             end = text.find('"', pos)
             if end < 0:
-                raise QueryError(f"unclosed quote at position {start + 1}: {text!r}")
+                raise QuerySyntaxError(f"unclosed quote at position {start + 1}: {text!r}", text)
             phrase = text[pos:end].strip()
             pos = end + 1
             prefix = text.startswith("*", pos)
             if prefix:
                 pos += 1
             if not re.search(r"\w", phrase):
-                raise QueryError(f"empty phrase at position {start + 1}")
+                raise QuerySyntaxError(f"empty phrase at position {start + 1}", text)
             _and_next_to_paren(parts, expect_term, opening=False)
             parts.append(_phrase(phrase) + (" *" if prefix else ""))
             expect_term = False
@@ -52,7 +52,7 @@ def to_fts_query(text: str) -> str:
             expect_term = True
         elif paren == ")":
             if depth == 0 or expect_term:
-                raise QueryError(f"unexpected ')' at position {start + 1}")
+                raise QuerySyntaxError(f"unexpected ')' at position {start + 1}", text)
             depth -= 1
             parts.append(")")
             expect_term = False
@@ -60,7 +60,9 @@ def to_fts_query(text: str) -> str:
             word = match.group("word")
             if word in _OPERATORS:
                 if expect_term:
-                    raise QueryError(f"{word} at position {start + 1} needs a term before it")
+                    raise QuerySyntaxError(
+                        f"{word} at position {start + 1} needs a term before it", text
+                    )
                 parts.append(word)
                 expect_term = True
                 continue
@@ -68,11 +70,11 @@ def to_fts_query(text: str) -> str:
             parts.append(_word(word, start))
             expect_term = False
     if not parts:
-        raise QueryError("empty search query")
+        raise QuerySyntaxError("empty search query", text)
     if depth:
-        raise QueryError("unclosed '(' in search query")
+        raise QuerySyntaxError("unclosed '(' in search query", text)
     if expect_term:
-        raise QueryError(f"{parts[-1]} at the end of the query needs a term after it")
+        raise QuerySyntaxError(f"{parts[-1]} at the end of the query needs a term after it", text)
     return " ".join(parts)
 
 
@@ -92,7 +94,7 @@ def _word(word: str, start: int) -> str:
     prefix = word.endswith("*")
     core = word.rstrip("*")
     if not re.search(r"\w", core):
-        raise QueryError(f"nothing to search for in {word!r} at position {start + 1}")
+        raise QuerySyntaxError(f"nothing to search for in {word!r} at position {start + 1}", word)
     return _phrase(core) + (" *" if prefix else "")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from listener.domain import FeedSource, Item, PollResult
-from listener.errors import QueryError
+from listener.errors import QuerySyntaxError
 from listener.migrations import migrations
 from listener.schedule import feed_health
 from listener.store_base import from_db_time, item_values_by_key, to_db_time, wrap_errors
@@ -285,7 +285,7 @@ class Store(LabelsMixin, DigestMixin, WatchesMixin):
                 if any(word in str(exc) for word in ("locked", "busy", "readonly", "open")):
                     raise
                 # FTS5 reports query syntax problems as OperationalError too.
-                raise QueryError(f"malformed search query: {exc}") from exc
+                raise QuerySyntaxError(f"malformed search query: {exc}", fts_query) from exc
 
     def iter_items(
         self,

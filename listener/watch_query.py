@@ -32,37 +32,12 @@ from itertools import chain, product
 from math import prod
 from typing import Final, TypeGuard
 
-from listener.errors import ListenerError
+from listener.errors import QuerySyntaxError
 
 DEFAULT_NEAR: Final = 10
 MAX_NEAR: Final = 100
 MAX_DEPTH: Final = 32  # nested "(" and NOT; keeps the recursive parser far from the stack limit
 _CACHE_LIMIT: Final = 50_000  # memoised chunks of the slow path (a few MB), then afresh
-
-
-class QuerySyntaxError(ListenerError):
-    """A malformed watch query; `position` is a 0-based index into `query`."""
-
-    def __init__(self, message: str, query: str, position: int) -> None:
-        self.message = message
-        self.query = query
-        self.position = position
-        super().__init__(f"{message} at position {position}\n{_caret_lines(query, position)}")
-
-    def __reduce__(self) -> tuple[type[QuerySyntaxError], tuple[str, str, int]]:
-        return (type(self), (self.message, self.query, self.position))
-
-
-def _caret_lines(query: str, position: int) -> str:
-    shown = "".join(c if c.isprintable() else " " for c in query)
-    column = sum(_width(c) for c in shown[:position])
-    return f"  {shown}\n  {' ' * column}^"
-
-
-def _width(char: str) -> int:
-    if unicodedata.combining(char):
-        return 0
-    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
 
 
 # -- the tree ----------------------------------------------------------------------------

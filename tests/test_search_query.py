@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listener.errors import QueryError
+from listener.errors import QuerySyntaxError as QueryError
 from listener.search_query import to_fts_query
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from listener.domain import Item, PollResult
-from listener.errors import QueryError, StoreError
+from listener.errors import QuerySyntaxError as QueryError
+from listener.errors import StoreError
 from listener.store import Store, from_db_time, open_store, to_db_time
 from tests.conftest import NOW
 

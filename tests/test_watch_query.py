@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listener.errors import ListenerError
+from listener.errors import ListenerError, QuerySyntaxError
 from listener.watch_query import (
     And,
     CompiledWatches,
@@ -17,7 +17,6 @@ from listener.watch_query import (
     Not,
     Or,
     Query,
-    QuerySyntaxError,
     Term,
     match,
     parse_query,

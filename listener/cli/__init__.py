@@ -37,8 +37,8 @@ from listener.cli_support import (
 )
 from listener.cli_watch import watch_group
 from listener.config import Settings, is_http_url, model_path, redacted
-from listener.errors import QueryError
-from listener.opml import OpmlError, OpmlFeed, parse_opml, render_opml
+from listener.errors import OpmlError, QuerySyntaxError
+from listener.opml import OpmlFeed, parse_opml, render_opml
 from listener.search_query import to_fts_query
 from listener.store import FeedRow, Store
 
@@ -352,7 +352,7 @@ def search(
     """
     try:
         fts_query = to_fts_query(query)
-    except QueryError as exc:
+    except QuerySyntaxError as exc:
         raise click.UsageError(str(exc)) from exc
     with obj.store() as store:
         check_watch_name(store, watch)
