@@ -131,7 +131,7 @@ def make_report(
         else "no cycle ran",
         f"feeds: {info.body_bytes / 1e6:.1f} MB generated in {info.generate_s:.1f} s by the "
         f"server process (its own memory is not counted); poller: parse_workers={workers}, "
-        f"max_in_flight={poll.max_in_flight}, max_per_host={poll.max_per_host}; "
+        f"max_in_flight={poll.limits.max_in_flight}, max_per_host={poll.limits.max_per_host}; "
         f"classification {classified}; logs: JSON lines to daemon.log in the work dir",
         f"this process before the section: VmRSS {before.rss_mb:.0f} MB (Python + bench); "
         f"with listener imported, the model loaded and the feeds added: VmRSS "

@@ -196,8 +196,8 @@ def make_report(
         f"+{info.expected_new} new, {info.expected_updated} edited items",
         f"server: its own process, {config.hosts} port(s) on 127.0.0.1 (one politeness host "
         f"each), latency {config.latency_ms:g} ms, gzip {'on' if config.gzip else 'off'}",
-        f"poller: parse_workers={workers}, max_in_flight={poll.max_in_flight}, "
-        f"max_per_host={poll.max_per_host}; classification {classified}; "
+        f"poller: parse_workers={workers}, max_in_flight={poll.limits.max_in_flight}, "
+        f"max_per_host={poll.limits.max_per_host}; classification {classified}; "
         "items = new + updated rows written",
         "peak_MB: peak of the summed VmRSS of the poller process and its descendants "
         f"(forkserver, parse workers), sampled every {sample_interval_s * 1000:.0f} ms; shared "

@@ -25,7 +25,7 @@ import feedparser
 
 from listener.config import parse_settings
 from listener.fetch import make_client
-from listener.jobs import Services, fetch_limits, poll_feeds
+from listener.jobs import Services, poll_feeds
 from listener.store import open_store
 
 
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         db_path = options.db or Path(tmp) / "real.db"
         store = open_store(db_path)
         settings = parse_settings({"poll": {"max_per_host": 8}}, {})
-        limits = fetch_limits(settings)
-        services = Services(settings, store, make_client(limits), limits)
+        services = Services(settings, store, make_client(settings.poll.limits))
         now = datetime.now(UTC)
         for path in files:
             store.add_feed(base + path.name, now=now)

@@ -1,8 +1,13 @@
 """Settings: parsed once from TOML into frozen dataclasses, every problem reported at once.
 
-Pure apart from `load_settings`, which reads one file. Precedence: the defaults below (the
-same values, commented, in config/listener.toml), then the file given with --config or
+Pure apart from `load_settings`, which reads one file. Precedence: the defaults (the same
+values, commented, in config/listener.toml), then the file given with --config or
 LISTENER_CONFIG, then environment variables, which are for secrets only.
+
+`Settings` holds the components' own settings (`PollPolicy`, `FetchLimits`, `SmtpSettings`,
+`SpikeRule`, defined with their defaults in domain.py), so nothing copies them field by
+field. Their keys keep the TOML layout: [poll] holds both the policy's and the fetch limits'
+keys, [alerts] the spike rule's, and `poll.max_body_mb` sets `FetchLimits.max_body_bytes`.
 """
 
 from __future__ import annotations
@@ -14,11 +19,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from listener.domain import LABELS, WATCH_KINDS, Recipient, Watch
+from listener.domain import (
+    LABELS,
+    WATCH_KINDS,
+    FetchLimits,
+    PollPolicy,
+    Recipient,
+    SmtpSecurity,
+    SmtpSettings,
+    SpikeRule,
+    Watch,
+)
 from listener.errors import ConfigError, QuerySyntaxError
 from listener.watch_query import parse_query
 
@@ -27,17 +42,10 @@ SECRET_ENV = {"smtp_password": "LISTENER_SMTP_PASSWORD"}
 
 @dataclass(frozen=True, slots=True)
 class PollSettings:
-    interval_minutes: int = 60
-    jitter_fraction: float = 0.1
-    max_interval_minutes: int = 1440
-    max_backoff_minutes: int = 1440
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    total_timeout_s: float = 60.0
-    max_body_mb: float = 15.0
-    max_redirects: int = 5
-    max_in_flight: int = 16
-    max_per_host: int = 2
+    """[poll]: when to poll (policy), how to fetch (limits), and the poller's own settings."""
+
+    policy: PollPolicy = field(default_factory=PollPolicy)
+    limits: FetchLimits = field(default_factory=FetchLimits)
     parse_workers: int = 0
     silent_after_days: int = 7
 
@@ -55,17 +63,6 @@ class ClassifierSettings:
     model_path: str = ""
     uncertain_below: float = 0.5
     batch_size: int = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpConfig:
-    host: str = ""
-    port: int = 587
-    security: str = "starttls"
-    username: str = ""
-    timeout_s: float = 30.0
-    retries: int = 2
-    ca_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +85,11 @@ class DaemonSettings:
 
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
+    """[alerts]: whether and how often to check, the spike rule, what an alert shows."""
+
     enabled: bool = True
     check_every_minutes: int = 60
-    baseline_days: int = 7
-    threshold_sd: float = 3.0
-    min_count: int = 5
+    rule: SpikeRule = field(default_factory=SpikeRule)
     top_items: int = 5
 
 
@@ -118,7 +115,7 @@ class Settings:
     import_opml_on_init: str = "feeds.opml"
     poll: PollSettings = field(default_factory=PollSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     recipients: tuple[Recipient, ...] = (DEFAULT_RECIPIENT,)
@@ -126,15 +123,33 @@ class Settings:
     feeds: tuple[FeedSetting, ...] = ()
     alerts: AlertSettings = field(default_factory=AlertSettings)
     watches: tuple[Watch, ...] = ()
-    # Not TOML keys: where the settings came from (for check-config and relative paths),
-    # and the SMTP password, which only the environment may give (LISTENER_SMTP_PASSWORD).
+    # Not a TOML key: where the settings came from (for check-config and relative paths).
     source: str | None = None
-    smtp_password: str = field(default="", repr=False)
+
+
+# Component settings whose keys sit in the enclosing table: [poll] interval_minutes, not
+# [poll.policy].
+_INLINE: frozenset[tuple[type[Any], str]] = frozenset(
+    {(PollSettings, "policy"), (PollSettings, "limits"), (AlertSettings, "rule")}
+)
+# Fields no TOML key sets: the password comes from the environment only (SECRET_ENV), the
+# others are the code's business.
+_NOT_IN_FILE: frozenset[tuple[type[Any], str]] = frozenset(
+    {
+        (FetchLimits, "user_agent"),
+        (SmtpSettings, "password"),
+        (SmtpSettings, "retry_backoff_s"),
+    }
+)
+# Fields set by a TOML key of another name and unit: (key, field units per key unit).
+_SCALED: dict[tuple[type[Any], str], tuple[str, int]] = {
+    (FetchLimits, "max_body_bytes"): ("max_body_mb", 1024 * 1024),
+}
 
 
 _HH_MM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "smtp.security": ("starttls", "tls", "none"),
+    "smtp.security": get_args(SmtpSecurity),
     "logging.format": ("auto", "console", "json"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
@@ -156,16 +171,14 @@ def parse_settings(
 ) -> Settings:
     """Validate a TOML document; raise ConfigError listing every problem with its key."""
     problems: list[str] = []
-    values: Settings = _build(
-        Settings, raw, "", problems, skip=frozenset({"source", "smtp_password"})
-    )
+    values: Settings = _build(Settings, raw, "", problems, skip=frozenset({"source"}))
     if values is not None:
         problems += _check_recipients(values.recipients)
         problems += _check_watches(values.watches)
     if problems:
         raise ConfigError(problems)
-    password = environ.get(SECRET_ENV["smtp_password"], "")
-    return dataclasses.replace(values, source=source, smtp_password=password)
+    smtp = dataclasses.replace(values.smtp, password=environ.get(SECRET_ENV["smtp_password"], ""))
+    return dataclasses.replace(values, source=source, smtp=smtp)
 
 
 def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
@@ -260,10 +273,31 @@ def model_path(settings: Settings) -> Path:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The effective settings as a plain dict, secrets hidden, for `check-config`."""
-    data: dict[str, Any] = dataclasses.asdict(settings)
-    for key in SECRET_ENV:
-        data[key] = "********" if data.get(key) else "(not set)"
+    """The effective settings as the TOML file spells them, secrets hidden, for
+    `check-config`."""
+    data: dict[str, Any] = _as_toml(settings)
+    data["smtp_password"] = "********" if settings.smtp.password else "(not set)"
+    return data
+
+
+def _as_toml(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_as_toml(each) for each in value]
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    cls = type(value)
+    data: dict[str, Any] = {}
+    for f in fields(value):
+        if (cls, f.name) in _NOT_IN_FILE:
+            continue
+        inner = getattr(value, f.name)
+        if (cls, f.name) in _INLINE:
+            data.update(_as_toml(inner))
+        elif (cls, f.name) in _SCALED:
+            key, scale = _SCALED[cls, f.name]
+            data[key] = inner / scale
+        else:
+            data[f.name] = _as_toml(inner)
     return data
 
 
@@ -273,22 +307,53 @@ def _build(
     if not isinstance(raw, Mapping):
         problems.append(f"{prefix.rstrip('.') or '(top level)'}: expected a table")
         return cls() if _has_defaults(cls) else None
-    hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls)} - skip
+    known = _toml_keys(cls) - skip
     for key in raw:
         if key not in known:
             problems.append(f"{prefix}{key}: unknown setting")
-    kwargs: dict[str, Any] = {}
+    return _fill(cls, raw, prefix, problems, skip)
+
+
+def _toml_keys(cls: type[Any]) -> set[str]:
+    """The keys of the TOML table that `cls` is read from, inline components included."""
+    hints = get_type_hints(cls)
+    keys: set[str] = set()
     for f in fields(cls):
-        if f.name in skip or f.name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(f"{prefix}{f.name}: required")
+        if (cls, f.name) in _INLINE:
+            keys |= _toml_keys(hints[f.name])
+        elif (cls, f.name) not in _NOT_IN_FILE:
+            keys.add(_SCALED.get((cls, f.name), (f.name, 1))[0])
+    return keys
+
+
+def _fill(
+    cls: type[Any], raw: Mapping[str, Any], prefix: str, problems: list[str], skip: frozenset[str]
+) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    reported = len(problems)
+    for f in fields(cls):
+        if f.name in skip or (cls, f.name) in _NOT_IN_FILE:
             continue
-        kwargs[f.name] = _convert(hints[f.name], raw[f.name], f"{prefix}{f.name}", problems)
+        if (cls, f.name) in _INLINE:
+            kwargs[f.name] = _fill(hints[f.name], raw, prefix, problems, frozenset())
+            continue
+        key, scale = _SCALED.get((cls, f.name), (f.name, 1))
+        if key not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(f"{prefix}{key}: required")
+            continue
+        hint = float if scale != 1 else hints[f.name]
+        value = _convert(hint, raw[key], f"{prefix}{key}", problems)
+        kwargs[f.name] = int(value * scale) if scale != 1 and value is not None else value
     try:
         return cls(**kwargs)
     except TypeError:
-        return None  # a required field was missing; already reported
+        return None  # a required field was missing or had the wrong type; already reported
+    except ValueError as exc:  # a component's own check (its __post_init__)
+        if len(problems) == reported:
+            problems.append(f"{prefix.rstrip('.')}: {exc}")
+        return None
 
 
 def _has_defaults(cls: type[Any]) -> bool:
@@ -300,6 +365,8 @@ def _has_defaults(cls: type[Any]) -> bool:
 
 def _convert(hint: Any, value: Any, key: str, problems: list[str]) -> Any:
     origin = get_origin(hint)
+    if origin is Literal:  # a closed set of strings: _CHOICES names them
+        return _convert(str, value, key, problems)
     if origin in (UnionType, Union):
         inner = [a for a in get_args(hint) if a is not type(None)]
         return _convert(inner[0], value, key, problems)

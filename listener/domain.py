@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal, get_args
+
+from listener import __version__
 
 # The business functions, in the order every table, report and digest uses.
 LABELS: tuple[str, ...] = (
@@ -15,6 +18,76 @@ LABELS: tuple[str, ...] = (
     "business_intelligence",
     "other",
 )
+
+
+# -- the components' settings: config.Settings holds them, and each default is written here ---
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """When to poll a feed again (schedule.next_poll_after_success / _failure)."""
+
+    interval_minutes: int = 60
+    jitter_fraction: float = 0.1
+    max_interval_minutes: int = 1440
+    max_backoff_minutes: int = 1440
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """How fetch.fetch_many may use the network."""
+
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    total_timeout_s: float = 60.0  # the whole fetch, redirects and a trickling body included
+    max_body_bytes: int = 15 * 1024 * 1024  # after decompression (compression bomb guard)
+    max_redirects: int = 5
+    max_in_flight: int = 16  # concurrent requests overall
+    max_per_host: int = 2  # concurrent requests per host:port
+    user_agent: str = f"listener/{__version__} (+https://github.com/listener-project/listener)"
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1 or self.max_per_host < 1:
+            raise ValueError("max_in_flight and max_per_host must be at least 1")
+
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where and how mail.deliver sends."""
+
+    host: str = ""  # "" means: no SMTP server, write .eml files to the outbox
+    port: int = 587
+    security: SmtpSecurity = "starttls"  # "tls" is implicit TLS (port 465)
+    username: str = ""
+    # From the environment (LISTENER_SMTP_PASSWORD); kept out of repr so it is never logged.
+    password: str = field(default="", repr=False)
+    timeout_s: float = 30.0
+    retries: int = 2  # extra attempts inside one send, for transient failures
+    retry_backoff_s: float = 2.0  # first pause, doubled each time, at most mail.MAX_BACKOFF_S
+    ca_file: str = ""  # PEM bundle trusted instead of the system's (private CA, self-signed)
+
+    def __post_init__(self) -> None:
+        if self.security not in get_args(SmtpSecurity):
+            raise ValueError(f"smtp security must be starttls, tls or none, not {self.security!r}")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SpikeRule:
+    """What spikes.assess and plan_episodes call a spike."""
+
+    baseline_days: int = 7
+    threshold_sd: float = 3.0
+    min_count: int = 5
+
+
+# -- polling --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

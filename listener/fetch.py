@@ -29,15 +29,13 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import brotli  # type: ignore[import-untyped]  # no stubs; its Any stays in _unbrotli
 import httpx
 
-from listener import __version__
-from listener.domain import FeedSource, Fetched, FetchOutcome, NotModified
+from listener.domain import FeedSource, Fetched, FetchLimits, FetchOutcome, NotModified
 from listener.errors import FeedGone, FetchError
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -54,22 +52,6 @@ _ACCEPT_ENCODING = "gzip, deflate, br"
 # They describe the bytes on the wire; Fetched.body is already decoded and de-chunked.
 _WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 _DECODE_ERRORS = (zlib.error, brotli.error)
-
-
-@dataclass(frozen=True, slots=True)
-class FetchLimits:
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    total_timeout_s: float = 60.0  # the whole fetch, redirects and a trickling body included
-    max_body_bytes: int = 15 * 1024 * 1024  # after decompression (compression bomb guard)
-    max_redirects: int = 5
-    max_in_flight: int = 16  # concurrent requests overall
-    max_per_host: int = 2  # concurrent requests per host:port
-    user_agent: str = f"listener/{__version__} (+https://github.com/listener-project/listener)"
-
-    def __post_init__(self) -> None:
-        if self.max_in_flight < 1 or self.max_per_host < 1:
-            raise ValueError("max_in_flight and max_per_host must be at least 1")
 
 
 def make_client(limits: FetchLimits) -> httpx.Client:

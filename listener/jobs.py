@@ -27,12 +27,20 @@ from structlog.contextvars import bound_contextvars
 from listener.classify.model import Classifier, Prediction, item_text
 from listener.config import Settings
 from listener.dedupe import drop_duplicates
-from listener.domain import FeedSource, Fetched, Item, NotModified, ParsedFeed, PollResult
+from listener.domain import (
+    FeedSource,
+    Fetched,
+    Item,
+    NotModified,
+    ParsedFeed,
+    PollPolicy,
+    PollResult,
+)
 from listener.errors import FeedGone, FetchError, ParseError
-from listener.fetch import FetchLimits, fetch_many
+from listener.fetch import fetch_many
 from listener.jobs_watch import match_poll_items, poll_matcher, sync_config_watches
 from listener.parse import parse_feed
-from listener.schedule import PollPolicy, next_poll_after_failure, next_poll_after_success
+from listener.schedule import next_poll_after_failure, next_poll_after_success
 from listener.store import Store
 from listener.watches import WatchMatcher
 
@@ -46,7 +54,6 @@ class Services:
     settings: Settings
     store: Store
     client: httpx.Client
-    limits: FetchLimits
     classifier: Classifier | None = None  # None: items are stored unclassified
     rand: Callable[[], float] = field(default=random.random)  # jitter; tests pin it
 
@@ -90,29 +97,6 @@ def reclassify_items(
     return done
 
 
-def poll_policy(settings: Settings) -> PollPolicy:
-    p = settings.poll
-    return PollPolicy(
-        interval_minutes=p.interval_minutes,
-        jitter_fraction=p.jitter_fraction,
-        max_interval_minutes=p.max_interval_minutes,
-        max_backoff_minutes=p.max_backoff_minutes,
-    )
-
-
-def fetch_limits(settings: Settings) -> FetchLimits:
-    p = settings.poll
-    return FetchLimits(
-        connect_timeout_s=p.connect_timeout_s,
-        read_timeout_s=p.read_timeout_s,
-        total_timeout_s=p.total_timeout_s,
-        max_body_bytes=int(p.max_body_mb * 1024 * 1024),
-        max_redirects=p.max_redirects,
-        max_in_flight=p.max_in_flight,
-        max_per_host=p.max_per_host,
-    )
-
-
 def sync_config_feeds(services: Services, now: datetime) -> int:
     """Add the [[feeds]] of the config file to the database (never removes any). New count."""
     added = 0
@@ -139,7 +123,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     results: list[PollResult] = []
     if not sources:
         return results
-    policy = poll_policy(services.settings)
+    policy = services.settings.poll.policy
     matcher = poll_matcher(services.store)
     workers = services.settings.poll.parse_workers or os.cpu_count() or 1
     max_pending = 2 * workers + 2  # bounds the bodies held in memory while parsing
@@ -157,7 +141,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                         )
                     )
 
-        for source, outcome in fetch_many(services.client, sources, services.limits):
+        for source, outcome in fetch_many(services.client, sources, services.settings.poll.limits):
             if isinstance(outcome, FetchError):
                 results.append(_store_failure(services, policy, now, source, outcome))
             elif isinstance(outcome, NotModified):

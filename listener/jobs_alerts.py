@@ -18,9 +18,9 @@ import structlog
 
 from listener.config import Settings
 from listener.digest import group_stories
-from listener.domain import ALL_FUNCTIONS, Recipient
+from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRule
 from listener.errors import MailError
-from listener.jobs_digest import retry_time, smtp_settings
+from listener.jobs_digest import retry_time
 from listener.mail import deliver
 from listener.render_alert import alert_message_id, render_alert
 from listener.spikes import (
@@ -28,7 +28,6 @@ from listener.spikes import (
     FUNCTIONS,
     OpenEpisode,
     SpikeAlert,
-    SpikeRule,
     Volume,
     assess,
     check_time,
@@ -56,17 +55,12 @@ class AlertOutcome:
     delivery: str | None = None
 
 
-def spike_rule(settings: Settings) -> SpikeRule:
-    alerts = settings.alerts
-    return SpikeRule(alerts.baseline_days, alerts.threshold_sd, alerts.min_count)
-
-
 def check_spikes(store: Store, settings: Settings, now: datetime) -> int:
     """Open, update and close spike episodes for the last full hour; the episodes opened.
     Idempotent within the hour. Watches whose backfill is pending are skipped: their
     counts would be too low."""
     check_at = check_time(now)
-    rule = spike_rule(settings)
+    rule = settings.alerts.rule
     newest = store.max_item_id()
     volumes: dict[tuple[int, str], Volume] = {}
     names = {}
@@ -151,7 +145,7 @@ def spike_alert(
 ) -> SpikeAlert:
     """What one alert shows: the functions that spiked, the terms and the top items of the
     24 hours before the check that opened them."""
-    rule = spike_rule(settings)
+    rule = settings.alerts.rule
     order = {function: index for index, function in enumerate(FUNCTIONS)}
     functions = tuple(
         (e.function, Volume(e.count, e.baseline_mean, e.baseline_sd, _threshold(e, rule)))
@@ -203,7 +197,7 @@ def _send_one(
     )
     name = f"alert-{opened_at:%Y-%m-%dT%H}-{row.name}-{recipient.name}"
     try:
-        delivery = deliver(message, smtp_settings(settings), Path(settings.digest.outbox), name)
+        delivery = deliver(message, settings.smtp, Path(settings.digest.outbox), name)
     except MailError as exc:
         attempts = store.alert_attempts(recipient.name, row.id, opened_at)
         retry_at = retry_time(now, attempts)

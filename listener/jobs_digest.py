@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import cast
 
 import structlog
 
@@ -27,7 +26,7 @@ from listener.digest import (
 from listener.digest_watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.errors import MailError
-from listener.mail import SmtpSecurity, SmtpSettings, deliver
+from listener.mail import deliver
 from listener.render import message_id, render_digest
 from listener.store import Store
 
@@ -51,20 +50,6 @@ def retry_time(now: datetime, attempts: int) -> datetime:
     """When to retry a send that failed `attempts` + 1 times: 5 min, doubling, at most 2 h."""
     delay: timedelta = min(_RETRY_FIRST * (2 ** min(attempts, 10)), _RETRY_MAX)
     return now + delay
-
-
-def smtp_settings(settings: Settings) -> SmtpSettings:
-    smtp = settings.smtp
-    return SmtpSettings(
-        host=smtp.host,
-        port=smtp.port,
-        security=cast(SmtpSecurity, smtp.security),  # one of these: checked by config
-        username=smtp.username,
-        password=settings.smtp_password,
-        timeout_s=smtp.timeout_s,
-        retries=smtp.retries,
-        ca_file=smtp.ca_file,
-    )
 
 
 def digest_data(
@@ -183,7 +168,7 @@ def _send_one(
     try:
         delivery = deliver(
             message,
-            smtp_settings(settings),
+            settings.smtp,
             Path(settings.digest.outbox),
             f"{day}-{recipient.name}",
         )

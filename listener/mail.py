@@ -20,13 +20,13 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING
 
 import structlog
 
+from listener.domain import SmtpSettings
 from listener.errors import MailError
 
 if TYPE_CHECKING:
@@ -34,30 +34,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-SmtpSecurity = Literal["starttls", "tls", "none"]
 MAX_BACKOFF_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpSettings:
-    host: str  # "" means: no SMTP server, write .eml files to the outbox
-    port: int = 587
-    security: SmtpSecurity = "starttls"  # "tls" is implicit TLS (port 465)
-    username: str = ""
-    # From the environment (LISTENER_SMTP_PASSWORD); kept out of repr so it is never logged.
-    password: str = field(default="", repr=False)
-    timeout_s: float = 30.0
-    retries: int = 2  # extra attempts inside one send, for transient failures
-    retry_backoff_s: float = 2.0  # first pause, doubled each time, at most MAX_BACKOFF_S
-    ca_file: str = ""  # PEM bundle trusted instead of the system's (private CA, self-signed)
-
-    def __post_init__(self) -> None:
-        if self.security not in get_args(SmtpSecurity):
-            raise ValueError(f"smtp security must be starttls, tls or none, not {self.security!r}")
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 class _Client(smtplib.SMTP):

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
+from listener.domain import PollPolicy
+
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class PollPolicy:
-    interval_minutes: int = 60
-    jitter_fraction: float = 0.1
-    max_interval_minutes: int = 1440
-    max_backoff_minutes: int = 1440
 
 
 def parse_http_delay(value: str | None, now: datetime) -> timedelta | None:

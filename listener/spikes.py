@@ -17,19 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from listener.domain import ALL_FUNCTIONS, LABELS, DigestItem, Watch
+from listener.domain import ALL_FUNCTIONS, LABELS, DigestItem, SpikeRule, Watch
 
 DAY = timedelta(hours=24)
 FUNCTIONS: tuple[str, ...] = (ALL_FUNCTIONS, *LABELS)
 Terms = tuple[str, ...]
 EpisodeKey = tuple[int, str]  # (watch id, function)
-
-
-@dataclass(frozen=True, slots=True)
-class SpikeRule:
-    baseline_days: int = 7
-    threshold_sd: float = 3.0
-    min_count: int = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from listener.mail import SmtpSettings
+from listener.domain import SmtpSettings
 
 HOST = "127.0.0.1"
 Mode = Literal["plain", "starttls", "tls"]

@@ -23,12 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 
-from listener.domain import FeedSource, Fetched, NotModified
+from listener.domain import FeedSource, Fetched, FetchLimits, NotModified
 from listener.errors import FeedGone, FetchError
 from listener.fetch import (
     _DECODERS,
     _PIECE_BYTES,
-    FetchLimits,
     fetch_feed,
     fetch_many,
     make_client,

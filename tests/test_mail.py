@@ -14,8 +14,9 @@ import structlog
 from structlog.testing import capture_logs
 
 from listener import mail
+from listener.domain import SmtpSettings
 from listener.errors import MailError
-from listener.mail import SmtpSettings, deliver, send_message, write_outbox
+from listener.mail import deliver, send_message, write_outbox
 from tests.smtp import (
     SmtpServer,
     TlsFiles,

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from listener.domain import PollPolicy
 from listener.schedule import (
-    PollPolicy,
     cache_lifetime,
     feed_health,
     next_poll_after_failure,

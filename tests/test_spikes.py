@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listener.domain import ALL_FUNCTIONS
+from listener.domain import ALL_FUNCTIONS, SpikeRule
 from listener.spikes import (
     OpenEpisode,
-    SpikeRule,
     Volume,
     assess,
     check_time,

@@ -58,17 +58,15 @@ def load_model(settings: Settings) -> Classifier:
 
 def make_services(settings: Settings, store: Store, *, classify: bool = True) -> Services:
     from listener.fetch import make_client
-    from listener.jobs import Services, fetch_limits
+    from listener.jobs import Services
 
-    limits = fetch_limits(settings)
     classifier = load_model(settings) if classify else None
     if classifier is not None:
         store.record_model(classifier.version, {"path": str(model_path(settings))}, now_utc())
     return Services(
         settings=settings,
         store=store,
-        client=make_client(limits),
-        limits=limits,
+        client=make_client(settings.poll.limits),
         classifier=classifier,
     )
 
