@@ -24,7 +24,7 @@ from typing import Any
 import feedparser
 
 from listener.config import parse_settings
-from listener.fetch import make_client
+from listener.feeds.fetch import make_client
 from listener.jobs import Services, poll_feeds
 from listener.store import open_store
 

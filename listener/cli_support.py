@@ -15,8 +15,8 @@ import click
 
 from listener.config import Settings, load_settings, parse_duration_minutes, resolve_path
 from listener.errors import ListenerError
+from listener.feeds.opml import parse_opml
 from listener.logs import configure_logging, resolve_format
-from listener.opml import parse_opml
 from listener.store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from listener.domain import (
@@ -33,6 +32,7 @@ from listener.domain import (
     SmtpSettings,
     SpikeRule,
     Watch,
+    is_http_url,
 )
 from listener.errors import ConfigError, QuerySyntaxError
 from listener.watch_query import parse_query
@@ -158,12 +158,6 @@ _POSITIVE = re.compile(
     r"|threshold_sd|min_count|top_items)$"
 )
 NAME_PATTERN = re.compile(r"[\w.-]+")  # recipient and watch names: safe in file names and URLs
-
-
-def is_http_url(url: str) -> bool:
-    """True for an absolute http(s) URL with a host."""
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def parse_settings(

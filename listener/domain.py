@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 from listener import __version__
 
@@ -18,6 +19,13 @@ LABELS: tuple[str, ...] = (
     "business_intelligence",
     "other",
 )
+
+
+def is_http_url(url: str) -> bool:
+    """What counts as a feed URL everywhere (config, OPML, the command line): an absolute
+    http(s) URL with a host."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 # -- the components' settings: config.Settings holds them, and each default is written here ---

@@ -26,7 +26,6 @@ from structlog.contextvars import bound_contextvars
 
 from listener.classify.model import Classifier, Prediction, item_text
 from listener.config import Settings
-from listener.dedupe import drop_duplicates
 from listener.domain import (
     FeedSource,
     Fetched,
@@ -37,10 +36,11 @@ from listener.domain import (
     PollResult,
 )
 from listener.errors import FeedGone, FetchError, ParseError
-from listener.fetch import fetch_many
+from listener.feeds.dedupe import drop_duplicates
+from listener.feeds.fetch import fetch_many
+from listener.feeds.parse import parse_feed
+from listener.feeds.schedule import next_poll_after_failure, next_poll_after_success
 from listener.jobs_watch import match_poll_items, poll_matcher, sync_config_watches
-from listener.parse import parse_feed
-from listener.schedule import next_poll_after_failure, next_poll_after_success
 from listener.store import Store
 from listener.watches import WatchMatcher
 
@@ -171,7 +171,7 @@ def _parse_executor(workers: int) -> Iterator[Executor]:
         yield _InlineExecutor()
         return
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["listener.parse"])
+    context.set_forkserver_preload(["listener.feeds.parse"])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as executor:
         yield executor
 

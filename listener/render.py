@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from listener.digest import Digest, Section, Story, is_empty, top_guesses
 from listener.domain import LABELS, DigestItem, FeedHealth
+from listener.feeds.text import truncate
 from listener.render_parts import (
     DAYS,
     DEFAULT_COLORS,
@@ -40,7 +41,6 @@ from listener.render_parts import (
     text_wrap,
 )
 from listener.render_watch import text_marks, voice_views, watch_views
-from listener.text import truncate
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 

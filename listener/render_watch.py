@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from listener.digest import Digest, Story
 from listener.digest_watches import MentionStory, WatchSection
 from listener.domain import DigestItem
+from listener.feeds.text import truncate
 from listener.highlight import segments, snippet, term_spans
 from listener.render_parts import (
     EXCERPT_CHARS,
@@ -31,7 +32,6 @@ from listener.render_parts import (
     safe_href,
     shown_at,
 )
-from listener.text import truncate
 
 Marked = tuple[tuple[str, bool], ...]  # a text as (piece, highlighted) pairs
 

@@ -18,8 +18,8 @@ from sqlite_utils import Database
 
 from listener.domain import FeedSource, Item, PollResult
 from listener.errors import QuerySyntaxError
+from listener.feeds.schedule import feed_health
 from listener.migrations import migrations
-from listener.schedule import feed_health
 from listener.store_base import from_db_time, item_values_by_key, to_db_time, wrap_errors
 from listener.store_digest import DigestMixin
 from listener.store_labels import LabelsMixin, ScoredLabels

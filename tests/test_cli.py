@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from listener.cli import cli
-from listener.opml import parse_opml
+from listener.feeds.opml import parse_opml
 from listener.store import open_store
 from tests.conftest import NOW
 from tests.test_store import make_item, poll

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listener.dedupe import content_hash, drop_duplicates, item_key
 from listener.domain import Item
+from listener.feeds.dedupe import content_hash, drop_duplicates, item_key
 
 WHEN = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from pytest_httpserver import HTTPServer
 
 from listener.domain import FeedSource, Fetched, FetchLimits, NotModified
 from listener.errors import FeedGone, FetchError
-from listener.fetch import (
+from listener.feeds.fetch import (
     _DECODERS,
     _PIECE_BYTES,
     fetch_feed,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from listener.errors import OpmlError
-from listener.opml import OpmlFeed, parse_opml, render_opml
+from listener.feeds.opml import OpmlFeed, parse_opml, render_opml
 from tests.conftest import NOW
 
 NESTED = b"""<?xml version="1.0"?>

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from listener.domain import Fetched, ParsedFeed
 from listener.errors import ParseError
-from listener.parse import parse_feed
+from listener.feeds.parse import parse_feed
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 FIXTURES = sorted(path.name for path in FEEDS.iterdir() if not path.name.endswith(".expected.json"))
@@ -171,7 +171,9 @@ def test_parse_feed_output_does_not_depend_on_expat_buffering(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     buffered = [outcome(name) for name in FIXTURES]
-    plain = [name for name in feedparser.api.PREFERRED_XML_PARSERS if name != "listener.parse"]
+    plain = [
+        name for name in feedparser.api.PREFERRED_XML_PARSERS if name != "listener.feeds.parse"
+    ]
     monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", plain)
     assert [outcome(name) for name in FIXTURES] == buffered
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from listener.domain import PollPolicy
-from listener.schedule import (
+from listener.feeds.schedule import (
     cache_lifetime,
     feed_health,
     next_poll_after_failure,

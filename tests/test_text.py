@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.language import detect_language, load_language_model
-from listener.text import clean_text, truncate
+from listener.feeds.language import detect_language, load_language_model
+from listener.feeds.text import clean_text, truncate
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from skops.io.exceptions import UntrustedTypesFoundException
 
 from listener.domain import LABELS
 from listener.errors import ClassifierError
-from listener.text import clean_text
+from listener.feeds.text import clean_text
 
 OTHER = "other"
 MAX_LABELS = 2

@@ -36,9 +36,10 @@ from listener.cli_support import (
     since_time,
 )
 from listener.cli_watch import watch_group
-from listener.config import Settings, is_http_url, model_path, redacted
+from listener.config import Settings, model_path, redacted
+from listener.domain import is_http_url
 from listener.errors import OpmlError, QuerySyntaxError
-from listener.opml import OpmlFeed, parse_opml, render_opml
+from listener.feeds.opml import OpmlFeed, parse_opml, render_opml
 from listener.search_query import to_fts_query
 from listener.store import FeedRow, Store
 
@@ -57,7 +58,7 @@ def load_model(settings: Settings) -> Classifier:
 
 
 def make_services(settings: Settings, store: Store, *, classify: bool = True) -> Services:
-    from listener.fetch import make_client
+    from listener.feeds.fetch import make_client
     from listener.jobs import Services
 
     classifier = load_model(settings) if classify else None

@@ -63,7 +63,7 @@ def make_client(limits: FetchLimits) -> httpx.Client:
             max_connections=limits.max_in_flight, max_keepalive_connections=limits.max_in_flight
         ),
         follow_redirects=False,  # fetch_feed follows them, to see the chain
-        trust_env=False,  # only config.py reads the environment (STYLE §6): no implicit proxy
+        trust_env=False,  # only config.py reads the environment: no proxy or CA from env vars
     )
 
 

@@ -24,11 +24,11 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 import feedparser.api
 
-from listener.dedupe import content_hash, item_key
 from listener.domain import Fetched, Item, ParsedFeed
 from listener.errors import ParseError
-from listener.language import detect_language
-from listener.text import clean_text, truncate
+from listener.feeds.dedupe import content_hash, item_key
+from listener.feeds.language import detect_language
+from listener.feeds.text import clean_text, truncate
 
 MAX_SUMMARY_CHARS = 5_000  # we store plain text for classification, not whole articles
 _TITLE_FROM_SUMMARY_CHARS = 80

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-from listener.config import is_http_url
+from listener.domain import is_http_url
 from listener.errors import OpmlError
 
 

@@ -1,8 +1,8 @@
 """Pure: when to poll a feed next, and how healthy a feed looks.
 
-Polite polling (DESIGN.md "Polling policy"): the feed's interval with jitter; Cache-Control
-max-age / Expires as a lower bound; exponential back-off on errors; Retry-After on 429/503;
-everything capped so a feed is never silently dropped.
+Polite polling: the feed's interval with jitter; Cache-Control max-age / Expires as a lower
+bound; exponential back-off on errors; Retry-After on 429/503; everything capped so a feed is
+never silently dropped.
 """
 
 from __future__ import annotations
