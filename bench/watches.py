@@ -93,8 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
-    from listener.watch_query import parse_query
-    from listener.watches import ActiveWatch
+    from listener.watches.matcher import ActiveWatch
+    from listener.watches.query import parse_query
 
     watches = make_watches(options.seed)
     active = [
@@ -135,7 +135,7 @@ def _best_pass(
     active: Sequence[Any], items: Sequence[BenchItem], repeat: int, label: str
 ) -> tuple[Pass, list[dict[int, tuple[str, ...]]]]:
     """The run with the least CPU time, and what the matcher found (the same every run)."""
-    from listener.watches import WatchMatcher
+    from listener.watches.matcher import WatchMatcher
 
     match_item = WatchMatcher(active).match_item
     for item in items[:500]:  # warm-up, not timed
@@ -152,7 +152,7 @@ def _best_pass(
 
 
 def _best_tokenize(items: Sequence[BenchItem], repeat: int) -> Pass:
-    from listener.watch_query import tokenize_text
+    from listener.watches.query import tokenize_text
 
     times = []
     for _ in range(repeat):
@@ -206,7 +206,7 @@ def _check_matching(
     length: tuple[int, int],
     options: argparse.Namespace,
 ) -> list[Check]:
-    from listener.watch_query import match, tokenize_text
+    from listener.watches.query import match, tokenize_text
 
     words = f"{length[0]}-{length[1]} words"
 
@@ -346,7 +346,7 @@ def _run_backfill(
 
 def _check_mentions(store: Any, watch_id: int, query: str, newest: int, seed: int) -> Check:
     """Random items, and some of the watch's mentions: stored terms == `match` on the item."""
-    from listener.watch_query import match, parse_query, tokenize_text
+    from listener.watches.query import match, parse_query, tokenize_text
 
     rng = random.Random(f"{seed}:backfill-sample")
     ids = set(rng.sample(range(1, newest + 1), min(BACKFILL_SAMPLE, newest)))

@@ -21,7 +21,6 @@ from listener.cli_support import (
 from listener.config import check_watch
 from listener.domain import WATCH_KINDS, Watch
 from listener.errors import QuerySyntaxError
-from listener.highlight import segments, snippet, term_spans
 from listener.jobs_watch import (
     active_watches,
     backfill_watches,
@@ -31,8 +30,9 @@ from listener.jobs_watch import (
 )
 from listener.store import Store
 from listener.store_watches import WatchRow
-from listener.watch_query import parse_query
-from listener.watches import ActiveWatch
+from listener.watches.highlight import segments, snippet, term_spans
+from listener.watches.matcher import ActiveWatch
+from listener.watches.query import parse_query
 
 SNIPPET_CHARS = 160
 

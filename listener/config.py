@@ -35,7 +35,7 @@ from listener.domain import (
     is_http_url,
 )
 from listener.errors import ConfigError, QuerySyntaxError
-from listener.watch_query import parse_query
+from listener.watches.query import parse_query
 
 SECRET_ENV = {"smtp_password": "LISTENER_SMTP_PASSWORD"}
 

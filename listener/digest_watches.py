@@ -21,7 +21,7 @@ from listener.digest import (
     group_stories,
 )
 from listener.domain import LABELS, DigestData, DigestItem, Recipient, Watch
-from listener.highlight import term_spans
+from listener.watches.highlight import term_spans
 
 SHARE_OF_VOICE_KINDS = ("brand", "competitor")
 UNCERTAIN = "uncertain"  # the split's names for mentions in no function: the model was unsure

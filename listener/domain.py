@@ -188,6 +188,7 @@ class PollResult:
 # -- watches -----------------------------------------------------------------------------
 
 WATCH_KINDS: tuple[str, ...] = ("brand", "competitor", "person", "topic")
+Terms = tuple[str, ...]  # the terms a watch matched in one item, as its query spells them
 ALL_FUNCTIONS = "all"  # spike detection's pseudo-function: every mention, labelled or not
 
 
@@ -199,6 +200,14 @@ class Watch:
     query: str
     kind: str = "brand"  # one of WATCH_KINDS
     tags: tuple[str, ...] = ()  # only items of feeds with one of these tags; empty: every feed
+
+
+@dataclass(frozen=True, slots=True)
+class PollMentions:
+    """What one feed's poll matched, for the store to write with its items."""
+
+    revisions: Mapping[int, int]  # watch id -> the revision these matches were made with
+    by_key: Mapping[str, Mapping[int, Terms]]  # item key -> watch id -> terms
 
 
 # -- the digest ---------------------------------------------------------------------------

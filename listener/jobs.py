@@ -42,7 +42,7 @@ from listener.feeds.parse import parse_feed
 from listener.feeds.schedule import next_poll_after_failure, next_poll_after_success
 from listener.jobs_watch import match_poll_items, poll_matcher, sync_config_watches
 from listener.store import Store
-from listener.watches import WatchMatcher
+from listener.watches.matcher import WatchMatcher
 
 log = structlog.get_logger(__name__)
 

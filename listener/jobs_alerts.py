@@ -23,7 +23,10 @@ from listener.errors import MailError
 from listener.jobs_digest import retry_time
 from listener.mail import deliver
 from listener.render_alert import alert_message_id, render_alert
-from listener.spikes import (
+from listener.store import Store
+from listener.store_base import to_db_time
+from listener.store_watches import SpikeRow, WatchRow
+from listener.watches.spikes import (
     DAY,
     FUNCTIONS,
     OpenEpisode,
@@ -37,9 +40,6 @@ from listener.spikes import (
     top_items,
     window_start,
 )
-from listener.store import Store
-from listener.store_base import to_db_time
-from listener.store_watches import SpikeRow, WatchRow
 
 log = structlog.get_logger(__name__)
 

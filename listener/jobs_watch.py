@@ -16,13 +16,13 @@ from datetime import datetime
 import structlog
 
 from listener.config import Settings
-from listener.domain import Item
+from listener.domain import Item, PollMentions, Terms
 from listener.errors import QuerySyntaxError
 from listener.store import Store
 from listener.store_base import to_db_time
-from listener.store_watches import Cursor, MentionRow, Terms, WatchRow
-from listener.watch_query import parse_query
-from listener.watches import ActiveWatch, PollMentions, WatchMatcher
+from listener.store_watches import Cursor, MentionRow, WatchRow
+from listener.watches.matcher import ActiveWatch, WatchMatcher
+from listener.watches.query import parse_query
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,6 @@ from listener.digest import Digest, Story
 from listener.digest_watches import MentionStory, WatchSection
 from listener.domain import DigestItem
 from listener.feeds.text import truncate
-from listener.highlight import segments, snippet, term_spans
 from listener.render_parts import (
     EXCERPT_CHARS,
     LABEL_SHORT,
@@ -32,6 +31,7 @@ from listener.render_parts import (
     safe_href,
     shown_at,
 )
+from listener.watches.highlight import segments, snippet, term_spans
 
 Marked = tuple[tuple[str, bool], ...]  # a text as (piece, highlighted) pairs
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from listener.domain import FeedSource, Item, PollResult
+from listener.domain import FeedSource, Item, PollMentions, PollResult
 from listener.errors import QuerySyntaxError
 from listener.feeds.schedule import feed_health
 from listener.migrations import migrations
@@ -24,7 +24,6 @@ from listener.store_base import from_db_time, item_values_by_key, to_db_time, wr
 from listener.store_digest import DigestMixin
 from listener.store_labels import LabelsMixin, ScoredLabels
 from listener.store_watches import ItemMatches, WatchesMixin
-from listener.watches import PollMentions
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """I/O: watches, their mentions, spike episodes and alert claims. Mixed into `store.Store`.
 
-Decides nothing: what matches is `watches.py`'s business, what is a spike `spikes.py`'s.
+Decides nothing: what matches is `watches.matcher`'s business, what is a spike `watches.spikes`'s.
 Every write that adds mentions also moves the watch's cursor (`matched_through`) in the same
 transaction, and only when the watch's revision is still the one that was matched, so a
 query changed meanwhile never gets mentions of its old text.
@@ -16,12 +16,11 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from listener.domain import Watch
+from listener.domain import Terms, Watch
 from listener.store_base import CHUNK, from_db_time, to_db_time, wrap_errors
 from listener.store_claims import claim_row, mark_row_sent, release_row, row_attempts
 from listener.store_digest import EFFECTIVE_LABELS, IDS_CTE, TAG_FILTER, window_params
 
-Terms = tuple[str, ...]
 # (watch id, revision matched, cursor the batch starts after, last item id of the batch)
 Cursor = tuple[int, int, int, int]
 # (watch id, item id, mention time as stored, matched terms)

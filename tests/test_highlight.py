@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from listener.highlight import ELLIPSIS, segments, snippet, term_spans
-from listener.watch_query import match, parse_query, tokenize_text
+from listener.watches.highlight import ELLIPSIS, segments, snippet, term_spans
+from listener.watches.query import match, parse_query, tokenize_text
 
 
 def highlighted(text: str, terms: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from listener.domain import ALL_FUNCTIONS, SpikeRule
-from listener.spikes import (
+from listener.watches.spikes import (
     OpenEpisode,
     Volume,
     assess,

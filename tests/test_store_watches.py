@@ -16,7 +16,7 @@ from listener.jobs_watch import (
     poll_matcher,
 )
 from listener.store import Store, open_store
-from listener.watches import WatchMatcher
+from listener.watches.matcher import WatchMatcher
 from tests.conftest import NOW
 from tests.test_store import make_item, poll
 

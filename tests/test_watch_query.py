@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from listener.errors import ListenerError, QuerySyntaxError
-from listener.watch_query import (
+from listener.watches.query import (
     And,
     CompiledWatches,
     Near,

@@ -1,6 +1,6 @@
 """Pure: where a watch's matched terms occur in an item's text, and a window around them.
 
-`term_spans` finds the terms `watch_query.match` reports ("acme", "recrut*", "société
+`term_spans` finds the terms `query.match` reports ("acme", "recrut*", "société
 générale") in the original text, with the matcher's folding: the text is cut into runs of
 word characters, each run goes through `tokenize_text`, and the terms are looked for in the
 resulting tokens. A run is a maximal stretch of characters that are not separators to
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Final
 
-from listener.watch_query import tokenize_text
+from listener.watches.query import tokenize_text
 
 Span = tuple[int, int]  # [start, end) in characters
 
@@ -32,7 +32,7 @@ _WORD, _MARK, _SEPARATOR = range(3)
 def _kind(char: str) -> int:
     """How tokenize_text treats a non-ASCII character: part of a word, dropped (combining
     marks, which must not split a decomposed "é"), or a separator ("’", "ʼ", soft hyphen)."""
-    # Folding is per character (watch_query's definition), so the neighbours reveal it.
+    # Folding is per character (query.py's definition), so the neighbours reveal it.
     tokens = tokenize_text(f"a{char}a")
     if tokens == ("aa",):
         return _MARK

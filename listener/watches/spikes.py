@@ -17,11 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from listener.domain import ALL_FUNCTIONS, LABELS, DigestItem, SpikeRule, Watch
+from listener.domain import ALL_FUNCTIONS, LABELS, DigestItem, SpikeRule, Terms, Watch
 
 DAY = timedelta(hours=24)
 FUNCTIONS: tuple[str, ...] = (ALL_FUNCTIONS, *LABELS)
-Terms = tuple[str, ...]
 EpisodeKey = tuple[int, str]  # (watch id, function)
 
 

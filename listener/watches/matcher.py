@@ -1,6 +1,6 @@
 """Pure: the watches as the poller and the backfill apply them to items.
 
-A `WatchMatcher` compiles the queries once (watch_query.CompiledWatches) and adds what the
+A `WatchMatcher` compiles the queries once (query.CompiledWatches) and adds what the
 query language does not know: a watch's scope by feed tag.
 """
 
@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from listener.watch_query import CompiledWatches, Query
-
-Terms = tuple[str, ...]
+from listener.domain import Terms
+from listener.watches.query import CompiledWatches, Query
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +51,3 @@ class WatchMatcher:
 
     def revisions(self) -> Mapping[int, int]:
         return {w.id: w.revision for w in self.watches}
-
-
-@dataclass(frozen=True, slots=True)
-class PollMentions:
-    """What one feed's poll matched: for save_poll to write with its items."""
-
-    revisions: Mapping[int, int]  # watch id -> the revision these matches were made with
-    by_key: Mapping[str, Mapping[int, Terms]]  # item key -> watch id -> terms
