@@ -148,7 +148,7 @@ def _run_cycle(
 
 
 def _run_digest(services: Any, server_pid: int, outbox: Path) -> Step:
-    from listener.digest import digest_period
+    from listener.digest.periods import digest_period
     from listener.jobs_digest import send_due_digests
 
     settings = services.settings

@@ -112,7 +112,8 @@ def _timed(call: Callable[[], _T]) -> tuple[_T, Timed]:
 def _run_recipient(
     store: Any, settings: Any, recipient: Any, now: datetime, repeat: int
 ) -> RecipientRun:
-    from listener.digest import build_digest, digest_period
+    from listener.digest.build import build_digest
+    from listener.digest.periods import digest_period
     from listener.jobs_digest import digest_data, preview_digest
     from listener.render import render_digest
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from listener.config import Settings
-from listener.digest import group_stories
+from listener.digest.build import group_stories
 from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRule
 from listener.errors import MailError
 from listener.jobs_digest import retry_time

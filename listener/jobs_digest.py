@@ -15,15 +15,10 @@ from pathlib import Path
 import structlog
 
 from listener.config import Settings
-from listener.digest import (
-    Digest,
-    build_digest,
-    digest_period,
-    is_digest_due,
-    is_empty,
-    latest_due_period,
-)
-from listener.digest_watches import followed_watches, with_watches
+from listener.digest.build import build_digest, is_empty
+from listener.digest.model import Digest
+from listener.digest.periods import digest_period, is_digest_due, latest_due_period
+from listener.digest.watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.errors import MailError
 from listener.mail import deliver

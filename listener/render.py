@@ -14,7 +14,8 @@ from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
-from listener.digest import Digest, Section, Story, is_empty, top_guesses
+from listener.digest.build import is_empty, top_guesses
+from listener.digest.model import Digest, Section, Story
 from listener.domain import LABELS, DigestItem, FeedHealth
 from listener.feeds.text import truncate
 from listener.render_parts import (

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from listener.digest import Digest, Story
-from listener.digest_watches import MentionStory, WatchSection
+from listener.digest.model import Digest, MentionStory, Story, WatchSection
 from listener.domain import DigestItem
 from listener.feeds.text import truncate
 from listener.render_parts import (

@@ -1,7 +1,7 @@
 """I/O: the digest and daemon side of the store: what a digest shows, the exactly-once claim
 on each (recipient, day), the daemon's heartbeat, and maintenance.
 
-Mixed into `store.Store`. Decides nothing: which period is due is `digest.py`'s business.
+Mixed into `store.Store`. Decides nothing: which period is due is `digest.periods`' business.
 """
 
 from __future__ import annotations

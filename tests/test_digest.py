@@ -11,19 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.digest import (
-    Story,
+from listener.digest.build import (
     build_digest,
-    digest_period,
     group_stories,
-    is_digest_due,
     is_empty,
-    latest_due_period,
-    parse_send_time,
     rank_stories,
     title_key,
     url_key,
 )
+from listener.digest.model import Story
+from listener.digest.periods import digest_period, is_digest_due, latest_due_period, parse_send_time
 from listener.domain import LABELS, DigestData, DigestItem, FeedHealth, Recipient
 
 TEAM = Recipient(name="team", email="team@example.com", timezone="Europe/Paris", send_at="07:30")

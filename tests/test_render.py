@@ -24,7 +24,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listener.digest import Digest, build_digest, digest_period
+from listener.digest.build import build_digest
+from listener.digest.model import Digest
+from listener.digest.periods import digest_period
 from listener.domain import DigestData, DigestItem, FeedHealth, Recipient
 from listener.render import digest_subject, message_id, render_digest
 

@@ -165,7 +165,7 @@ def test_digest_data_has_the_periods_mentions_and_the_weeks_counts(store: Store)
     from datetime import timedelta
 
     from listener.config import parse_settings
-    from listener.digest import digest_period
+    from listener.digest.periods import digest_period
     from listener.domain import Recipient
     from listener.jobs_digest import digest_data
 

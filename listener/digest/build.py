@@ -1,8 +1,8 @@
-"""Pure: when each recipient's daily digest is due, and what it contains.
+"""Pure: what a recipient's daily digest contains: stories (the same item syndicated on
+several feeds, once), ranked, per followed function, the uncertain items, feed health.
 
-No clock, no I/O: `now` and the store's rows come in as parameters. Periods are computed
-with zoneinfo in the recipient's zone (local days are 23 or 25 hours long across DST);
-everything handed back is aware UTC, and only `render.py` converts times for the reader.
+No clock, no I/O: `now` and the store's rows come in as parameters. Everything handed back
+is aware UTC; only render/ converts times for the reader.
 """
 
 from __future__ import annotations
@@ -10,17 +10,12 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
-from listener.domain import LABELS, DigestData, DigestItem, DigestPeriod, FeedHealth, Recipient
-
-if TYPE_CHECKING:  # digest_watches builds on this module
-    from listener.digest_watches import VoiceShare, WatchSection
+from listener.digest.model import Digest, Section, Story
+from listener.domain import LABELS, DigestData, DigestItem, DigestPeriod, Recipient
 
 LABEL_TITLES: dict[str, str] = {
     "marketing": "Marketing",
@@ -40,7 +35,6 @@ REACH_MAX_FEEDS = 5  # ...counted up to this many, so a wire story cannot swamp 
 UNCERTAIN_PIVOT = 0.5
 MIN_TITLE_WORDS = 4  # shorter titles ("Update", "Press release") are not a story's identity
 
-_SEND_TIME = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 # Query parameters that only say where a click came from (Google Analytics, ad networks,
 # newsletters, AT Internet on French media sites), never which page it is.
 _TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mtm_")
@@ -54,112 +48,6 @@ _NON_WORD = re.compile(r"[\W_]+")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 _ScoreFn = Callable[[DigestItem], float]
-
-
-@dataclass(frozen=True, slots=True)
-class Story:
-    """One story: its best copy, and the copies other feeds carried (one per feed)."""
-
-    lead: DigestItem
-    others: tuple[DigestItem, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    """One followed business function: its count, the baseline, and the top stories."""
-
-    label: str
-    title: str
-    count: int  # items (not stories), like the 7-day baseline it is compared with
-    previous_daily_average: float
-    change_pct: float | None  # None when the baseline is 0
-    stories: tuple[Story, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Digest:
-    recipient: Recipient
-    period: DigestPeriod
-    total_items: int  # every item of the period, classified or not
-    counts: Mapping[str, int]  # label -> items, for every label (followed or not)
-    previous_daily_average: Mapping[str, float]
-    sections: tuple[Section, ...]
-    uncertain: tuple[Story, ...]
-    unhealthy_feeds: tuple[FeedHealth, ...]
-    watches: tuple[WatchSection, ...] = ()  # digest_watches.with_watches fills these two
-    share_of_voice: tuple[VoiceShare, ...] = ()
-
-
-# -- when -----------------------------------------------------------------------------------
-
-
-def parse_send_time(text: str) -> time:
-    """'07:30' -> time(7, 30); ValueError unless it is H:MM or HH:MM on a 24-hour clock."""
-    match = _SEND_TIME.fullmatch(text)
-    if match is None:
-        raise ValueError(f"expected a time as HH:MM (00:00-23:59), got {text!r}")
-    return time(int(match.group(1)), int(match.group(2)))
-
-
-def digest_period(recipient: Recipient, day: date) -> DigestPeriod:
-    """The period of the digest sent on local `day`: the local day before, in UTC."""
-    zone = ZoneInfo(recipient.timezone)
-    send_time = parse_send_time(recipient.send_at)
-    return DigestPeriod(
-        recipient=recipient.name,
-        day=day,
-        starts_at=_local_to_utc(day - timedelta(days=1), time(0), zone),
-        ends_at=_local_to_utc(day, time(0), zone),
-        send_at=_local_to_utc(day, send_time, zone),
-    )
-
-
-def latest_due_period(recipient: Recipient, now: datetime) -> DigestPeriod:
-    """The period whose send time is the latest one at or before `now`."""
-    if now.tzinfo is None:
-        raise ValueError("now must be an aware datetime")
-    today = now.astimezone(ZoneInfo(recipient.timezone)).date()
-    period = digest_period(recipient, today)
-    if period.send_at <= now:
-        return period
-    return digest_period(recipient, today - timedelta(days=1))
-
-
-def is_digest_due(
-    period: DigestPeriod, now: datetime, *, already_sent: bool, catch_up: timedelta
-) -> bool:
-    """Its send time has come, it is not sent, and it is not older than the catch-up window.
-
-    A daemon that was down sends the digest it missed within `catch_up`, but never a stale
-    one: yesterday's news the next evening helps nobody.
-    """
-    return not already_sent and period.send_at <= now <= period.send_at + catch_up
-
-
-def _local_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
-    """The UTC instant of a local wall-clock time.
-
-    In a fall-back fold the first occurrence (fold=0). In a spring-forward gap (02:30 on
-    the last Sunday of March in Paris does not exist), the first instant after the gap.
-    """
-    local = datetime.combine(day, at, tzinfo=zone)
-    instant = local.astimezone(UTC)
-    if instant.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
-        return instant
-    # In a gap (PEP 495), fold=1 reads the time with the offset after the transition and
-    # fold=0 with the one before: the transition lies between the two instants. Bisect on
-    # whole seconds (offsets change on whole seconds) for the first one with the new offset.
-    low = local.replace(fold=1).astimezone(UTC)
-    high = instant
-    after = high.astimezone(zone).utcoffset()
-    lo, hi = 0, int((high - low).total_seconds())
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if (low + timedelta(seconds=mid)).astimezone(zone).utcoffset() == after:
-            hi = mid
-        else:
-            lo = mid + 1
-    return low + timedelta(seconds=lo)
 
 
 # -- stories --------------------------------------------------------------------------------

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from listener.digest import (
+from listener.digest.build import (
     REACH_BONUS,
     REACH_MAX_FEEDS,
     RECENCY_HALF_LIFE,
-    Digest,
-    Story,
     change_pct,
     daily_average,
     group_stories,
 )
+from listener.digest.model import Digest, MentionStory, Story, VoiceShare, WatchSection
 from listener.domain import LABELS, DigestData, DigestItem, Recipient, Watch
 from listener.watches.highlight import term_spans
 
@@ -30,35 +28,6 @@ _KIND_ORDER = {"brand": 0, "competitor": 1, "person": 2, "topic": 3}
 # A mention in the title says more about the watch than one deep in the summary.
 TITLE_WEIGHT = 1.0
 SUMMARY_WEIGHT = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class MentionStory:
-    """A story mentioning a watch: its lead carries `terms`."""
-
-    story: Story
-    terms: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class WatchSection:
-    name: str
-    kind: str
-    query: str
-    count: int  # items mentioning the watch in the period
-    previous_daily_average: float
-    change_pct: float | None  # None when the baseline is 0
-    by_function: tuple[tuple[str, int], ...]  # (label or "uncertain", items), LABELS order
-    mentions: tuple[MentionStory, ...]  # the top stories, best first
-    hidden: int  # mentioning items not shown as a story or a copy of one
-
-
-@dataclass(frozen=True, slots=True)
-class VoiceShare:
-    name: str
-    kind: str
-    count: int
-    share: float  # 0..1 of the brand and competitor mentions in the period
 
 
 def with_watches(digest: Digest, data: DigestData) -> Digest:
@@ -140,7 +109,7 @@ def _ranked(
     now: datetime,
 ) -> list[MentionStory]:
     """Best first: where the lead mentions the watch (title > summary) x recency x reach,
-    as digest.rank_stories weighs a function's stories."""
+    as build.rank_stories weighs a function's stories."""
 
     def key(each: MentionStory) -> tuple[float, float, int]:
         lead = each.story.lead
