@@ -115,7 +115,7 @@ def _run_recipient(
     from listener.digest.build import build_digest
     from listener.digest.periods import digest_period
     from listener.jobs_digest import digest_data, preview_digest
-    from listener.render import render_digest
+    from listener.render.digest import render_digest
 
     day = now.astimezone(ZoneInfo(recipient.timezone))  # the local date of the clock
     previews = []

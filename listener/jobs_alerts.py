@@ -22,7 +22,7 @@ from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRule
 from listener.errors import MailError
 from listener.jobs_digest import retry_time
 from listener.mail import deliver
-from listener.render_alert import alert_message_id, render_alert
+from listener.render.alert import alert_message_id, render_alert
 from listener.store import Store
 from listener.store_base import to_db_time
 from listener.store_watches import SpikeRow, WatchRow

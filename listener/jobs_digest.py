@@ -22,7 +22,7 @@ from listener.digest.watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.errors import MailError
 from listener.mail import deliver
-from listener.render import message_id, render_digest
+from listener.render.digest import message_id, render_digest
 from listener.store import Store
 
 log = structlog.get_logger(__name__)

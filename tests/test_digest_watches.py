@@ -9,7 +9,7 @@ from datetime import timedelta
 from listener.digest.build import build_digest, is_empty
 from listener.digest.watches import followed_watches, share_of_voice, with_watches
 from listener.domain import DigestData, Recipient, Watch
-from listener.render import render_digest
+from listener.render.digest import render_digest
 from tests.test_digest import PERIOD, TEAM, WHEN, make_item
 
 ACME = Watch("acme", "acme", kind="brand")

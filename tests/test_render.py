@@ -28,7 +28,7 @@ from listener.digest.build import build_digest
 from listener.digest.model import Digest
 from listener.digest.periods import digest_period
 from listener.domain import DigestData, DigestItem, FeedHealth, Recipient
-from listener.render import digest_subject, message_id, render_digest
+from listener.render.digest import digest_subject, message_id, render_digest
 
 GOLDEN = Path(__file__).parent / "data" / "digests" / "sample.txt"
 UPDATE_GOLDEN = os.environ.get("LISTENER_UPDATE_GOLDEN") == "1"

@@ -18,7 +18,7 @@ from listener.digest.build import is_empty, top_guesses
 from listener.digest.model import Digest, Section, Story
 from listener.domain import LABELS, DigestItem, FeedHealth
 from listener.feeds.text import truncate
-from listener.render_parts import (
+from listener.render.parts import (
     DAYS,
     DEFAULT_COLORS,
     EXCERPT_CHARS,
@@ -41,7 +41,7 @@ from listener.render_parts import (
     text_heading,
     text_wrap,
 )
-from listener.render_watch import text_marks, voice_views, watch_views
+from listener.render.watch import text_marks, voice_views, watch_views
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 

@@ -14,8 +14,8 @@ from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 from listener.domain import ALL_FUNCTIONS, Recipient
-from listener.render_parts import LABEL_SHORT, local_time, make_message, text_heading, text_wrap
-from listener.render_watch import MentionView, mention_view, text_marks
+from listener.render.parts import LABEL_SHORT, local_time, make_message, text_heading, text_wrap
+from listener.render.watch import MentionView, mention_view, text_marks
 from listener.watches.spikes import SpikeAlert, Volume
 
 FUNCTION_NAMES = {ALL_FUNCTIONS: "All mentions", **LABEL_SHORT}

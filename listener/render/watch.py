@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from listener.digest.model import Digest, MentionStory, Story, WatchSection
 from listener.domain import DigestItem
 from listener.feeds.text import truncate
-from listener.render_parts import (
+from listener.render.parts import (
     EXCERPT_CHARS,
     LABEL_SHORT,
     TITLE_CHARS,
