@@ -182,8 +182,8 @@ def _run_recipient(
 
 def _count_items(store: Any, period: Any, tags: tuple[str, ...]) -> int:
     """The period's items as the digest must select them, by the plainest query."""
-    from listener.store_base import to_db_time
-    from listener.store_digest import MAX_ITEM_AGE
+    from listener.store._base import to_db_time
+    from listener.store._period import MAX_ITEM_AGE
 
     sql = (
         "SELECT count(*) FROM items JOIN feeds ON feeds.id = items.feed_id"
@@ -203,7 +203,7 @@ def _count_items(store: Any, period: Any, tags: tuple[str, ...]) -> int:
 
 def _plan_note(store: Any) -> str | None:
     """Whether SQLite evaluates the item_labels view over the whole database per query."""
-    from listener import store_digest
+    from listener.store import _digests as store_digest
 
     sql = getattr(store_digest, "_COUNTS_SQL", None)
     if sql is None:

@@ -271,8 +271,8 @@ def _run_backfill(
 ) -> Backfill:
     from listener.domain import Watch
     from listener.jobs_watch import backfill_watches, count_to_backfill
-    from listener.migrations import migrations
     from listener.store import open_store
+    from listener.store.migrations import migrations
 
     config = DbConfig(options.watch_items, feeds=1000, days=60, seed=options.seed, fts="skip")
     started = time.perf_counter()

@@ -17,8 +17,8 @@ import structlog
 from listener import __version__
 from listener.cli_support import Context, handle_errors, now_utc
 from listener.domain import LABELS, Recipient
+from listener.feeds.schedule import health_of
 from listener.store import open_store
-from listener.store_base import from_db_time
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +127,7 @@ def status_command(obj: Context, as_json: bool) -> None:
     settings = obj.settings
     with obj.store() as store:
         daemon = store.daemon_state()
+        beat = store.last_heartbeat()
         feeds = store.list_feeds()
         counts = store.counts()
         digests = store.recent_digests(limit=2 * max(len(settings.recipients), 1))
@@ -137,9 +138,9 @@ def status_command(obj: Context, as_json: bool) -> None:
         open_spikes = store.open_spikes()
     health: dict[str, int] = {}
     for feed in feeds:
-        state = feed.health(now, settings.poll.silent_after_days).split(" ")[0]
+        state = health_of(feed, now, settings.poll.silent_after_days).split(" ")[0]
         health[state] = health.get(state, 0) + 1
-    alive = _daemon_alive(daemon, now, settings.daemon.heartbeat_s)
+    alive = _daemon_alive(daemon, beat, now, settings.daemon.heartbeat_s)
     report: dict[str, Any] = {
         "daemon": {
             **(daemon or {}),
@@ -169,7 +170,6 @@ def status_command(obj: Context, as_json: bool) -> None:
     if daemon is None:
         click.echo("daemon:   never started on this database")
     else:
-        beat = from_db_time(daemon["heartbeat_at"])
         ago = f"{int((now - beat).total_seconds())} s ago" if beat else "never"
         state = "running" if alive else ("stopped" if daemon["stopped_at"] else "NOT RESPONDING")
         click.echo(
@@ -200,10 +200,11 @@ def status_command(obj: Context, as_json: bool) -> None:
         )
 
 
-def _daemon_alive(daemon: dict[str, Any] | None, now: datetime, heartbeat_s: int) -> bool:
+def _daemon_alive(
+    daemon: dict[str, Any] | None, beat: datetime | None, now: datetime, heartbeat_s: int
+) -> bool:
     if not daemon or daemon["stopped_at"]:
         return False
-    beat = from_db_time(daemon["heartbeat_at"])
     return beat is not None and now - beat <= timedelta(seconds=3 * heartbeat_s + 5)
 
 

@@ -19,7 +19,7 @@ from listener.cli_support import (
     since_time,
 )
 from listener.config import check_watch
-from listener.domain import WATCH_KINDS, Watch
+from listener.domain import WATCH_KINDS, Watch, WatchRow
 from listener.errors import QuerySyntaxError
 from listener.jobs_watch import (
     active_watches,
@@ -29,7 +29,6 @@ from listener.jobs_watch import (
     sync_config_watches,
 )
 from listener.store import Store
-from listener.store_watches import WatchRow
 from listener.watches.highlight import segments, snippet, term_spans
 from listener.watches.matcher import ActiveWatch
 from listener.watches.query import parse_query

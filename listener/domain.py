@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 from urllib.parse import urlsplit
 
 from listener import __version__
@@ -185,6 +185,43 @@ class PollResult:
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """A feed as the store keeps it, for people (feeds list, status) and the digest."""
+
+    id: int
+    url: str
+    title: str | None
+    tags: tuple[str, ...]
+    interval_minutes: int | None
+    added_at: datetime
+    next_poll_at: datetime | None
+    last_polled_at: datetime | None
+    last_status: str | None
+    last_http_status: int | None
+    error_count: int
+    last_error: str | None
+    failing_since: datetime | None
+    gone_at: datetime | None
+    last_warning: str | None
+    last_new_item_at: datetime | None
+    item_count: int
+
+
+# -- classification -------------------------------------------------------------------------
+
+
+class ScoredLabels(Protocol):
+    """A prediction as the store keeps it (classify.model.Prediction is one)."""
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    @property
+    def scores(self) -> Mapping[str, float]: ...
+    @property
+    def uncertain(self) -> bool: ...
+
+
 # -- watches -----------------------------------------------------------------------------
 
 WATCH_KINDS: tuple[str, ...] = ("brand", "competitor", "person", "topic")
@@ -200,6 +237,73 @@ class Watch:
     query: str
     kind: str = "brand"  # one of WATCH_KINDS
     tags: tuple[str, ...] = ()  # only items of feeds with one of these tags; empty: every feed
+
+
+@dataclass(frozen=True, slots=True)
+class WatchRow:
+    """A watch as the store keeps it: its query, scope, and how far it has matched."""
+
+    id: int
+    name: str
+    kind: str
+    query: str
+    tags: tuple[str, ...]
+    origin: str  # config | cli
+    revision: int  # moves on each change of the query or the scope
+    matched_through: int  # the last item id it was matched against
+    added_at: datetime
+    updated_at: datetime
+    mention_count: int  # only when listed with_counts
+    last_mention_at: datetime | None
+
+    def watch(self) -> Watch:
+        return Watch(name=self.name, query=self.query, kind=self.kind, tags=self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRow:
+    """A stored item as matching reads it."""
+
+    id: int
+    title: str
+    summary: str
+    mentioned_at: datetime  # published, or first seen if that is earlier
+    feed_tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """A watch matched in an item."""
+
+    watch_id: int
+    item_id: int
+    mentioned_at: datetime
+    terms: Terms
+
+
+@dataclass(frozen=True, slots=True)
+class MatchCursor:
+    """One watch's step in a backfill batch: matched at `revision`, over the items after
+    `after` up to `last` (item ids)."""
+
+    watch_id: int
+    revision: int
+    after: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpikeRow:
+    """An open (or closed) spike episode of one watch and function."""
+
+    id: int
+    watch_id: int
+    function: str
+    started_at: datetime
+    count: int
+    peak_count: int
+    baseline_mean: float
+    baseline_sd: float
 
 
 @dataclass(frozen=True, slots=True)

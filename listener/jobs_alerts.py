@@ -18,14 +18,12 @@ import structlog
 
 from listener.config import Settings
 from listener.digest.build import group_stories
-from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRule
+from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRow, SpikeRule, WatchRow
 from listener.errors import MailError
 from listener.jobs_digest import retry_time
 from listener.mail import deliver
 from listener.render.alert import alert_message_id, render_alert
 from listener.store import Store
-from listener.store_base import to_db_time
-from listener.store_watches import SpikeRow, WatchRow
 from listener.watches.spikes import (
     DAY,
     FUNCTIONS,
@@ -120,7 +118,9 @@ def send_due_alerts(store: Store, settings: Settings, now: datetime) -> list[Ale
             continue  # removed since the spikes were read
         for recipient in _followers(settings.recipients, row.name):
             with structlog.contextvars.bound_contextvars(
-                recipient=recipient.name, watch=row.name, opened_at=to_db_time(opened_at)
+                recipient=recipient.name,
+                watch=row.name,
+                opened_at=f"{opened_at:%Y-%m-%dT%H:%M:%SZ}",
             ):
                 outcome = _send_one(store, settings, recipient, row, opened_at, episodes, now)
             if outcome is not None:

@@ -21,6 +21,7 @@ from listener.digest.periods import digest_period, is_digest_due, latest_due_per
 from listener.digest.watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.errors import MailError
+from listener.feeds.schedule import health_of
 from listener.mail import deliver
 from listener.render.digest import message_id, render_digest
 from listener.store import Store
@@ -67,7 +68,7 @@ def digest_data(
     for row in store.list_feeds():
         if recipient.tags and not set(recipient.tags) & set(row.tags):
             continue
-        state = row.health(now, settings.poll.silent_after_days)
+        state = health_of(row, now, settings.poll.silent_after_days)
         if state != "ok" and not state.startswith("new"):
             unhealthy.append(FeedHealth(url=row.url, title=row.title, state=state))
     mentions = (

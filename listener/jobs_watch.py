@@ -16,11 +16,9 @@ from datetime import datetime
 import structlog
 
 from listener.config import Settings
-from listener.domain import Item, PollMentions, Terms
+from listener.domain import Item, MatchCursor, Mention, PollMentions, Terms, WatchRow
 from listener.errors import QuerySyntaxError
 from listener.store import Store
-from listener.store_base import to_db_time
-from listener.store_watches import Cursor, MentionRow, WatchRow
 from listener.watches.matcher import ActiveWatch, WatchMatcher
 from listener.watches.query import parse_query
 
@@ -102,14 +100,14 @@ def backfill_watches(
             last = batch[-1].id
             group = [w for w in lagging if cursors[w.id] < last]
             matcher = WatchMatcher(group)
-            found: list[MentionRow] = []
+            found: list[Mention] = []
             for item in batch:
                 for watch_id, terms in matcher.match_item(
                     item.title, item.summary, item.feed_tags
                 ).items():
                     if item.id > cursors[watch_id]:
-                        found.append((watch_id, item.id, item.mentioned_at, terms))
-            moves: list[Cursor] = [(w.id, w.revision, cursors[w.id], last) for w in group]
+                        found.append(Mention(watch_id, item.id, item.mentioned_at, terms))
+            moves = [MatchCursor(w.id, w.revision, cursors[w.id], last) for w in group]
             moved = store.save_matches(moves, found)
             stale = moved < len(group)  # changed or removed meanwhile: read the watches again
             for w in group:
@@ -168,12 +166,12 @@ def preview_watch(
 ) -> WatchPreview:
     """Match every stored item (mentioned since `since`) against one watch; stores nothing."""
     matcher = WatchMatcher([watch])
-    oldest = to_db_time(since) if since is not None else ""
+    oldest = since.replace(microsecond=0) if since is not None else None  # stored: whole seconds
     scanned, after = 0, 0
-    found: list[tuple[str, int, Terms]] = []
+    found: list[tuple[datetime, int, Terms]] = []
     while batch := store.items_to_match(after, batch_size):
         for item in batch:
-            if item.mentioned_at < oldest:
+            if oldest is not None and item.mentioned_at < oldest:
                 continue
             scanned += 1
             terms = matcher.match_item(item.title, item.summary, item.feed_tags).get(watch.id)

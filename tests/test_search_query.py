@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from listener.errors import QuerySyntaxError as QueryError
-from listener.search_query import to_fts_query
+from listener.store.search_query import to_fts_query
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ import pytest
 from listener.domain import Item, PollResult
 from listener.errors import QuerySyntaxError as QueryError
 from listener.errors import StoreError
-from listener.store import Store, from_db_time, open_store, to_db_time
+from listener.store import Store, open_store
+from listener.store._base import from_db_time, to_db_time
 from tests.conftest import NOW
 
 

@@ -37,11 +37,12 @@ from listener.cli_support import (
 )
 from listener.cli_watch import watch_group
 from listener.config import Settings, model_path, redacted
-from listener.domain import is_http_url
+from listener.domain import FeedRow, is_http_url
 from listener.errors import OpmlError, QuerySyntaxError
 from listener.feeds.opml import OpmlFeed, parse_opml, render_opml
-from listener.search_query import to_fts_query
-from listener.store import FeedRow, Store
+from listener.feeds.schedule import health_of
+from listener.store import Store
+from listener.store.search_query import to_fts_query
 
 if TYPE_CHECKING:
     from listener.classify.model import Classifier
@@ -192,7 +193,7 @@ def feeds_list(obj: Context, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     for row in rows:
-        state = row.health(now, silent_days)
+        state = health_of(row, now, silent_days)
         last = row.last_polled_at.strftime("%Y-%m-%d %H:%M") if row.last_polled_at else "never"
         tags = ",".join(row.tags) or "-"
         click.echo(f"{row.item_count:>6}  {last:<16}  {state:<40}  {tags:<24}  {row.url}")
@@ -207,7 +208,7 @@ def _feed_json(row: FeedRow, now: datetime, silent_days: int) -> dict[str, Any]:
         "url": row.url,
         "title": row.title,
         "tags": list(row.tags),
-        "state": row.health(now, silent_days),
+        "state": health_of(row, now, silent_days),
         "items": row.item_count,
         "interval_minutes": row.interval_minutes,
         "last_polled_at": iso(row.last_polled_at),

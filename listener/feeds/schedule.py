@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from listener.domain import PollPolicy
+from listener.domain import FeedRow, PollPolicy
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
@@ -104,3 +104,17 @@ def feed_health(
     if silent_days >= silent_after_days:
         return f"silent for {silent_days} days"
     return "ok"
+
+
+def health_of(feed: FeedRow, now: datetime, silent_after_days: int) -> str:
+    """feed_health of a stored feed."""
+    return feed_health(
+        now=now,
+        last_status=feed.last_status,
+        error_count=feed.error_count,
+        failing_since=feed.failing_since,
+        gone_at=feed.gone_at,
+        last_new_item_at=feed.last_new_item_at,
+        added_at=feed.added_at,
+        silent_after_days=silent_after_days,
+    )

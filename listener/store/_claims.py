@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from listener.store_base import to_db_time, wrap_errors
+from listener.store._base import to_db_time, wrap_errors
 
 _TABLES = frozenset({"digests", "alerts"})  # the only tables these functions write
 

@@ -1,4 +1,4 @@
-"""Pure: turn what a person types into a safe SQLite FTS5 query, or a clear error.
+"""Pure: turn what a person types into the FTS5 query `Store.search` takes, or a clear error.
 
 Words, "exact phrases", AND / OR / NOT, parentheses and a trailing * for a prefix, as in FTS5;
 a word with punctuation in it (l'oréal, e-commerce, c++) is searched as a phrase instead of

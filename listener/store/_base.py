@@ -1,5 +1,7 @@
-"""I/O: pieces the store modules share: the time format of every *_at column, and the
-translation of sqlite3 errors into StoreError messages a person can act on."""
+"""I/O: what the store's modules share: the connection they all use (`StoreBase`), the text
+form of every *_at column (times cross the store's boundary as aware datetimes, never as
+this text), chunked lookups by item key, and the translation of sqlite3 errors into
+StoreError messages a person can act on."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
@@ -15,6 +18,19 @@ from listener.errors import StoreError
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 CHUNK = 500  # stays under SQLite's bound-parameter limit
+NEVER = datetime.min.replace(tzinfo=UTC)  # for NOT NULL time columns read back as None
+
+
+class StoreBase:
+    """The connection every table family's mixin works on. A mixin uses `self.db` only,
+    never another mixin's methods: what two families share is a function of this package."""
+
+    def __init__(self, db: Database, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def item_values_by_key(db: Database, column: str, keys: Iterable[str]) -> dict[str, Any]:
@@ -36,6 +52,7 @@ def to_db_time(value: datetime) -> str:
 
 
 def from_db_time(value: str | None) -> datetime | None:
+    """The text of a *_at column → an aware UTC datetime (None stays None)."""
     if value is None:
         return None
     # fromisoformat reads the trailing Z (3.11+) and is ~20x faster than strptime, which

@@ -1,34 +1,26 @@
-"""I/O: the classification side of the store: predictions, human corrections, models.
-
-Mixed into `store.Store`; the item rows themselves are written by `Store.save_poll`.
-"""
+"""I/O: the classification side of the store: predictions (and their labels), human
+corrections, the models used, and the labels that count for an item."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlite_utils import Database
 
-from listener.store_base import item_values_by_key, to_db_time, wrap_errors
+from listener.domain import ScoredLabels
+from listener.store._base import CHUNK, StoreBase, to_db_time, wrap_errors
+from listener.store._period import EFFECTIVE_LABELS, IDS_CTE
+
+# (item id, label) of chosen items, best first: a person's labels, else a confident model's.
+_EFFECTIVE_LABELS_BY_ID = (
+    IDS_CTE + f"SELECT id, label FROM ({EFFECTIVE_LABELS}) ORDER BY id, source, rank"
+)
 
 
-class ScoredLabels(Protocol):
-    """What a prediction looks like to the store (classify.Prediction satisfies it)."""
-
-    @property
-    def labels(self) -> tuple[str, ...]: ...
-    @property
-    def scores(self) -> Mapping[str, float]: ...
-    @property
-    def uncertain(self) -> bool: ...
-
-
-class LabelsMixin:
-    db: Database
-
+class LabelsMixin(StoreBase):
     def record_model(self, version: str, metadata: Mapping[str, Any], now: datetime) -> None:
         """Note that this model version is the one in use from `now` on."""
         stamp = to_db_time(now)
@@ -49,40 +41,8 @@ class LabelsMixin:
         """Store (or replace) this model's predictions for these item ids."""
         if not predictions:
             return
-        stamp = to_db_time(now)
         with wrap_errors("saving predictions"), self.db.atomic():
-            conn = self.db.conn
-            ids = [(item_id, model_version) for item_id, _ in predictions]
-            conn.executemany(
-                "DELETE FROM classifications WHERE item_id = ? AND model_version = ?", ids
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO predictions (item_id, model_version, classified_at,"
-                " uncertain, top_score, scores) VALUES (?,?,?,?,?,?)",
-                [
-                    (
-                        item_id,
-                        model_version,
-                        stamp,
-                        int(p.uncertain),
-                        max(p.scores.values(), default=0.0),
-                        json.dumps(dict(p.scores)),
-                    )
-                    for item_id, p in predictions
-                ],
-            )
-            conn.executemany(
-                "INSERT INTO classifications (item_id, model_version, label, score, rank)"
-                " VALUES (?,?,?,?,?)",
-                [
-                    (item_id, model_version, label, p.scores.get(label, 0.0), rank)
-                    for item_id, p in predictions
-                    for rank, label in enumerate(p.labels)
-                ],
-            )
-
-    def item_ids_for_keys(self, keys: Sequence[str]) -> dict[str, int]:
-        return item_values_by_key(self.db, "id", keys)
+            insert_predictions(self.db, model_version, predictions, now)
 
     def items_to_classify(
         self, model_version: str, *, since: datetime | None, after_id: int, limit: int
@@ -113,17 +73,6 @@ class LabelsMixin:
             params.append(to_db_time(since))
         with wrap_errors("counting items"):
             return int(self.db.execute(sql, params).fetchone()[0])
-
-    def item_brief(self, item_id: int) -> dict[str, Any] | None:
-        with wrap_errors("reading an item"):
-            rows = list(
-                self.db.query(
-                    "SELECT id, title, url, summary, lang, labels, uncertain FROM items_view"
-                    " WHERE id = ?",
-                    [item_id],
-                )
-            )
-        return rows[0] if rows else None
 
     def set_labels(
         self, item_id: int, labels: Sequence[str], *, by: str | None, now: datetime
@@ -166,3 +115,51 @@ class LabelsMixin:
         """
         with wrap_errors("reading corrections"):
             return list(self.db.query(sql))
+
+    def effective_labels(self, item_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        """item id -> the labels that count for it (item_labels' rule), best first."""
+        found: dict[int, list[str]] = {}
+        ids = list(item_ids)
+        with wrap_errors("reading labels"):
+            for start in range(0, len(ids), CHUNK):
+                chunk = json.dumps(ids[start : start + CHUNK])
+                for item_id, label in self.db.execute(_EFFECTIVE_LABELS_BY_ID, {"ids": chunk}):
+                    found.setdefault(item_id, []).append(label)
+        return {item_id: tuple(labels) for item_id, labels in found.items()}
+
+
+def insert_predictions(
+    db: Database,
+    model_version: str,
+    predictions: Sequence[tuple[int, ScoredLabels]],
+    now: datetime,
+) -> None:
+    """(Re)write this model's predictions of these item ids, inside the caller's transaction."""
+    stamp = to_db_time(now)
+    conn = db.conn
+    ids = [(item_id, model_version) for item_id, _ in predictions]
+    conn.executemany("DELETE FROM classifications WHERE item_id = ? AND model_version = ?", ids)
+    conn.executemany(
+        "INSERT OR REPLACE INTO predictions (item_id, model_version, classified_at,"
+        " uncertain, top_score, scores) VALUES (?,?,?,?,?,?)",
+        [
+            (
+                item_id,
+                model_version,
+                stamp,
+                int(p.uncertain),
+                max(p.scores.values(), default=0.0),
+                json.dumps(dict(p.scores)),
+            )
+            for item_id, p in predictions
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO classifications (item_id, model_version, label, score, rank)"
+        " VALUES (?,?,?,?,?)",
+        [
+            (item_id, model_version, label, p.scores.get(label, 0.0), rank)
+            for item_id, p in predictions
+            for rank, label in enumerate(p.labels)
+        ],
+    )

@@ -1,0 +1,65 @@
+"""I/O: SQLite through sqlite-utils. Translates between rows and domain types; decides nothing.
+
+`Store` is one connection with a mixin per table family, side by side over `_base`:
+`_feeds`, `_items` (search, export), `_poll` (a poll's one transaction), `_labels`,
+`_digests` (with `_period`, the SQL of a digest period), `_watches` (and mentions),
+`_spikes`, `_alerts`, `_daemon` (heartbeat, maintenance); `_claims` is the exactly-once row
+that digests and alerts share; `migrations` is the schema's history. `search_query` turns
+what a person types into the FTS5 query `Store.search` takes.
+
+One writer (the job's thread), any number of readers (WAL). Times cross this package's
+boundary as aware datetimes, never as the text the columns hold.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from listener.store._alerts import AlertsMixin
+from listener.store._base import wrap_errors
+from listener.store._daemon import DaemonMixin
+from listener.store._digests import DigestsMixin
+from listener.store._feeds import FeedsMixin
+from listener.store._items import ItemsMixin
+from listener.store._labels import LabelsMixin
+from listener.store._poll import PollMixin
+from listener.store._spikes import SpikesMixin
+from listener.store._watches import WatchesMixin
+from listener.store.migrations import migrations
+
+__all__ = ["Store", "open_store"]
+
+
+class Store(
+    FeedsMixin,
+    ItemsMixin,
+    PollMixin,
+    LabelsMixin,
+    DigestsMixin,
+    WatchesMixin,
+    SpikesMixin,
+    AlertsMixin,
+    DaemonMixin,
+):
+    """The database: one connection, every table family's reads and writes."""
+
+
+def open_store(path: Path, *, busy_timeout_s: float = 5.0) -> Store:
+    """Open (creating if needed) the database, switch to WAL and apply pending migrations."""
+    with wrap_errors(f"opening {path}"):
+        conn = sqlite3.connect(str(path), timeout=busy_timeout_s, check_same_thread=False)
+        db = Database(conn)
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        # In WAL mode NORMAL keeps the database consistent through crashes and only risks the
+        # last transactions on power loss; FULL would fsync every feed's poll (most of a warm
+        # cycle's time: https://www.sqlite.org/pragma.html#pragma_synchronous).
+        db.execute("PRAGMA synchronous = NORMAL")
+        if migrations.pending(db) or "_sqlite_migrations" not in db.table_names():
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.enable_wal()
+            migrations.apply(db)
+        return Store(db, path)
