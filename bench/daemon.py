@@ -93,7 +93,7 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
                 steps.append(_run_cycle(cycle, services, server, monitor, config, options))
             steps.append(_run_digest(services, server.pid, outbox))
         finally:
-            services.client.close()
+            services.fetcher.close()
             store.close()
     return make_report(
         config, server.info, settings, steps, before, started, monitor.interval_s, classified

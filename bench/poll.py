@@ -108,7 +108,7 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
                 for name in ("cold", "warm", "changed")
             ]
         finally:
-            services.client.close()
+            services.fetcher.close()
             store.close()
     report = make_report(
         config, info, settings, cycles, setup_s, monitor.interval_s, work_dir, classified

@@ -24,7 +24,7 @@ from typing import Any
 import feedparser
 
 from listener.config import parse_settings
-from listener.feeds.fetch import make_client
+from listener.feeds.fetch import HttpFetcher
 from listener.jobs import Services, poll_feeds
 from listener.store import open_store
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         db_path = options.db or Path(tmp) / "real.db"
         store = open_store(db_path)
         settings = parse_settings({"poll": {"max_per_host": 8}}, {})
-        services = Services(settings, store, make_client(settings.poll.limits))
+        services = Services(settings, store, HttpFetcher(settings.poll.limits))
         now = datetime.now(UTC)
         for path in files:
             store.add_feed(base + path.name, now=now)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{len(files)} files, {total} items stored; second poll: {again} new")
         if again:
             failures += 1
-        services.client.close()
+        services.fetcher.close()
         store.close()
     server.shutdown()
     return 1 if failures else 0

@@ -110,7 +110,7 @@ def run_command(obj: Context) -> None:
             scheduler.run_until_stopped(jobs, stop)
         finally:
             restore()
-            services.client.close()
+            services.fetcher.close()
             beats.record_daemon_stopped(pid, now_utc())
             beats.close()
             log.info("daemon_stopped", pid=pid)

@@ -9,6 +9,7 @@ from typing import Literal, Protocol, get_args
 from urllib.parse import urlsplit
 
 from listener import __version__
+from listener.errors import ParseError
 
 # The business functions, in the order every table, report and digest uses.
 LABELS: tuple[str, ...] = (
@@ -183,6 +184,84 @@ class PollResult:
     seen: int = 0
     error: str | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A 2xx body with new bytes, and what parse_feed made of it."""
+
+    fetched: Fetched
+    feed: ParsedFeed
+    body_hash: str  # sha256 of the body: the same bytes next time are not parsed again
+    duration_ms: int  # the fetch's, plus the store lookups before the decision
+
+
+@dataclass(frozen=True, slots=True)
+class ParseFailure:
+    """A 2xx body that parse_feed refused."""
+
+    fetched: Fetched
+    error: ParseError
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store already holds that a poll's decision needs."""
+
+    # item key -> content hash, for the stored items among those the feed now has
+    content_hashes: Mapping[str, str] = field(default_factory=dict)
+    # among the URLs the feed may move to, those another feed already has
+    taken_urls: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedContent:
+    """What a parsed body tells about its feed."""
+
+    etag: str | None  # the validators the next conditional GET sends
+    last_modified: str | None
+    body_hash: str
+    warning: str | None  # the parser's, when the feed was usable anyway; None clears the last
+    title: str | None  # None: the stored title stays
+    site_url: str | None  # None: the stored one stays
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMove:
+    """A 301/308 chain moved the feed for good: to `url`, unless another feed already has
+    that URL; then `refused` says so, as the feed's warning, and the feed keeps its URL."""
+
+    url: str
+    previous_url: str
+    refused: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Predictions:
+    """One model's predictions for some items, by item key."""
+
+    model_version: str
+    by_key: Mapping[str, ScoredLabels]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedUpdate:
+    """Everything one feed's poll changes: decided by feeds.decide.decide, completed with the
+    new and changed items' predictions and watch mentions by the poll job, and written in one
+    transaction by Store.apply (reader's FeedUpdateIntent with its EntryUpdateIntents)."""
+
+    result: PollResult  # the polls row; its time, status, HTTP status and error are the feed's
+    error_count: int  # consecutive failures, 0 after a success
+    failing_since: datetime | None
+    next_poll_at: datetime | None  # None: never again (gone)
+    gone_at: datetime | None = None  # set once, when the publisher says the feed is gone
+    content: FeedContent | None = None  # None: no body was parsed, the stored values stay
+    move: FeedMove | None = None
+    new: tuple[Item, ...] = ()
+    changed: tuple[Item, ...] = ()  # stored, but their content changed
+    unchanged: tuple[Item, ...] = ()
+    predictions: Predictions | None = None
+    mentions: PollMentions | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
-"""The only wiring: each job reads like the data-flow diagram in README.md.
+"""The poll job, and the classifier's wiring; reads like the data-flow diagram in README.md.
 
-poll: poll_matcher (watches caught up) ─► fetch_many ─bytes─► parse_feed (worker
-      processes) ─Items─► drop_duplicates ─► store.known_hashes ─new/changed─►
-      classify_items + match_poll_items ─► store.save_poll (one transaction per feed:
+poll: poll_matcher (watches caught up) ─► fetcher.fetch_many ─bytes─► parse (worker
+      processes) ─ParsedFeed─► store.known_hashes ─► decide ─FeedUpdate─► classify_items
+      + match_poll_items (new and changed items) ─► store.apply (one transaction per feed:
       items, predictions, mentions, feed state, polls row)
 """
 
@@ -13,14 +13,13 @@ import multiprocessing
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
 import structlog
 from structlog.contextvars import bound_contextvars
 
@@ -28,23 +27,39 @@ from listener.classify.model import Classifier, Prediction, item_text
 from listener.config import Settings
 from listener.domain import (
     FeedSource,
+    FeedUpdate,
     Fetched,
+    FetchOutcome,
     Item,
-    NotModified,
+    Known,
+    Parsed,
     ParsedFeed,
-    PollPolicy,
+    ParseFailure,
     PollResult,
+    Predictions,
 )
-from listener.errors import FeedGone, FetchError, ParseError
-from listener.feeds.dedupe import drop_duplicates
-from listener.feeds.fetch import fetch_many
+from listener.errors import FetchError, ParseError
+from listener.feeds.decide import PollOutcome, decide
 from listener.feeds.parse import parse_feed
-from listener.feeds.schedule import next_poll_after_failure, next_poll_after_success
 from listener.jobs_watch import match_poll_items, poll_matcher, sync_config_watches
 from listener.store import Store
 from listener.watches.matcher import WatchMatcher
 
 log = structlog.get_logger(__name__)
+
+
+class Fetcher(Protocol):
+    """Fetches feeds (feeds.fetch.HttpFetcher; tests hand in a fake)."""
+
+    def fetch_many(
+        self, sources: Iterable[FeedSource]
+    ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]: ...
+
+    def close(self) -> None: ...
+
+
+# Parses one fetched body; runs in worker processes, so it must pickle (a module function).
+Parser = Callable[[int, Fetched], ParsedFeed]
 
 
 @dataclass
@@ -53,7 +68,8 @@ class Services:
 
     settings: Settings
     store: Store
-    client: httpx.Client
+    fetcher: Fetcher
+    parse: Parser = parse_feed
     classifier: Classifier | None = None  # None: items are stored unclassified
     rand: Callable[[], float] = field(default=random.random)  # jitter; tests pin it
 
@@ -123,7 +139,6 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     results: list[PollResult] = []
     if not sources:
         return results
-    policy = services.settings.poll.policy
     matcher = poll_matcher(services.store)
     workers = services.settings.poll.parse_workers or os.cpu_count() or 1
     max_pending = 2 * workers + 2  # bounds the bodies held in memory while parsing
@@ -136,27 +151,20 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                 for future in done:
                     source, fetched, body_hash = pending.pop(future)
                     results.append(
-                        _store_parsed(
-                            services, policy, matcher, now, source, fetched, body_hash, future
-                        )
+                        _store_parsed(services, matcher, now, source, fetched, body_hash, future)
                     )
 
-        for source, outcome in fetch_many(services.client, sources, services.settings.poll.limits):
-            if isinstance(outcome, FetchError):
-                results.append(_store_failure(services, policy, now, source, outcome))
-            elif isinstance(outcome, NotModified):
-                results.append(_store_not_modified(services, policy, now, source, outcome))
-            else:
+        for source, outcome in services.fetcher.fetch_many(sources):
+            if isinstance(outcome, Fetched):
                 body_hash = hashlib.sha256(outcome.body).hexdigest()
-                if body_hash == source.body_hash:
-                    results.append(_store_unchanged(services, policy, now, source, outcome))
+                # The same bytes as last time (a server without validators): nothing to parse.
+                if body_hash != source.body_hash:
+                    future = executor.submit(services.parse, source.id, outcome)
+                    pending[future] = (source, outcome, body_hash)
+                    collect(max_pending)
                     continue
-                pending[executor.submit(parse_feed, source.id, outcome)] = (
-                    source,
-                    outcome,
-                    body_hash,
-                )
-                collect(max_pending)
+            known = _known(services.store, source, (), _permanent_url(outcome))
+            results.append(_store(services, matcher, now, source, outcome, known))
         collect(0)
     return results
 
@@ -188,30 +196,8 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _moved(services: Services, source: FeedSource, permanent_url: str | None) -> dict[str, Any]:
-    """Follow a 301/308 by updating the stored URL, unless another feed already has it."""
-    if not permanent_url or permanent_url == source.url:
-        return {}
-    if services.store.feed_id_for_url(permanent_url) is not None:
-        return {"last_warning": f"moved permanently to {permanent_url}, already a feed here"}
-    log.info("feed_moved", old_url=source.url, new_url=permanent_url)
-    return {"url": permanent_url, "previous_url": source.url}
-
-
-def _healthy(now: datetime, status: str, http_status: int | None) -> dict[str, Any]:
-    return {
-        "last_polled_at": now,
-        "last_status": status,
-        "last_http_status": http_status,
-        "error_count": 0,
-        "last_error": None,
-        "failing_since": None,
-    }
-
-
 def _store_parsed(
     services: Services,
-    policy: PollPolicy,
     matcher: WatchMatcher,
     now: datetime,
     source: FeedSource,
@@ -222,163 +208,72 @@ def _store_parsed(
     try:
         parsed = future.result()
     except ParseError as exc:
-        return _store_failure(services, policy, now, source, exc, http_status=fetched.status)
+        return _store(services, matcher, now, source, ParseFailure(fetched, exc), Known())
     started = time.monotonic()
-    items = drop_duplicates(list(parsed.items))
-    known = services.store.known_hashes(source.id, (item.key for item in items))
-    new = [item for item in items if item.key not in known]
-    changed = [item for item in items if item.key in known and known[item.key] != item.content_hash]
-    changes = _healthy(now, "ok", fetched.status) | {
-        "etag": fetched.headers.get("etag"),
-        "last_modified": fetched.headers.get("last-modified"),
-        "body_hash": body_hash,
-        "last_warning": parsed.warning,
-        "next_poll_at": next_poll_after_success(
-            now, policy, source.interval_minutes, fetched.headers, services.rand()
-        ),
-    }
-    if parsed.title:
-        changes["title"] = parsed.title
-    if parsed.site_url:
-        changes["site_url"] = parsed.site_url
-    if new:
-        changes["last_new_item_at"] = now
-    changes |= _moved(services, source, fetched.permanent_url)
-    result = PollResult(
-        feed_id=source.id,
-        url=source.url,
-        status="ok",
-        started_at=now,
-        duration_ms=fetched.duration_ms + int((time.monotonic() - started) * 1000),
-        http_status=fetched.status,
-        new=len(new),
-        updated=len(changed),
-        seen=len(items) - len(new) - len(changed),
+    known = _known(services.store, source, parsed.items, fetched.permanent_url)
+    duration_ms = fetched.duration_ms + int((time.monotonic() - started) * 1000)
+    outcome = Parsed(fetched, parsed, body_hash, duration_ms)
+    return _store(services, matcher, now, source, outcome, known)
+
+
+def _known(
+    store: Store, source: FeedSource, items: Iterable[Item], permanent_url: str | None
+) -> Known:
+    """What the store holds that deciding this feed's poll needs."""
+    keys = list(dict.fromkeys(item.key for item in items))
+    hashes = store.known_hashes(source.id, keys) if keys else {}
+    taken = (
+        permanent_url is not None
+        and permanent_url != source.url
+        and store.feed_id_for_url(permanent_url) is not None
     )
-    classifier = services.classifier
-    predictions = classify_items(classifier, new + changed) if classifier else None
-    services.store.save_poll(
-        result,
-        changes,
-        new,
-        changed,
-        predictions,
-        classifier.version if classifier else None,
-        match_poll_items(matcher, new + changed, source.tags),
-    )
-    _log_result(result, warning=parsed.warning, skipped=parsed.skipped)
-    return result
+    return Known(hashes, frozenset({permanent_url}) if taken and permanent_url else frozenset())
 
 
-def _store_not_modified(
-    services: Services, policy: PollPolicy, now: datetime, source: FeedSource, outcome: NotModified
-) -> PollResult:
-    return _store_unparsed(
-        services,
-        policy,
-        now,
-        source,
-        "not_modified",
-        304,
-        outcome.headers,
-        outcome.permanent_url,
-        outcome.duration_ms,
-    )
+def _permanent_url(outcome: FetchOutcome | FetchError) -> str | None:
+    return None if isinstance(outcome, FetchError) else outcome.permanent_url
 
 
-def _store_unchanged(
-    services: Services, policy: PollPolicy, now: datetime, source: FeedSource, outcome: Fetched
-) -> PollResult:
-    """Same bytes as last time: the server sends no validators, but there is nothing to parse."""
-    return _store_unparsed(
-        services,
-        policy,
-        now,
-        source,
-        "unchanged",
-        outcome.status,
-        outcome.headers,
-        outcome.permanent_url,
-        outcome.duration_ms,
-    )
-
-
-def _store_unparsed(
+def _store(
     services: Services,
-    policy: PollPolicy,
+    matcher: WatchMatcher,
     now: datetime,
     source: FeedSource,
-    status: str,
-    http_status: int,
-    headers: Any,
-    permanent_url: str | None,
-    duration_ms: int,
+    outcome: PollOutcome,
+    known: Known,
 ) -> PollResult:
-    changes = _healthy(now, status, http_status) | {
-        "next_poll_at": next_poll_after_success(
-            now, policy, source.interval_minutes, headers, services.rand()
-        ),
-    }
-    changes |= _moved(services, source, permanent_url)
-    result = PollResult(
-        feed_id=source.id,
-        url=source.url,
-        status=status,
-        started_at=now,
-        duration_ms=duration_ms,
-        http_status=http_status,
-    )
-    services.store.save_poll(result, changes)
-    _log_result(result)
-    return result
-
-
-def _store_failure(
-    services: Services,
-    policy: PollPolicy,
-    now: datetime,
-    source: FeedSource,
-    error: FetchError | ParseError,
-    http_status: int | None = None,
-) -> PollResult:
-    """Record the failure on the feed (count, since when, message) and back off."""
-    gone = isinstance(error, FeedGone)
-    status = "gone" if gone else "failed"
-    if isinstance(error, FetchError):
-        http_status = error.status
-    error_count = source.error_count + 1
-    changes: dict[str, Any] = {
-        "last_polled_at": now,
-        "last_status": status,
-        "last_http_status": http_status,
-        "error_count": error_count,
-        "last_error": error.message,
-        "failing_since": source.failing_since or now,
-    }
-    if gone:
-        changes |= {"gone_at": now, "next_poll_at": None}
-    else:
-        retry_after = error.retry_after if isinstance(error, FetchError) else None
-        changes["next_poll_at"] = next_poll_after_failure(
-            now, policy, source.interval_minutes, error_count, retry_after, services.rand()
+    """Decide the poll's update, add the new and changed items' labels and mentions, write
+    it, and log it."""
+    policy = services.settings.poll.policy
+    update = decide(source, outcome, known, now, policy, rand=services.rand())
+    if update.new or update.changed:
+        items = [*update.new, *update.changed]
+        classifier = services.classifier
+        update = replace(
+            update,
+            predictions=(
+                Predictions(classifier.version, classify_items(classifier, items))
+                if classifier
+                else None
+            ),
+            mentions=match_poll_items(matcher, items, source.tags),
         )
-    result = PollResult(
-        feed_id=source.id,
-        url=source.url,
-        status=status,
-        started_at=now,
-        duration_ms=0,
-        http_status=http_status,
-        error=error.message,
-    )
-    services.store.save_poll(result, changes)
-    kind = error.kind if isinstance(error, FetchError) else "parse"
-    _log_result(result, kind=kind, error_count=error_count)
-    return result
+    if update.move is not None and update.move.refused is None:
+        log.info("feed_moved", old_url=update.move.previous_url, new_url=update.move.url)
+    services.store.apply(update)
+    _log_result(update, outcome)
+    return update.result
 
 
-def _log_result(result: PollResult, **extra: Any) -> None:
+def _log_result(update: FeedUpdate, outcome: PollOutcome) -> None:
     """One canonical line per feed: feed_polled status=… new=… duration_ms=…."""
+    result = update.result
+    extra: dict[str, Any] = {}
+    if isinstance(outcome, FetchError | ParseFailure):
+        kind = outcome.kind if isinstance(outcome, FetchError) else "parse"
+        extra = {"kind": kind, "error_count": update.error_count}
+    elif isinstance(outcome, Parsed):
+        extra = {"warning": outcome.feed.warning, "skipped": outcome.feed.skipped}
     fields = {k: v for k, v in extra.items() if v not in (None, 0)}
     with bound_contextvars(feed=result.url):
         event = log.warning if result.status in ("failed", "gone") else log.info

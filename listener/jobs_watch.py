@@ -137,7 +137,7 @@ def poll_matcher(store: Store) -> WatchMatcher:
 def match_poll_items(
     matcher: WatchMatcher, items: Sequence[Item], feed_tags: Sequence[str]
 ) -> PollMentions | None:
-    """The mentions in one feed's new and changed items, for save_poll; None: no watches."""
+    """The mentions in one feed's new and changed items, for Store.apply; None: no watches."""
     if not matcher:
         return None
     by_key = {}

@@ -16,6 +16,7 @@ from listener.cli import cli
 from listener.feeds.opml import parse_opml
 from listener.store import open_store
 from tests.conftest import NOW
+from tests.polls import apply_poll
 from tests.test_store import make_item, poll
 
 ROOT = Path(__file__).parent.parent
@@ -132,9 +133,9 @@ def filled_db(tmp_path: Path) -> Path:
     store = open_store(path)
     store.add_feed("https://rh.example/feed", now=NOW, tags=["hr"])
     (source,) = store.feed_sources(None)
-    store.save_poll(
+    apply_poll(
+        store,
         poll(source.id),
-        {},
         [
             make_item(
                 source.id, 1, title="L'équipe RH recrute", summary="Télétravail, « confiance »"

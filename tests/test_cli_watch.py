@@ -9,6 +9,7 @@ import pytest
 
 from listener.store import open_store
 from tests.conftest import NOW
+from tests.polls import apply_poll
 from tests.test_cli import invoke
 from tests.test_store import make_item, poll
 
@@ -21,7 +22,7 @@ def db(tmp_path: Path) -> Path:
     store = open_store(path)
     store.add_feed("https://a.example/feed", now=NOW, tags=["press"])
     items = [make_item(1, n, title=title) for n, title in enumerate(TITLES)]
-    store.save_poll(poll(1, new=len(items)), {}, items)
+    apply_poll(store, poll(1, new=len(items)), items)
     store.close()
     return path
 

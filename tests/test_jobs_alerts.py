@@ -15,6 +15,7 @@ from listener.domain import Item, PollResult, Watch
 from listener.jobs_alerts import check_spikes, run_alerts, send_due_alerts
 from listener.jobs_watch import match_poll_items, poll_matcher
 from listener.store import Store, open_store
+from tests.polls import apply_poll
 from tests.smtp import SmtpServer
 
 T0 = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
@@ -66,7 +67,7 @@ def add_items(
         for n, at in enumerate(published)
     ]
     result = PollResult(feed_id=feed_id, url="u", status="ok", started_at=polled_at, duration_ms=1)
-    store.save_poll(result, {}, items, mentions=match_poll_items(poll_matcher(store), items, ()))
+    apply_poll(store, result, items, mentions=match_poll_items(poll_matcher(store), items, ()))
 
 
 def quiet_week(store: Store, feed_id: int = 1) -> None:

@@ -15,6 +15,7 @@ from listener.errors import StoreError
 from listener.store import Store, open_store
 from listener.store._base import from_db_time, to_db_time
 from tests.conftest import NOW
+from tests.polls import apply_poll
 
 
 def make_item(feed_id: int, n: int, **changes: object) -> Item:
@@ -61,10 +62,10 @@ def test_save_poll_inserts_new_and_updates_changed_items(store: Store) -> None:
     store.add_feed("https://a.example/feed", now=NOW)
     (source,) = store.feed_sources(None)
     items = [make_item(source.id, n) for n in range(3)]
-    store.save_poll(poll(source.id, new=3), {"last_status": "ok"}, items)
+    apply_poll(store, poll(source.id, new=3), items)
     assert store.known_hashes(source.id, ["k1-0", "k1-1", "nope"]) == {"k1-0": "h0", "k1-1": "h1"}
     changed = replace(items[0], title="Item 0, corrected", content_hash="h0b")
-    store.save_poll(poll(source.id, updated=1), {}, (), [changed])
+    apply_poll(store, poll(source.id, updated=1), (), [changed])
     rows = list(store.iter_items())
     assert len(rows) == 3
     assert {row["title"] for row in rows} == {"Item 0, corrected", "Item 1", "Item 2"}
@@ -78,7 +79,7 @@ def test_save_poll_is_one_transaction(store: Store) -> None:
     (source,) = store.feed_sources(None)
     duplicate_keys = [make_item(source.id, 1), make_item(source.id, 1)]
     with pytest.raises(sqlite3.IntegrityError):  # a bug of ours propagates unwrapped
-        store.save_poll(poll(source.id), {"last_status": "ok"}, duplicate_keys)
+        apply_poll(store, poll(source.id), duplicate_keys)
     assert store.counts() == {"feeds": 1, "items": 0, "polls": 0}
     assert store.list_feeds()[0].last_status is None
 
@@ -86,7 +87,7 @@ def test_save_poll_is_one_transaction(store: Store) -> None:
 def test_item_without_date_gets_first_seen_time(store: Store) -> None:
     store.add_feed("https://a.example/feed", now=NOW)
     (source,) = store.feed_sources(None)
-    store.save_poll(poll(source.id), {}, [make_item(source.id, 1, published_at=None)])
+    apply_poll(store, poll(source.id), [make_item(source.id, 1, published_at=None)])
     row = store.db.execute("SELECT published_at, date_is_estimated FROM items").fetchone()
     assert row == ("2026-11-26T08:00:00Z", 1)
 
@@ -95,9 +96,9 @@ def test_feed_sources_due_and_never_gone(store: Store) -> None:
     for name in ("due", "later", "gone", "new"):
         store.add_feed(f"https://{name}.example/feed", now=NOW)
     ids = {row.url.split("//")[1].split(".")[0]: row.id for row in store.list_feeds()}
-    store.save_poll(poll(ids["due"]), {"next_poll_at": NOW - timedelta(minutes=1)})
-    store.save_poll(poll(ids["later"]), {"next_poll_at": NOW + timedelta(minutes=1)})
-    store.save_poll(poll(ids["gone"]), {"gone_at": NOW, "next_poll_at": None})
+    apply_poll(store, poll(ids["due"]), next_poll_at=NOW - timedelta(minutes=1))
+    apply_poll(store, poll(ids["later"]), next_poll_at=NOW + timedelta(minutes=1))
+    apply_poll(store, poll(ids["gone"]), gone_at=NOW)
     due = {s.url for s in store.feed_sources(NOW)}
     assert due == {"https://due.example/feed", "https://new.example/feed"}
     assert len(store.feed_sources(None)) == 3
@@ -106,7 +107,7 @@ def test_feed_sources_due_and_never_gone(store: Store) -> None:
 def test_remove_feed_removes_its_items(store: Store) -> None:
     store.add_feed("https://a.example/feed", now=NOW)
     (source,) = store.feed_sources(None)
-    store.save_poll(poll(source.id), {}, [make_item(source.id, 1)])
+    apply_poll(store, poll(source.id), [make_item(source.id, 1)])
     assert store.remove_feed("https://a.example/feed") == 1
     assert store.remove_feed("https://a.example/feed") is None
     assert store.counts() == {"feeds": 0, "items": 0, "polls": 0}
@@ -118,9 +119,9 @@ def french_store(store: Store) -> Store:
     store.add_feed("https://rh.example/feed", now=NOW, tags=["hr", "fr"])
     store.add_feed("https://pr.example/feed", now=NOW, tags=["pr"])
     hr, pr = (s.id for s in store.feed_sources(None))
-    store.save_poll(
+    apply_poll(
+        store,
         poll(hr),
-        {},
         [
             make_item(
                 hr, 1, title="L'équipe RH recrute", summary="Marque employeur et télétravail"
@@ -128,9 +129,9 @@ def french_store(store: Store) -> Store:
             make_item(hr, 2, title="Grève chez Acme", summary="Les salariés réclament une hausse"),
         ],
     )
-    store.save_poll(
+    apply_poll(
+        store,
         poll(pr),
-        {},
         [
             make_item(pr, 3, title="Communiqué de presse", summary="L'équipe dirigeante annonce"),
         ],

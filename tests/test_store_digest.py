@@ -9,6 +9,7 @@ import pytest
 
 from listener.store import Store, open_store
 from tests.conftest import NOW
+from tests.polls import apply_poll
 from tests.test_store import make_item, poll
 
 PERIOD = (NOW - timedelta(days=1), NOW)
@@ -77,17 +78,17 @@ def test_digest_items_selects_new_recent_items_of_followed_tags(store: Store) ->
     store.add_feed("https://pr.example/feed", now=NOW, tags=["pr"])
     hr, pr = (s.id for s in store.feed_sources(None))
     # Fetched yesterday (inside the period): published recently, and one from an archive.
-    store.save_poll(
+    apply_poll(
+        store,
         poll(hr, started_at=NOW - timedelta(hours=3)),
-        {},
         [
             make_item(hr, 1),
             make_item(hr, 2, published_at=NOW - timedelta(days=30)),
         ],
     )
-    store.save_poll(poll(pr, started_at=NOW - timedelta(hours=3)), {}, [make_item(pr, 3)])
+    apply_poll(store, poll(pr, started_at=NOW - timedelta(hours=3)), [make_item(pr, 3)])
     # Fetched now: outside the period.
-    store.save_poll(poll(pr), {}, [make_item(pr, 4)])
+    apply_poll(store, poll(pr), [make_item(pr, 4)])
     titles = {i.title for i in store.digest_items(*PERIOD, ())}
     assert titles == {"Item 1", "Item 3"}
     assert {i.title for i in store.digest_items(*PERIOD, ("hr",))} == {"Item 1"}
@@ -118,8 +119,8 @@ def test_heartbeat_round_trip(store: Store) -> None:
 def test_maintenance_drops_old_polls(store: Store) -> None:
     store.add_feed("https://a.example/feed", now=NOW)
     (source,) = store.feed_sources(None)
-    store.save_poll(poll(source.id, started_at=NOW - timedelta(days=100)), {})
-    store.save_poll(poll(source.id), {})
+    apply_poll(store, poll(source.id, started_at=NOW - timedelta(days=100)))
+    apply_poll(store, poll(source.id))
     assert store.run_maintenance(polls_before=NOW - timedelta(days=90)) == {"polls_deleted": 1}
     assert store.counts()["polls"] == 1
 
@@ -134,7 +135,7 @@ def test_digest_items_and_counts_use_effective_labels(store: Store) -> None:
     (source,) = store.feed_sources(None)
     at = NOW - timedelta(hours=3)
     items = [make_item(source.id, n) for n in (1, 2, 3)]
-    store.save_poll(poll(source.id, started_at=at), {}, items)
+    apply_poll(store, poll(source.id, started_at=at), items)
     ids = store.item_ids_for_keys([item.key for item in items])
     store.record_model("old", {}, NOW - timedelta(days=1))
     store.record_model("v1", {}, NOW)

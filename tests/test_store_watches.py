@@ -18,6 +18,7 @@ from listener.jobs_watch import (
 from listener.store import Store, open_store
 from listener.watches.matcher import WatchMatcher
 from tests.conftest import NOW
+from tests.polls import apply_poll
 from tests.test_store import make_item, poll
 
 ACME = Watch(name="acme", query='acme OR "acme corp"', kind="brand")
@@ -44,9 +45,9 @@ def store_items(store: Store, feed_id: int, titles: list[str], start: int = 0) -
     items = [make_item(feed_id, start + n, title=t) for n, t in enumerate(titles)]
     (source,) = [s for s in store.feed_sources(None) if s.id == feed_id]
     matcher = poll_matcher(store)
-    store.save_poll(
+    apply_poll(
+        store,
         poll(feed_id, new=len(items)),
-        {},
         items,
         mentions=match_poll_items(matcher, items, source.tags),
     )
@@ -102,7 +103,7 @@ def test_matches_made_with_an_old_revision_are_not_written(store: Store) -> None
     matcher = poll_matcher(store)
     store.save_watch(Watch("acme", "acme NOT corp"), origin="cli", now=NOW)  # meanwhile
     items = [make_item(1, 0, title="Acme Corp")]
-    store.save_poll(poll(1, new=1), {}, items, mentions=match_poll_items(matcher, items, ()))
+    apply_poll(store, poll(1, new=1), items, mentions=match_poll_items(matcher, items, ()))
     assert mentions(store) == set()
     (row,) = store.list_watches()
     assert row.matched_through == 0  # left to the backfill, which finds no match
@@ -116,7 +117,7 @@ def test_a_lagging_watch_gets_no_store_time_mentions_until_backfilled(store: Sto
     store.save_watch(ACME, origin="cli", now=NOW)
     matcher = WatchMatcher(active_watches(store.list_watches()))  # not caught up
     items = [make_item(1, 5, title="acme later")]
-    store.save_poll(poll(1, new=1), {}, items, mentions=match_poll_items(matcher, items, ()))
+    apply_poll(store, poll(1, new=1), items, mentions=match_poll_items(matcher, items, ()))
     assert mentions(store) == set()
     backfill_watches(store)
     assert {title for _, title, _ in mentions(store)} == {"acme early", "acme later"}
@@ -127,8 +128,8 @@ def test_a_changed_item_is_matched_again(store: Store) -> None:
     store_items(store, 1, ["acme launch"])
     changed = [make_item(1, 0, title="a launch", content_hash="new")]
     matcher = poll_matcher(store)
-    store.save_poll(
-        poll(1, updated=1), {}, (), changed, mentions=match_poll_items(matcher, changed, ())
+    apply_poll(
+        store, poll(1, updated=1), (), changed, mentions=match_poll_items(matcher, changed, ())
     )
     assert mentions(store) == set()
 
@@ -156,7 +157,7 @@ def test_mention_time_is_published_or_first_seen_if_earlier(store: Store) -> Non
     store.save_watch(ACME, origin="cli", now=NOW)
     future = make_item(1, 0, title="acme", published_at=NOW.replace(year=2027))
     matcher = poll_matcher(store)
-    store.save_poll(poll(1, new=1), {}, [future], mentions=match_poll_items(matcher, [future], ()))
+    apply_poll(store, poll(1, new=1), [future], mentions=match_poll_items(matcher, [future], ()))
     (at,) = store.db.execute("SELECT published_at FROM mentions").fetchone()
     assert at == "2026-11-26T08:00:00Z"
 

@@ -59,7 +59,7 @@ def load_model(settings: Settings) -> Classifier:
 
 
 def make_services(settings: Settings, store: Store, *, classify: bool = True) -> Services:
-    from listener.feeds.fetch import make_client
+    from listener.feeds.fetch import HttpFetcher
     from listener.jobs import Services
 
     classifier = load_model(settings) if classify else None
@@ -68,7 +68,7 @@ def make_services(settings: Settings, store: Store, *, classify: bool = True) ->
     return Services(
         settings=settings,
         store=store,
-        client=make_client(settings.poll.limits),
+        fetcher=HttpFetcher(settings.poll.limits),
         classifier=classifier,
     )
 
@@ -294,7 +294,7 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
             results = poll_feeds(services, now_utc(), all_feeds=all_feeds)
             elapsed = time.monotonic() - started
         finally:
-            services.client.close()
+            services.fetcher.close()
     by_status: dict[str, int] = {}
     for result in results:
         by_status[result.status] = by_status.get(result.status, 0) + 1

@@ -67,6 +67,27 @@ def make_client(limits: FetchLimits) -> httpx.Client:
     )
 
 
+class HttpFetcher:
+    """The poll job's fetcher: fetch_many over one client, opened at the first fetch and
+    kept (its connections too) until `close`."""
+
+    def __init__(self, limits: FetchLimits) -> None:
+        self.limits = limits
+        self._client: httpx.Client | None = None
+
+    def fetch_many(
+        self, sources: Iterable[FeedSource]
+    ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]:
+        if self._client is None:
+            self._client = make_client(self.limits)
+        return fetch_many(self._client, sources, self.limits)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 def fetch_feed(client: httpx.Client, source: FeedSource, limits: FetchLimits) -> FetchOutcome:
     """GET a feed conditionally, following redirects; raise FetchError or FeedGone on failure."""
     deadline = _Deadline(limits.total_timeout_s)

@@ -1,69 +1,60 @@
-"""I/O: the poll write path. One feed's poll in one transaction: its new and changed items,
-their predictions and watch mentions, the feed's state and the polls row, so a crash never
-leaves half a feed."""
+"""I/O: the poll write path. `apply` writes one feed's FeedUpdate in one transaction: its new
+and changed items, their predictions and watch mentions, the feed's state and the polls row,
+so a crash never leaves half a feed. The feeds columns a poll sets are named here only."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
-from listener.domain import Item, PollMentions, PollResult, ScoredLabels
+from listener.domain import FeedUpdate, Item
 from listener.store._base import StoreBase, item_values_by_key, to_db_time, wrap_errors
 from listener.store._labels import insert_predictions
 from listener.store._watches import ItemMatches, save_poll_mentions
 
 
 class PollMixin(StoreBase):
-    def save_poll(
-        self,
-        poll: PollResult,
-        feed_changes: Mapping[str, Any],
-        new_items: Sequence[Item] = (),
-        changed_items: Sequence[Item] = (),
-        predictions: Mapping[str, ScoredLabels] | None = None,
-        model_version: str | None = None,
-        mentions: PollMentions | None = None,
-    ) -> None:
-        """Write one feed's poll in one transaction: items, their predictions and watch
-        mentions (by item key), the feed's state, the polls row."""
+    def apply(self, update: FeedUpdate) -> None:
+        """Write one feed's poll in one transaction."""
         db = self.db
-        now = to_db_time(poll.started_at)
-        with wrap_errors(f"saving {poll.url}"), db.atomic():
-            if new_items:
+        result = update.result
+        now = to_db_time(result.started_at)
+        new, changed = update.new, update.changed
+        with wrap_errors(f"saving {result.url}"), db.atomic():
+            if new:
                 db.conn.executemany(
                     "INSERT INTO items (key, feed_id, guid, url, title, summary, author,"
                     " published_at, published_raw, date_is_estimated, fetched_at, updated_at,"
                     " lang, content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (*_item_values(item, now), now, now, item.lang, item.content_hash)
-                        for item in new_items
+                        for item in new
                     ],
                 )
-            if changed_items:
+            if changed:
                 db.conn.executemany(
                     "UPDATE items SET guid=?, url=?, title=?, summary=?, author=?,"
                     " published_at=?, published_raw=?, date_is_estimated=?, updated_at=?,"
                     " lang=?, content_hash=? WHERE key=?",
                     [
                         (*_item_values(item, now)[2:], now, item.lang, item.content_hash, item.key)
-                        for item in changed_items
+                        for item in changed
                     ],
                 )
+            predictions, mentions = update.predictions, update.mentions
             # One lookup of the items' ids for their predictions and their mentions.
-            keys = set(predictions or ()) if model_version else set()
+            keys = set(predictions.by_key) if predictions else set()
             if mentions is not None:
-                keys.update(item.key for item in (*new_items, *changed_items))
+                keys.update(item.key for item in (*new, *changed))
             ids: dict[str, int] = item_values_by_key(db, "id", sorted(keys)) if keys else {}
-            if predictions and model_version:
+            if predictions and predictions.by_key:
                 insert_predictions(
                     db,
-                    model_version,
-                    [(ids[key], prediction) for key, prediction in predictions.items()],
-                    poll.started_at,
+                    predictions.model_version,
+                    [(ids[key], prediction) for key, prediction in predictions.by_key.items()],
+                    result.started_at,
                 )
-            if mentions is not None and (new_items or changed_items):
+            if mentions is not None and (new or changed):
 
                 def matches(items: Sequence[Item]) -> dict[int, ItemMatches]:
                     # A mention counts when it was published, or first seen if that is
@@ -76,28 +67,62 @@ class PollMixin(StoreBase):
                         for item in items
                     }
 
-                save_poll_mentions(
-                    db, mentions.revisions, matches(new_items), matches(changed_items)
-                )
-            if feed_changes:
-                columns = ", ".join(f"{name} = ?" for name in feed_changes)
-                values = [_db_value(v) for v in feed_changes.values()]
-                db.execute(f"UPDATE feeds SET {columns} WHERE id = ?", [*values, poll.feed_id])
+                save_poll_mentions(db, mentions.revisions, matches(new), matches(changed))
+            columns = _feed_columns(update, now)
+            db.execute(
+                f"UPDATE feeds SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?",
+                [*columns.values(), result.feed_id],
+            )
             db.execute(
                 "INSERT INTO polls (feed_id, started_at, duration_ms, status, http_status,"
                 " new_count, updated_count, seen_count, error) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
-                    poll.feed_id,
+                    result.feed_id,
                     now,
-                    poll.duration_ms,
-                    poll.status,
-                    poll.http_status,
-                    poll.new,
-                    poll.updated,
-                    poll.seen,
-                    poll.error,
+                    result.duration_ms,
+                    result.status,
+                    result.http_status,
+                    result.new,
+                    result.updated,
+                    result.seen,
+                    result.error,
                 ],
             )
+
+
+def _feed_columns(update: FeedUpdate, now: str) -> dict[str, Any]:
+    """The feeds columns this poll sets (the others keep their values)."""
+    result = update.result
+    columns: dict[str, Any] = {
+        "last_polled_at": now,
+        "last_status": result.status,
+        "last_http_status": result.http_status,
+        "error_count": update.error_count,
+        "last_error": result.error,
+        "failing_since": to_db_time(update.failing_since) if update.failing_since else None,
+        "next_poll_at": to_db_time(update.next_poll_at) if update.next_poll_at else None,
+    }
+    if update.gone_at is not None:
+        columns["gone_at"] = to_db_time(update.gone_at)
+    if (content := update.content) is not None:
+        columns |= {
+            "etag": content.etag,
+            "last_modified": content.last_modified,
+            "body_hash": content.body_hash,
+            "last_warning": content.warning,
+        }
+        if content.title is not None:
+            columns["title"] = content.title
+        if content.site_url is not None:
+            columns["site_url"] = content.site_url
+    if update.new:
+        columns["last_new_item_at"] = now
+    if (move := update.move) is not None:
+        if move.refused is not None:
+            columns["last_warning"] = move.refused
+        else:
+            columns |= {"url": move.url, "previous_url": move.previous_url}
+    return columns
 
 
 def _item_values(item: Item, now: str) -> tuple[Any, ...]:
@@ -114,11 +139,3 @@ def _item_values(item: Item, now: str) -> tuple[Any, ...]:
         item.published_raw,
         int(item.published_at is None),
     )
-
-
-def _db_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return to_db_time(value)
-    if isinstance(value, tuple | list):
-        return json.dumps(list(value))
-    return value

@@ -1,0 +1,64 @@
+"""poll_feeds with the fetcher and the parser handed in: no server, no feedparser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from listener.config import parse_settings
+from listener.domain import FeedSource, Fetched, FetchOutcome, Item, ParsedFeed
+from listener.errors import FetchError
+from listener.jobs import Services, poll_feeds
+from listener.store import open_store
+from tests.conftest import NOW
+
+
+class FakeFetcher:
+    """Answers every feed with the same body, or the error given for its URL."""
+
+    def __init__(self, errors: dict[str, FetchError]) -> None:
+        self.errors = errors
+        self.fetched: list[str] = []
+
+    def fetch_many(
+        self, sources: Iterable[FeedSource]
+    ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]:
+        for source in sources:
+            self.fetched.append(source.url)
+            error = self.errors.get(source.url)
+            yield source, error or Fetched(source.url, 200, b"<rss/>", {"etag": '"1"'})
+
+    def close(self) -> None:
+        pass
+
+
+def two_items(feed_id: int, fetched: Fetched) -> ParsedFeed:
+    items = tuple(
+        Item(feed_id, f"{feed_id}-{n}", None, None, f"Acme {n}", "", None, None, None, "en", "h")
+        for n in range(2)
+    )
+    return ParsedFeed(title="Fake", site_url=None, items=items)
+
+
+def test_poll_feeds_runs_on_the_fetcher_and_parser_it_is_given(tmp_path: Path) -> None:
+    settings = parse_settings({"poll": {"parse_workers": 1}}, {})
+    store = open_store(tmp_path / "l.db")
+    for url in ("https://a.example/feed", "https://b.example/feed"):
+        store.add_feed(url, now=NOW)
+    fetcher = FakeFetcher({"https://b.example/feed": FetchError("https://b.example/feed", "down")})
+    services = Services(settings, store, fetcher, parse=two_items, rand=lambda: 0.5)
+    results = {r.url: r for r in poll_feeds(services, NOW, all_feeds=True)}
+    assert sorted(fetcher.fetched) == ["https://a.example/feed", "https://b.example/feed"]
+    assert (results["https://a.example/feed"].status, results["https://a.example/feed"].new) == (
+        "ok",
+        2,
+    )
+    assert results["https://b.example/feed"].status == "failed"
+    feeds = {row.url: row for row in store.list_feeds()}
+    assert (feeds["https://a.example/feed"].title, feeds["https://a.example/feed"].item_count) == (
+        "Fake",
+        2,
+    )
+    assert feeds["https://b.example/feed"].error_count == 1
+    again = poll_feeds(services, NOW, all_feeds=True)  # the same bytes: nothing to parse
+    assert {r.url: r.status for r in again}["https://a.example/feed"] == "unchanged"
