@@ -1,6 +1,6 @@
 """I/O: the daemon benchmark. The poller's memory over a simulated day of polling.
 
-The real poll job runs in this process as the daemon runs it (`jobs.poll_feeds` on Services
+The real poll job runs in this process as the daemon runs it (`jobs.poll.poll_feeds` on Services
 from `cli.make_services`, the shipped model loaded, one SQLite connection, parse workers
 from a forkserver), once per simulated hour on an injected clock, against
 bench/changing_server.py in its own process:
@@ -8,7 +8,7 @@ bench/changing_server.py in its own process:
 cycle 1      every feed is new: N x M items fetched, parsed, classified and stored
 cycles 2-24  before each, a fresh ~5% of the feeds publish a new version (2 new items, one
              edited); the rest answer 304
-digest       then `jobs_digest.send_due_digests` at the default recipient's send time the
+digest       then `jobs.digest.send_due_digests` at the default recipient's send time the
              next morning: the day's digest, built and written to the outbox in the work dir
 
 After each step the memory of this process (VmRSS, its anonymous and file-backed parts,
@@ -108,7 +108,7 @@ def _run_cycle(
     config: ServerConfig,
     options: argparse.Namespace,
 ) -> Step:
-    from listener.jobs import poll_feeds
+    from listener.jobs.poll import poll_feeds
 
     now = DAY_STARTS_AT + timedelta(hours=cycle - 1)
     if cycle == 1:
@@ -149,7 +149,7 @@ def _run_cycle(
 
 def _run_digest(services: Any, server_pid: int, outbox: Path) -> Step:
     from listener.digest.periods import digest_period
-    from listener.jobs_digest import send_due_digests
+    from listener.jobs.digest import send_due_digests
 
     settings = services.settings
     recipient = settings.recipients[0]

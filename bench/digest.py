@@ -3,7 +3,7 @@
 The database (bench/digest_db.py: N items over 60 days from 1000 feeds, with predictions,
 classifications and a few human labels) is written straight into SQLite, then reopened with
 `open_store` as the daemon opens it. For each recipient (all functions and feeds; HR only;
-one feed tag; another time zone) `jobs_digest.preview_digest` builds the digest the daemon
+one feed tag; another time zone) `jobs.digest.preview_digest` builds the digest the daemon
 would send for the latest day (the local date of the clock, covering the local day before)
 and renders it: the timed call, checked against the target. Then the same digest again, in
 pieces: `digest_data` (the store's queries and the feeds' health), `build_digest`,
@@ -114,7 +114,7 @@ def _run_recipient(
 ) -> RecipientRun:
     from listener.digest.build import build_digest
     from listener.digest.periods import digest_period
-    from listener.jobs_digest import digest_data, preview_digest
+    from listener.jobs.digest import digest_data, preview_digest
     from listener.render.digest import render_digest
 
     day = now.astimezone(ZoneInfo(recipient.timezone))  # the local date of the clock

@@ -1,4 +1,4 @@
-"""I/O: the poll benchmark. Three cycles of `jobs.poll_feeds` against the generated feeds.
+"""I/O: the poll benchmark. Three cycles of `jobs.poll.poll_feeds` against the generated feeds.
 
 cold     every feed is new: fetch, parse (worker processes), store N x M items
 warm     nothing changed: every feed answers 304 to its ETag
@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
     # Imported here: the other sections (and --help) need not pay for listener's imports.
     from listener.config import parse_settings
-    from listener.jobs import poll_feeds
+    from listener.jobs.poll import poll_feeds
 
     config = server_config(options, options.changed_fraction)
     db_path = work_dir / "bench.db"

@@ -25,7 +25,8 @@ import feedparser
 
 from listener.config import parse_settings
 from listener.feeds.fetch import HttpFetcher
-from listener.jobs import Services, poll_feeds
+from listener.jobs.poll import poll_feeds
+from listener.jobs.services import Services
 from listener.store import open_store
 
 

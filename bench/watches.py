@@ -270,7 +270,7 @@ def _run_backfill(
     options: argparse.Namespace, db_path: Path, watches: Sequence[BenchWatch]
 ) -> Backfill:
     from listener.domain import Watch
-    from listener.jobs_watch import backfill_watches, count_to_backfill
+    from listener.jobs.watches import backfill_watches, count_to_backfill
     from listener.store import open_store
     from listener.store.migrations import migrations
 
@@ -381,8 +381,8 @@ def _more(
     """The 50 watches added to the big database and backfilled, then one spike check."""
     from listener.config import parse_settings
     from listener.domain import Watch
-    from listener.jobs_alerts import check_spikes
-    from listener.jobs_watch import backfill_watches
+    from listener.jobs.alerts import check_spikes
+    from listener.jobs.watches import backfill_watches
 
     for w in watches:
         store.save_watch(Watch(w.name, w.query, w.kind, w.tags), origin="cli", now=now)

@@ -121,7 +121,7 @@ def make_report(
             ("items", "query", "mentions", "mentions_%", "batches", "wall_s", "cpu_s",
              "items/s_wall", "rss_before_MB", "peak_rss_MB", "target", "result"),
             (backfill_row,),
-            title="backfill: one new watch, jobs_watch.backfill_watches end to end",
+            title="backfill: one new watch, jobs.watches.backfill_watches end to end",
         ),
     ]  # fmt: skip
     if backfill.more:

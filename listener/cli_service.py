@@ -40,9 +40,9 @@ def run_command(obj: Context) -> None:
         daemon_lock,
         install_signal_handlers,
     )
-    from listener.jobs import poll_feeds, sync_config
-    from listener.jobs_alerts import run_alerts
-    from listener.jobs_digest import run_maintenance, send_due_digests
+    from listener.jobs.alerts import run_alerts
+    from listener.jobs.digest import run_maintenance, send_due_digests
+    from listener.jobs.poll import poll_feeds, sync_config
 
     settings = obj.settings
     obj.configure_logging(cache=True)
@@ -240,7 +240,7 @@ def digest_command(
     obj: Context, mode: str, recipient: str | None, day: datetime | None, out: Path | None
 ) -> None:
     """Preview a recipient's digest (text on stdout, HTML with --out), or send due ones."""
-    from listener.jobs_digest import preview_digest, send_due_digests
+    from listener.jobs.digest import preview_digest, send_due_digests
 
     settings = obj.settings
     recipients = [r for r in settings.recipients if recipient in (None, r.name)]
@@ -295,7 +295,7 @@ def alerts_group() -> None:
 def alerts_check(obj: Context) -> None:
     """Check the watches for spikes and send the alerts that are due, exactly as the
     daemon does every [alerts] check_every_minutes (nothing is sent twice)."""
-    from listener.jobs_alerts import check_spikes, send_due_alerts
+    from listener.jobs.alerts import check_spikes, send_due_alerts
 
     settings = obj.settings
     now = now_utc()

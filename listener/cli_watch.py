@@ -21,7 +21,7 @@ from listener.cli_support import (
 from listener.config import check_watch
 from listener.domain import WATCH_KINDS, Watch, WatchRow
 from listener.errors import QuerySyntaxError
-from listener.jobs_watch import (
+from listener.jobs.watches import (
     active_watches,
     backfill_watches,
     count_to_backfill,

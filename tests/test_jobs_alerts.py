@@ -12,8 +12,8 @@ import pytest
 
 from listener.config import Settings, parse_settings
 from listener.domain import Item, PollResult, Watch
-from listener.jobs_alerts import check_spikes, run_alerts, send_due_alerts
-from listener.jobs_watch import match_poll_items, poll_matcher
+from listener.jobs.alerts import check_spikes, run_alerts, send_due_alerts
+from listener.jobs.watches import match_poll_items, poll_matcher
 from listener.store import Store, open_store
 from tests.polls import apply_poll
 from tests.smtp import SmtpServer

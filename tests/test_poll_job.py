@@ -8,7 +8,8 @@ from pathlib import Path
 from listener.config import parse_settings
 from listener.domain import FeedSource, Fetched, FetchOutcome, Item, ParsedFeed
 from listener.errors import FetchError
-from listener.jobs import Services, poll_feeds
+from listener.jobs.poll import poll_feeds
+from listener.jobs.services import Services
 from listener.store import open_store
 from tests.conftest import NOW
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from listener.domain import Watch
-from listener.jobs_watch import (
+from listener.jobs.watches import (
     active_watches,
     backfill_watches,
     count_to_backfill,
@@ -168,7 +168,7 @@ def test_digest_data_has_the_periods_mentions_and_the_weeks_counts(store: Store)
     from listener.config import parse_settings
     from listener.digest.periods import digest_period
     from listener.domain import Recipient
-    from listener.jobs_digest import digest_data
+    from listener.jobs.digest import digest_data
 
     store.save_watch(ACME, origin="cli", now=NOW)
     store.save_watch(Watch("globex", "globex", kind="competitor"), origin="cli", now=NOW)

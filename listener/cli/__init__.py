@@ -46,7 +46,7 @@ from listener.store.search_query import to_fts_query
 
 if TYPE_CHECKING:
     from listener.classify.model import Classifier
-    from listener.jobs import Services
+    from listener.jobs.services import Services
 
 
 def load_model(settings: Settings) -> Classifier:
@@ -60,7 +60,7 @@ def load_model(settings: Settings) -> Classifier:
 
 def make_services(settings: Settings, store: Store, *, classify: bool = True) -> Services:
     from listener.feeds.fetch import HttpFetcher
-    from listener.jobs import Services
+    from listener.jobs.services import Services
 
     classifier = load_model(settings) if classify else None
     if classifier is not None:
@@ -283,7 +283,7 @@ def poll(obj: Context, all_feeds: bool) -> None:
 
 
 def _poll_once(obj: Context, *, all_feeds: bool) -> None:
-    from listener.jobs import poll_feeds, sync_config
+    from listener.jobs.poll import poll_feeds, sync_config
 
     settings = obj.settings
     with obj.store() as store:

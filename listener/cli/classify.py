@@ -352,7 +352,7 @@ def reclassify_command(obj: Context, since: int | None) -> None:
     Saved batch by batch: an interrupted run resumes where it stopped. Human corrections
     are never touched.
     """
-    from listener.jobs import reclassify_items
+    from listener.jobs.classify import reclassify_items
 
     classifier = _load(obj)
     with obj.store() as store:

@@ -20,7 +20,7 @@ from listener.config import Settings
 from listener.digest.build import group_stories
 from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRow, SpikeRule, WatchRow
 from listener.errors import MailError
-from listener.jobs_digest import retry_time
+from listener.jobs.digest import retry_time
 from listener.mail import deliver
 from listener.render.alert import alert_message_id, render_alert
 from listener.store import Store

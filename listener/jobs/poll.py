@@ -1,4 +1,4 @@
-"""The poll job, and the classifier's wiring; reads like the data-flow diagram in README.md.
+"""Wiring of the poll job; reads like the data-flow diagram in README.md.
 
 poll: poll_matcher (watches caught up) ─► fetcher.fetch_many ─bytes─► parse (worker
       processes) ─ParsedFeed─► store.known_hashes ─► decide ─FeedUpdate─► classify_items
@@ -11,20 +11,17 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from listener.classify.model import Classifier, Prediction, item_text
-from listener.config import Settings
 from listener.domain import (
     FeedSource,
     FeedUpdate,
@@ -40,77 +37,13 @@ from listener.domain import (
 )
 from listener.errors import FetchError, ParseError
 from listener.feeds.decide import PollOutcome, decide
-from listener.feeds.parse import parse_feed
-from listener.jobs_watch import match_poll_items, poll_matcher, sync_config_watches
+from listener.jobs.classify import classify_items
+from listener.jobs.services import Services
+from listener.jobs.watches import match_poll_items, poll_matcher, sync_config_watches
 from listener.store import Store
 from listener.watches.matcher import WatchMatcher
 
 log = structlog.get_logger(__name__)
-
-
-class Fetcher(Protocol):
-    """Fetches feeds (feeds.fetch.HttpFetcher; tests hand in a fake)."""
-
-    def fetch_many(
-        self, sources: Iterable[FeedSource]
-    ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]: ...
-
-    def close(self) -> None: ...
-
-
-# Parses one fetched body; runs in worker processes, so it must pickle (a module function).
-Parser = Callable[[int, Fetched], ParsedFeed]
-
-
-@dataclass
-class Services:
-    """Everything a job needs, built once by the CLI (no module-level singletons)."""
-
-    settings: Settings
-    store: Store
-    fetcher: Fetcher
-    parse: Parser = parse_feed
-    classifier: Classifier | None = None  # None: items are stored unclassified
-    rand: Callable[[], float] = field(default=random.random)  # jitter; tests pin it
-
-
-def classify_items(classifier: Classifier, items: list[Item]) -> dict[str, Prediction]:
-    """Predictions for items, by item key (one batch: the model is fastest on many texts)."""
-    if not items:
-        return {}
-    predictions = classifier.predict([item_text(item.title, item.summary) for item in items])
-    return {item.key: prediction for item, prediction in zip(items, predictions, strict=True)}
-
-
-def reclassify_items(
-    store: Store,
-    classifier: Classifier,
-    *,
-    since: datetime | None,
-    now: datetime,
-    batch_size: int,
-    on_batch: Callable[[int], object] = lambda count: None,
-) -> int:
-    """Backfill: classify, batch by batch, the items this model has not classified yet.
-
-    Each batch is one transaction, so an interrupted run resumes where it stopped.
-    """
-    done = 0
-    after_id = 0
-    while rows := store.items_to_classify(
-        classifier.version, since=since, after_id=after_id, limit=batch_size
-    ):
-        predictions = classifier.predict([item_text(title, summary) for _, title, summary in rows])
-        store.save_predictions(
-            classifier.version,
-            [(row[0], p) for row, p in zip(rows, predictions, strict=True)],
-            now,
-        )
-        after_id = rows[-1][0]
-        done += len(rows)
-        on_batch(len(rows))
-    log.info("items_reclassified", model_version=classifier.version, items=done)
-    return done
 
 
 def sync_config_feeds(services: Services, now: datetime) -> int:
@@ -288,3 +221,10 @@ def _log_result(update: FeedUpdate, outcome: PollOutcome) -> None:
             error=result.error,
             **fields,
         )
+
+
+def poll_job(services: Services, now: datetime) -> list[PollResult]:
+    """The daemon's poll job: the config's feeds and watches into the store, then every
+    feed that is due."""
+    sync_config(services, now)
+    return poll_feeds(services, now)
