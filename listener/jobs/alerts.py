@@ -2,9 +2,9 @@
 
 check: store.list_watches (caught-up ones) ─► store.watch_mentions + effective_labels
        ─► spikes.daily_counts ─► assess ─► plan_episodes ─► store.record_spikes
-send:  store.open_spikes ─► per (watch, check) and follower: store.claim_alert ─►
-       spike_alert ─► render_alert ─► deliver ─► store.mark_alert_sent (a failed send:
-       store.release_alert, retried later), so each alert goes out once across restarts
+send:  store.open_spikes ─► per (watch, check) and follower, sending.send_once: claim the
+       alert's row ─► spike_alert ─► render_alert ─► deliver ─► mark it sent (a failed
+       send: the claim released, retried later), so each alert goes out once across restarts
 """
 
 from __future__ import annotations
@@ -12,16 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import structlog
 
 from listener.config import Settings
 from listener.digest.build import group_stories
 from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRow, SpikeRule, WatchRow
-from listener.errors import MailError
-from listener.jobs.digest import retry_time
-from listener.mail import deliver
+from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
 from listener.render.alert import alert_message_id, render_alert
 from listener.store import Store
 from listener.watches.spikes import (
@@ -180,43 +177,74 @@ def _send_one(
     now: datetime,
 ) -> AlertOutcome | None:
     functions = tuple(e.function for e in episodes)
-    stale = now - timedelta(minutes=settings.digest.claim_timeout_minutes)
-    claim = store.claim_alert(
-        recipient.name, row.id, opened_at, functions, now=now, stale_before=stale
-    )
-    if claim is None:
+
+    def compose() -> Letter:
+        alert = spike_alert(store, settings, row, opened_at, episodes)
+        message = render_alert(
+            alert,
+            recipient,
+            sender=settings.digest.sender,
+            generated_at=now,
+            message_domain=settings.digest.message_domain,
+        )
+        alert_id = alert_message_id(alert, recipient, settings.digest.message_domain)
+        name = f"alert-{opened_at:%Y-%m-%dT%H}-{row.name}-{recipient.name}"
+        return Letter(message, alert_id, name)
+
+    alert_row = _AlertRow(store, recipient.name, row.id, opened_at, functions)
+    outcome = send_once(alert_row, compose, settings, now)
+    if isinstance(outcome, NotClaimed | NothingToSend):
         log.debug("alert_skipped", reason="sent_claimed_or_waiting_retry")
         return None
-    alert = spike_alert(store, settings, row, opened_at, episodes)
-    message = render_alert(
-        alert,
-        recipient,
-        sender=settings.digest.sender,
-        generated_at=now,
-        message_domain=settings.digest.message_domain,
+    if isinstance(outcome, Failed):
+        log.warning("alert_failed", error=outcome.error, attempts=outcome.attempts)
+        return AlertOutcome(recipient.name, row.name, opened_at, "failed", functions, outcome.error)
+    log.info("alert_sent", functions=list(functions), delivery=outcome.delivery)
+    return AlertOutcome(
+        recipient.name, row.name, opened_at, "sent", functions, None, outcome.delivery
     )
-    name = f"alert-{opened_at:%Y-%m-%dT%H}-{row.name}-{recipient.name}"
-    try:
-        delivery = deliver(message, settings.smtp, Path(settings.digest.outbox), name)
-    except MailError as exc:
-        attempts = store.alert_attempts(recipient.name, row.id, opened_at)
-        retry_at = retry_time(now, attempts)
-        store.release_alert(
-            recipient.name, row.id, opened_at, claim, error=str(exc), retry_at=retry_at
+
+
+@dataclass(frozen=True, slots=True)
+class _AlertRow:
+    """The alerts row of (recipient, watch, opened at), as sending.send_once moves it."""
+
+    store: Store
+    recipient: str
+    watch_id: int
+    opened_at: datetime
+    functions: tuple[str, ...]
+
+    def claim(self, *, now: datetime, stale_before: datetime) -> str | None:
+        return self.store.claim_alert(
+            self.recipient,
+            self.watch_id,
+            self.opened_at,
+            self.functions,
+            now=now,
+            stale_before=stale_before,
         )
-        log.warning("alert_failed", error=str(exc), attempts=attempts + 1)
-        return AlertOutcome(recipient.name, row.name, opened_at, "failed", functions, str(exc))
-    store.mark_alert_sent(
-        recipient.name,
-        row.id,
-        opened_at,
-        claim,
-        now=now,
-        message_id=alert_message_id(alert, recipient, settings.digest.message_domain),
-        delivery=delivery,
-    )
-    log.info("alert_sent", functions=list(functions), delivery=delivery)
-    return AlertOutcome(recipient.name, row.name, opened_at, "sent", functions, None, delivery)
+
+    def mark_sent(
+        self, claim_id: str, letter: Letter | None, *, now: datetime, delivery: str
+    ) -> None:
+        self.store.mark_alert_sent(
+            self.recipient,
+            self.watch_id,
+            self.opened_at,
+            claim_id,
+            now=now,
+            message_id=letter.message_id if letter else None,
+            delivery=delivery,
+        )
+
+    def release(self, claim_id: str, *, error: str, retry_at: datetime) -> None:
+        self.store.release_alert(
+            self.recipient, self.watch_id, self.opened_at, claim_id, error=error, retry_at=retry_at
+        )
+
+    def attempts(self) -> int:
+        return self.store.alert_attempts(self.recipient, self.watch_id, self.opened_at)
 
 
 def _mentions(

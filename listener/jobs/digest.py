@@ -1,8 +1,8 @@
 """Wiring of the digest and maintenance jobs; reads like the data-flow diagram:
 
-digest: latest_due_period ─► is_digest_due ─► store.claim_digest ─► digest data
-        ─► build_digest ─► render_digest ─EmailMessage─► deliver (SMTP or outbox)
-        ─► store.mark_digest_sent   (a failed send: store.release_digest, retried later)
+digest: latest_due_period ─► is_digest_due ─► sending.send_once: claim the (recipient, day)
+        row ─► digest data ─► build_digest ─► render_digest ─► deliver (SMTP or outbox)
+        ─► mark it sent   (a failed send: the claim released, retried later)
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 
 import structlog
 
@@ -20,16 +19,12 @@ from listener.digest.model import Digest
 from listener.digest.periods import digest_period, is_digest_due, latest_due_period
 from listener.digest.watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
-from listener.errors import MailError
 from listener.feeds.schedule import health_of
-from listener.mail import deliver
+from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
 from listener.render.digest import message_id, render_digest
 from listener.store import Store
 
 log = structlog.get_logger(__name__)
-
-_RETRY_FIRST = timedelta(minutes=5)
-_RETRY_MAX = timedelta(hours=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +35,6 @@ class DigestOutcome:
     reason: str | None = None
     items: int = 0
     delivery: str | None = None
-
-
-def retry_time(now: datetime, attempts: int) -> datetime:
-    """When to retry a send that failed `attempts` + 1 times: 5 min, doubling, at most 2 h."""
-    delay: timedelta = min(_RETRY_FIRST * (2 ** min(attempts, 10)), _RETRY_MAX)
-    return now + delay
 
 
 def digest_data(
@@ -131,62 +120,76 @@ def _send_one(
         reason = "already_sent" if sent else "not_due"
         log.debug("digest_skipped", reason=reason)
         return DigestOutcome(recipient.name, day, "skipped", reason)
-    stale = now - timedelta(minutes=settings.digest.claim_timeout_minutes)
-    claim = store.claim_digest(
-        recipient.name,
-        day,
-        period=(period.starts_at, period.ends_at),
-        now=now,
-        stale_before=stale,
-    )
-    if claim is None:
+
+    def compose() -> Letter | None:
+        data = digest_data(store, settings, recipient, period, now)
+        digest = make_digest(recipient, period, data)
+        if is_empty(digest) and not recipient.send_when_empty:
+            return None
+        message = render_digest(
+            digest,
+            sender=settings.digest.sender,
+            generated_at=now,
+            message_domain=settings.digest.message_domain,
+        )
+        digest_id = message_id(digest, settings.digest.message_domain)
+        return Letter(message, digest_id, f"{day}-{recipient.name}", digest.total_items)
+
+    outcome = send_once(_DigestRow(store, recipient.name, day, period), compose, settings, now)
+    if isinstance(outcome, NotClaimed):
         log.info("digest_skipped", reason="claimed_or_waiting_retry")
         return DigestOutcome(recipient.name, day, "skipped", "claimed_or_waiting_retry")
-    digest = make_digest(recipient, period, digest_data(store, settings, recipient, period, now))
-    if is_empty(digest) and not recipient.send_when_empty:
-        store.mark_digest_sent(
-            recipient.name,
-            day,
-            claim,
-            now=now,
-            item_count=0,
-            message_id=None,
-            delivery="nothing to send",
-        )
+    if isinstance(outcome, NothingToSend):
         log.info("digest_skipped", reason="empty")
         return DigestOutcome(recipient.name, day, "skipped", "empty")
-    message = render_digest(
-        digest,
-        sender=settings.digest.sender,
-        generated_at=now,
-        message_domain=settings.digest.message_domain,
-    )
-    try:
-        delivery = deliver(
-            message,
-            settings.smtp,
-            Path(settings.digest.outbox),
-            f"{day}-{recipient.name}",
-        )
-    except MailError as exc:
-        attempts = store.digest_attempts(recipient.name, day)
-        retry_at = retry_time(now, attempts)
-        store.release_digest(recipient.name, day, claim, error=str(exc), retry_at=retry_at)
+    if isinstance(outcome, Failed):
         log.warning(
-            "digest_failed", error=str(exc), attempts=attempts + 1, retry_at=retry_at.isoformat()
+            "digest_failed",
+            error=outcome.error,
+            attempts=outcome.attempts,
+            retry_at=outcome.retry_at.isoformat(),
         )
-        return DigestOutcome(recipient.name, day, "failed", str(exc))
-    store.mark_digest_sent(
-        recipient.name,
-        day,
-        claim,
-        now=now,
-        item_count=digest.total_items,
-        message_id=message_id(digest, settings.digest.message_domain),
-        delivery=delivery,
-    )
-    log.info("digest_sent", items=digest.total_items, delivery=delivery)
-    return DigestOutcome(recipient.name, day, "sent", None, digest.total_items, delivery)
+        return DigestOutcome(recipient.name, day, "failed", outcome.error)
+    items = outcome.letter.items
+    log.info("digest_sent", items=items, delivery=outcome.delivery)
+    return DigestOutcome(recipient.name, day, "sent", None, items, outcome.delivery)
+
+
+@dataclass(frozen=True, slots=True)
+class _DigestRow:
+    """The digests row of (recipient, day), as sending.send_once moves it."""
+
+    store: Store
+    recipient: str
+    day: str
+    period: DigestPeriod
+
+    def claim(self, *, now: datetime, stale_before: datetime) -> str | None:
+        period = (self.period.starts_at, self.period.ends_at)
+        return self.store.claim_digest(
+            self.recipient, self.day, period=period, now=now, stale_before=stale_before
+        )
+
+    def mark_sent(
+        self, claim_id: str, letter: Letter | None, *, now: datetime, delivery: str
+    ) -> None:
+        self.store.mark_digest_sent(
+            self.recipient,
+            self.day,
+            claim_id,
+            now=now,
+            item_count=letter.items if letter else 0,
+            message_id=letter.message_id if letter else None,
+            delivery=delivery,
+        )
+
+    def release(self, claim_id: str, *, error: str, retry_at: datetime) -> None:
+        self.store.release_digest(
+            self.recipient, self.day, claim_id, error=error, retry_at=retry_at
+        )
+
+    def attempts(self) -> int:
+        return self.store.digest_attempts(self.recipient, self.day)
 
 
 def run_maintenance(store: Store, settings: Settings, now: datetime) -> dict[str, int]:

@@ -41,7 +41,7 @@ class AlertsMixin(StoreBase):
         claim_id: str,
         *,
         now: datetime,
-        message_id: str,
+        message_id: str | None,
         delivery: str,
     ) -> None:
         keys = _alert_keys(recipient, watch_id, opened_at)
