@@ -1,7 +1,7 @@
 """I/O: the daemon benchmark. The poller's memory over a simulated day of polling.
 
 The real poll job runs in this process as the daemon runs it (`jobs.poll.poll_feeds` on Services
-from `cli.make_services`, the shipped model loaded, one SQLite connection, parse workers
+from `app.make_services`, the shipped model loaded, one SQLite connection, parse workers
 from a forkserver), once per simulated hour on an injected clock, against
 bench/changing_server.py in its own process:
 

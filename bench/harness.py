@@ -48,7 +48,7 @@ def log_to(stream: TextIO, level: str = "INFO") -> None:
 def open_services(settings: Any, db_path: Path, classify_option: str) -> tuple[Any, Any, str]:
     """(store, services, what the report says of classification), as `listener run` builds
     them; a model that --classify on cannot load ends the benchmark with its error."""
-    from listener.cli import make_services
+    from listener.app import make_services
     from listener.config import model_path
     from listener.errors import ClassifierError
     from listener.store import open_store

@@ -1,7 +1,8 @@
 """I/O: the daemon loop around the jobs (APScheduler 3), its signals, and its single-run lock.
 
 The only module that imports apscheduler; its untyped API stays in here. Every job is a plain
-callable that also runs once from the CLI; this module only decides *when* it runs.
+callable that also runs once from the CLI; this module only decides *when* it runs (app.py
+holds the job table).
 
 Missed runs (a host that sleeps, a long poll holding the one default worker):
 - `coalesce=True`: after a wake-up, a job whose runs piled up runs once, not once per missed run.
@@ -83,8 +84,8 @@ class DaemonScheduler:
     """The daemon's schedule: `start(jobs)` ... `shutdown()`, or `run_until_stopped(jobs, stop)`.
 
     `on_schedule` gets `next_runs()` once started and again each time a run is scheduled
-    (from the scheduler's thread: keep it quick), e.g. `schedule.update` for the heartbeat.
-    `next_runs()` can also be read from any thread, even inside a job.
+    (from the scheduler's thread: keep it quick). `next_runs()` can also be read from any
+    thread, even inside a job (the heartbeat writes it to the database).
     """
 
     def __init__(
@@ -187,18 +188,6 @@ class DaemonScheduler:
             )
         else:  # the previous run is still going: normal when a poll outlasts its interval
             log.info("job_skipped", job=event.job_id, reason="still_running")
-
-
-def run_until_stopped(
-    jobs: Sequence[ScheduledJob],
-    stop: threading.Event,
-    *,
-    misfire_grace_s: int = 3600,
-    on_schedule: OnSchedule | None = None,
-) -> None:
-    """Run `jobs` on their schedules until `stop` is set; running jobs finish first."""
-    scheduler = DaemonScheduler(misfire_grace_s=misfire_grace_s, on_schedule=on_schedule)
-    scheduler.run_until_stopped(jobs, stop)
 
 
 def install_signal_handlers(stop: threading.Event) -> Callable[[], None]:

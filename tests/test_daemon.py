@@ -29,9 +29,9 @@ from listener.daemon import (
     ScheduledJob,
     daemon_lock,
     install_signal_handlers,
-    run_until_stopped,
 )
 from listener.errors import ListenerError, StoreError
+from tests.scheduling import run_until_stopped
 
 WAIT_S = 5.0  # upper bound for something that should happen within milliseconds
 

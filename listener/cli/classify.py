@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import click
 
-from listener.cli_support import (
+from listener.cli.support import (
     LIMIT_OPTION,
     MODEL_OPTION,
     SINCE_OPTION,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,6 +22,9 @@ from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRow, SpikeRule, Watch
 from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
 from listener.render.alert import alert_message_id, render_alert
 from listener.store import Store
+
+if TYPE_CHECKING:
+    from listener.jobs.services import Services
 from listener.watches.spikes import (
     DAY,
     FUNCTIONS,
@@ -131,6 +135,11 @@ def run_alerts(store: Store, settings: Settings, now: datetime) -> list[AlertOut
         return []
     check_spikes(store, settings, now)
     return send_due_alerts(store, settings, now)
+
+
+def alerts_job(services: Services, now: datetime) -> list[AlertOutcome]:
+    """The daemon's alerts job (run_alerts)."""
+    return run_alerts(services.store, services.settings, now)
 
 
 def spike_alert(

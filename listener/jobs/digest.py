@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -23,6 +24,9 @@ from listener.feeds.schedule import health_of
 from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
 from listener.render.digest import message_id, render_digest
 from listener.store import Store
+
+if TYPE_CHECKING:
+    from listener.jobs.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -198,3 +202,13 @@ def run_maintenance(store: Store, settings: Settings, now: datetime) -> dict[str
     result = store.run_maintenance(polls_before=before)
     log.info("maintenance_done", **result)
     return result
+
+
+def digest_job(services: Services, now: datetime) -> list[DigestOutcome]:
+    """The daemon's digest job: every recipient's due digest, once."""
+    return send_due_digests(services.store, services.settings, now)
+
+
+def maintenance_job(services: Services, now: datetime) -> dict[str, int]:
+    """The daemon's daily maintenance."""
+    return run_maintenance(services.store, services.settings, now)

@@ -7,14 +7,16 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from listener.classify.model import Classifier
 from listener.config import Settings
 from listener.domain import FeedSource, Fetched, FetchOutcome, ParsedFeed
 from listener.errors import FetchError
 from listener.feeds.parse import parse_feed
 from listener.store import Store
+
+if TYPE_CHECKING:  # the model's imports are heavy: only the jobs that classify load them
+    from listener.classify.model import Classifier
 
 
 class Fetcher(Protocol):
@@ -33,7 +35,7 @@ Parser = Callable[[int, Fetched], ParsedFeed]
 
 @dataclass
 class Services:
-    """Everything a job needs, built once by the CLI (no module-level singletons)."""
+    """Everything a job needs, built once by app.make_services (no module-level singletons)."""
 
     settings: Settings
     store: Store

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from listener.cli_support import (
+from listener.cli.support import (
     LIMIT_OPTION,
     SINCE_OPTION,
     Context,

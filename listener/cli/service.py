@@ -1,12 +1,9 @@
-"""Commands for the service: run (the daemon), status, digest (preview or send now)."""
+"""Commands for the service: run (the daemon), status, digest (preview or send now), alerts."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import socket
-import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,11 +11,9 @@ from typing import Any
 import click
 import structlog
 
-from listener import __version__
-from listener.cli_support import Context, handle_errors, now_utc
+from listener.cli.support import Context, handle_errors, now_utc
 from listener.domain import LABELS, Recipient
 from listener.feeds.schedule import health_of
-from listener.store import open_store
 
 log = structlog.get_logger(__name__)
 
@@ -33,87 +28,12 @@ def run_command(obj: Context) -> None:
     One process per database (a second one refuses to start). SIGTERM or Ctrl-C stops it
     after the job in progress; a restart resumes the schedule from the database.
     """
-    from listener.cli import make_services
-    from listener.daemon import (
-        DaemonScheduler,
-        ScheduledJob,
-        daemon_lock,
-        install_signal_handlers,
-    )
-    from listener.jobs.alerts import run_alerts
-    from listener.jobs.digest import run_maintenance, send_due_digests
-    from listener.jobs.poll import poll_feeds, sync_config
+    from listener.app import run_daemon
+    from listener.daemon import daemon_lock
 
-    settings = obj.settings
     obj.configure_logging(cache=True)
-    db_path = obj.database_path()
-    with daemon_lock(db_path), obj.store() as store:
-        services = make_services(settings, store)
-        beats = open_store(db_path, busy_timeout_s=settings.busy_timeout_s)
-        started = now_utc()
-        pid = os.getpid()
-        scheduler = DaemonScheduler()
-
-        def heartbeat() -> None:
-            beats.record_heartbeat(
-                pid=pid,
-                host=socket.gethostname(),
-                version=__version__,
-                started_at=started,
-                now=now_utc(),
-                next_runs=scheduler.next_runs(),
-            )
-
-        def poll() -> None:
-            sync_config(services, now_utc())
-            poll_feeds(services, now_utc())
-
-        daemon = settings.daemon
-        jobs = [
-            ScheduledJob("poll", poll, every_s=daemon.poll_every_minutes * 60, jitter_s=5),
-            ScheduledJob(
-                "digest",
-                lambda: send_due_digests(store, settings, now_utc()),
-                every_s=settings.digest.check_every_minutes * 60,
-            ),
-            *(
-                [
-                    ScheduledJob(
-                        "alerts",
-                        lambda: run_alerts(store, settings, now_utc()),
-                        every_s=settings.alerts.check_every_minutes * 60,
-                    )
-                ]
-                if settings.alerts.enabled
-                else []
-            ),
-            ScheduledJob(
-                "maintenance",
-                lambda: run_maintenance(store, settings, now_utc()),
-                daily_at_utc=daemon.maintenance_at,
-                run_at_start=False,
-            ),
-            ScheduledJob(
-                "heartbeat", heartbeat, every_s=daemon.heartbeat_s, executor="side", quiet=True
-            ),
-        ]
-        stop = threading.Event()
-        restore = install_signal_handlers(stop)
-        log.info(
-            "daemon_starting",
-            pid=pid,
-            database=str(db_path),
-            version=__version__,
-            model=services.classifier.version if services.classifier else None,
-        )
-        try:
-            scheduler.run_until_stopped(jobs, stop)
-        finally:
-            restore()
-            services.fetcher.close()
-            beats.record_daemon_stopped(pid, now_utc())
-            beats.close()
-            log.info("daemon_stopped", pid=pid)
+    with daemon_lock(obj.database_path()), obj.store() as store:
+        run_daemon(obj.settings, store)
 
 
 @click.command("status")

@@ -1,0 +1,150 @@
+"""The one assembly point: the services built from the settings (the classifier loaded and
+checked once), the daemon's job table, and the daemon around it (heartbeat and signals).
+
+The command line calls in here to run a job or the daemon; nothing in the package imports
+this module. Every job is `job(services, now)`: the daemon only decides when it runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import structlog
+
+from listener import __version__
+from listener.classify.model import Classifier, load_classifier
+from listener.config import Settings, model_path
+from listener.daemon import DaemonScheduler, ScheduledJob, install_signal_handlers
+from listener.feeds.fetch import HttpFetcher
+from listener.jobs.alerts import alerts_job
+from listener.jobs.digest import digest_job, maintenance_job
+from listener.jobs.poll import poll_job
+from listener.jobs.services import Job, Services
+from listener.store import Store, open_store
+
+log = structlog.get_logger(__name__)
+
+
+def load_model(settings: Settings) -> Classifier:
+    """The configured classifier (or the shipped one), loaded and checked."""
+    return load_classifier(
+        model_path(settings), uncertain_below=settings.classifier.uncertain_below
+    )
+
+
+def make_services(settings: Settings, store: Store, *, classify: bool = True) -> Services:
+    """The services the jobs run on; with `classify`, the model in use is recorded."""
+    classifier = load_model(settings) if classify else None
+    if classifier is not None:
+        store.record_model(classifier.version, {"path": str(model_path(settings))}, _now())
+    return Services(
+        settings=settings,
+        store=store,
+        fetcher=HttpFetcher(settings.poll.limits),
+        classifier=classifier,
+    )
+
+
+@contextmanager
+def open_services(settings: Settings, store: Store, *, classify: bool = True) -> Iterator[Services]:
+    """make_services, and the fetcher's connections closed at the end."""
+    services = make_services(settings, store, classify=classify)
+    try:
+        yield services
+    finally:
+        services.fetcher.close()
+
+
+def daemon_jobs(services: Services) -> list[ScheduledJob]:
+    """The daemon's job table: what runs, how often."""
+    settings = services.settings
+    daemon = settings.daemon
+
+    def scheduled(job: Job) -> functools.partial[None]:
+        return functools.partial(_run_job, job, services)
+
+    jobs = [
+        ScheduledJob(
+            "poll", scheduled(poll_job), every_s=daemon.poll_every_minutes * 60, jitter_s=5
+        ),
+        ScheduledJob(
+            "digest", scheduled(digest_job), every_s=settings.digest.check_every_minutes * 60
+        ),
+    ]
+    if settings.alerts.enabled:
+        every_s = settings.alerts.check_every_minutes * 60
+        jobs.append(ScheduledJob("alerts", scheduled(alerts_job), every_s=every_s))
+    jobs.append(
+        ScheduledJob(
+            "maintenance",
+            scheduled(maintenance_job),
+            daily_at_utc=daemon.maintenance_at,
+            run_at_start=False,
+        )
+    )
+    return jobs
+
+
+def run_daemon(settings: Settings, store: Store) -> None:
+    """Run the jobs on their schedules until SIGTERM or SIGINT; the job in progress finishes
+    first. The caller holds the database's daemon lock (daemon.daemon_lock).
+
+    A second connection writes the heartbeat from its own thread, so `listener status` sees
+    a live daemon during a long poll.
+    """
+    with open_services(settings, store) as services:
+        beats = open_store(store.path, busy_timeout_s=settings.busy_timeout_s)
+        started = _now()
+        pid = os.getpid()
+        scheduler = DaemonScheduler()
+
+        def heartbeat() -> None:
+            beats.record_heartbeat(
+                pid=pid,
+                host=socket.gethostname(),
+                version=__version__,
+                started_at=started,
+                now=_now(),
+                next_runs=scheduler.next_runs(),
+            )
+
+        jobs = [
+            *daemon_jobs(services),
+            ScheduledJob(
+                "heartbeat",
+                heartbeat,
+                every_s=settings.daemon.heartbeat_s,
+                executor="side",
+                quiet=True,
+            ),
+        ]
+        stop = threading.Event()
+        restore = install_signal_handlers(stop)
+        log.info(
+            "daemon_starting",
+            pid=pid,
+            database=str(store.path),
+            version=__version__,
+            model=services.classifier.version if services.classifier else None,
+        )
+        try:
+            scheduler.run_until_stopped(jobs, stop)
+        finally:
+            restore()
+            beats.record_daemon_stopped(pid, _now())
+            beats.close()
+            log.info("daemon_stopped", pid=pid)
+
+
+def _run_job(job: Job, services: Services) -> None:
+    job(services, _now())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
