@@ -51,7 +51,7 @@ FAILING_FEEDS, GONE_FEEDS, SILENT_FEEDS = 0.02, 0.005, 0.02
 SUMMARY_SENTENCES_WORDS = (25, 80)
 PREDICTION_TEMPLATES = 4096
 CHUNK_ITEMS = 50_000
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # listener.store_base's
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # listener.store._base's
 _LABEL_WEIGHTS = {  # how often each label is an item's best one
     "marketing": 22,
     "communication": 20,

@@ -10,7 +10,7 @@ matching  bench/watch_corpus.py's 50 invented watches (every form of the query l
           time goes, on part of the long items: tokenizing alone, the 47 name watches, each
           topic watch alone.
 checks    every injected mention is found (in its watch's scope); on a sample, the matcher
-          agrees, terms included, with `watch_query.match` run one query at a time
+          agrees, terms included, with `watches.query.match` run one query at a time
 backfill  a database of --watch-items items (bench/digest_db.py, full-text index left empty)
           reopened with `open_store`, one watch added with `save_watch`, then
           `backfill_watches` end to end, timed; then its cursor and, on a sample of items, its
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--watch-sample",
         type=int,
         default=500,
-        help="items per summary length checked against watch_query.match (default 500)",
+        help="items per summary length checked against watches.query.match (default 500)",
     )
     group.add_argument(
         "--watch-query",

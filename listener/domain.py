@@ -186,6 +186,9 @@ class PollResult:
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
+# -- one poll's update: feeds.decide makes it, the poll job completes it, Store.apply writes it
+
+
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """A 2xx body with new bytes, and what parse_feed made of it."""
@@ -262,6 +265,9 @@ class FeedUpdate:
     unchanged: tuple[Item, ...] = ()
     predictions: Predictions | None = None
     mentions: PollMentions | None = None
+
+
+# -- a feed as stored ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
