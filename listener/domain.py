@@ -378,6 +378,18 @@ class MatchCursor:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSpike:
+    """A spike episode a check opens: the watch and function, and the volume that did it."""
+
+    watch_id: int
+    function: str
+    count: int  # mentions in the last 24 hours
+    baseline_mean: float
+    baseline_sd: float
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
 class SpikeRow:
     """An open (or closed) spike episode of one watch and function."""
 

@@ -18,7 +18,15 @@ import structlog
 
 from listener.config import Settings
 from listener.digest.build import group_stories
-from listener.domain import ALL_FUNCTIONS, Recipient, SpikeRow, SpikeRule, WatchRow
+from listener.domain import (
+    ALL_FUNCTIONS,
+    Mention,
+    NewSpike,
+    Recipient,
+    SpikeRow,
+    SpikeRule,
+    WatchRow,
+)
 from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
 from listener.render.alert import alert_message_id, render_alert
 from listener.store import Store
@@ -69,9 +77,9 @@ def check_spikes(store: Store, settings: Settings, now: datetime) -> int:
             continue
         names[row.id] = row.name
         mentions = _mentions(store, row.id, check_at, rule)
-        labels = store.effective_labels([item_id for item_id, _, _ in mentions])
+        labels = store.effective_labels([m.item_id for m in mentions])
         counts = daily_counts(
-            ((at, labels.get(item_id, ())) for item_id, at, _ in mentions), check_at, rule
+            ((m.mentioned_at, labels.get(m.item_id, ())) for m in mentions), check_at, rule
         )
         for function in FUNCTIONS:
             volumes[(row.id, function)] = assess(counts[function], rule)
@@ -82,8 +90,11 @@ def check_spikes(store: Store, settings: Settings, now: datetime) -> int:
         rule,
     )
     opened = store.record_spikes(
-        opened=[(w, f, v.count, v.mean, v.sd, v.threshold) for (w, f), v in plan.opened],
-        updated=[(episodes[key].id, count) for key, count in plan.updated],
+        opened=[
+            NewSpike(watch_id, function, v.count, v.mean, v.sd, v.threshold)
+            for (watch_id, function), v in plan.opened
+        ],
+        updated={episodes[key].id: count for key, count in plan.updated},
         closed=[episodes[key].id for key in plan.closed],
         now=check_at,
     )
@@ -159,7 +170,7 @@ def spike_alert(
     )
     mentions = _mentions(store, row.id, opened_at, rule)
     start = opened_at - DAY
-    recent = {item_id: terms for item_id, at, terms in mentions if at >= start}
+    recent = {m.item_id: m.terms for m in mentions if m.mentioned_at >= start}
     items = store.digest_items_by_id(sorted(recent))
     spiked = {function for function, _ in functions}
     if ALL_FUNCTIONS not in spiked:
@@ -170,7 +181,7 @@ def spike_alert(
         opened_at=opened_at,
         window_start=start,
         functions=functions,
-        terms=term_trends(((at, terms) for _, at, terms in mentions), opened_at, rule),
+        terms=term_trends(((m.mentioned_at, m.terms) for m in mentions), opened_at, rule),
         items=top_items(stories, settings.alerts.top_items),
         min_count=rule.min_count,
     )
@@ -256,9 +267,7 @@ class _AlertRow:
         return self.store.alert_attempts(self.recipient, self.watch_id, self.opened_at)
 
 
-def _mentions(
-    store: Store, watch_id: int, check_at: datetime, rule: SpikeRule
-) -> list[tuple[int, datetime, tuple[str, ...]]]:
+def _mentions(store: Store, watch_id: int, check_at: datetime, rule: SpikeRule) -> list[Mention]:
     # Feeds added within the window would count their archive as a burst: left out until
     # they have been polled for the whole baseline.
     start = window_start(check_at, rule)

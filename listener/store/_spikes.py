@@ -4,11 +4,11 @@ recent ones for `listener alerts list`. Decides nothing: what is a spike is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from listener.domain import SpikeRow
+from listener.domain import NewSpike, SpikeRow
 from listener.store._base import NEVER, StoreBase, from_db_time, to_db_time, wrap_errors
 
 
@@ -29,25 +29,34 @@ class SpikesMixin(StoreBase):
     def record_spikes(
         self,
         *,
-        opened: Sequence[tuple[int, str, int, float, float, float]],
-        updated: Sequence[tuple[int, int]],
+        opened: Sequence[NewSpike],
+        updated: Mapping[int, int],
         closed: Sequence[int],
         now: datetime,
     ) -> int:
-        """Open episodes (watch id, function, count, mean, sd, threshold), update the counts
-        of open ones (id, count), close others; one transaction. The episodes opened (one
-        already open for the same watch and function is left alone)."""
+        """Open episodes, update the counts of open ones (spike id -> count), close others
+        (by id); one transaction. The episodes opened (one already open for the same watch
+        and function is left alone)."""
         stamp = to_db_time(now)
         with wrap_errors("recording spikes"), self.db.atomic():
             added = 0
-            for watch_id, function, count, mean, sd, threshold in opened:
+            for spike in opened:
                 added += self.db.execute(
                     "INSERT OR IGNORE INTO spikes (watch_id, function, started_at, count,"
                     " baseline_mean, baseline_sd, threshold, peak_count)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [watch_id, function, stamp, count, mean, sd, threshold, count],
+                    [
+                        spike.watch_id,
+                        spike.function,
+                        stamp,
+                        spike.count,
+                        spike.baseline_mean,
+                        spike.baseline_sd,
+                        spike.threshold,
+                        spike.count,
+                    ],
                 ).rowcount
-            for spike_id, count in updated:
+            for spike_id, count in updated.items():
                 self.db.execute(
                     "UPDATE spikes SET count = ?, peak_count = max(peak_count, ?) WHERE id = ?",
                     [count, count, spike_id],

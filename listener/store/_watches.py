@@ -192,9 +192,9 @@ class WatchesMixin(StoreBase):
 
     def watch_mentions(
         self, watch_id: int, start: datetime, end: datetime, *, settled_before: datetime
-    ) -> list[tuple[int, datetime, Terms]]:
-        """(item id, mention time, terms) of a watch's mentions in [start, end), from feeds
-        added before `settled_before` (a feed's first poll brings its archive at once)."""
+    ) -> list[Mention]:
+        """A watch's mentions in [start, end), from feeds added before `settled_before` (a
+        feed's first poll brings its archive at once)."""
         with wrap_errors("reading mentions"):
             rows = self.db.execute(
                 "SELECT mentions.item_id, mentions.published_at, mentions.terms FROM mentions"
@@ -205,7 +205,7 @@ class WatchesMixin(StoreBase):
                 [watch_id, to_db_time(start), to_db_time(end), to_db_time(settled_before)],
             ).fetchall()
         return [
-            (item_id, from_db_time(at) or NEVER, tuple(json.loads(terms)))
+            Mention(watch_id, item_id, from_db_time(at) or NEVER, tuple(json.loads(terms)))
             for item_id, at, terms in rows
         ]
 
