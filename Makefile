@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DB ?= listener.db
 CONFIG ?= config/listener.toml
 
-.PHONY: help check install fmt lint typecheck test cov run poll-once digest-preview status bench bench-quick model clean
+.PHONY: help check install fmt lint typecheck test test-any-day cov run poll-once digest-preview status bench bench-quick model clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -23,18 +23,22 @@ install: $(STAMP)  ## venv + editable install with the dev tools
 check: lint typecheck test  ## everything CI runs
 
 fmt: $(STAMP)  ## ruff format + ruff check --fix
-	$(BIN)/ruff format listener tests bench
-	$(BIN)/ruff check --fix listener tests bench
+	$(BIN)/ruff format listener tests bench setup.py
+	$(BIN)/ruff check --fix listener tests bench setup.py
 
 lint: $(STAMP)  ## ruff format --check + ruff check
-	$(BIN)/ruff format --check listener tests bench
-	$(BIN)/ruff check listener tests bench
+	$(BIN)/ruff format --check listener tests bench setup.py
+	$(BIN)/ruff check listener tests bench setup.py
 
 typecheck: $(STAMP)  ## mypy --strict on listener/
 	$(BIN)/mypy
 
-test: $(STAMP)  ## the whole suite (hermetic: loopback servers, temp files)
-	$(BIN)/pytest -q
+test: $(STAMP)  ## the whole suite (hermetic: loopback servers, temp files); PYTEST_ARGS=... adds options
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-any-day: $(STAMP)  ## the suite a year ahead at 23:30, in two time zones far from UTC (as CI runs it)
+	TZ=Pacific/Kiritimati $(BIN)/pytest -q --clock "$$(date -d '+1 year' +%F)T23:30" $(PYTEST_ARGS)
+	TZ=America/Adak $(BIN)/pytest -q --clock "$$(date -d '+1 year' +%F)T23:30" $(PYTEST_ARGS)
 
 cov: $(STAMP)  ## coverage run -m pytest && coverage report
 	$(BIN)/coverage run -m pytest -q -p no:randomly && $(BIN)/coverage report --skip-covered
