@@ -44,10 +44,11 @@ from listener.classify import (
 )
 from listener.domain import LABELS
 from listener.errors import ClassifierError
+from listener.shipped import shipped_path
 
-CORPUS_DIR = Path("models/training")
+CORPUS_DIR = shipped_path("models/training")
 CORPUS_GLOB = "labelled_*.csv"
-MODEL_PATH = Path("models/classifier.skops")
+MODEL_PATH = shipped_path("models/classifier.skops")
 COLUMNS = ("id", "lang", "labels", "title", "summary")
 HELDOUT_PERCENT = 20
 THRESHOLD_FOLDS = 5
