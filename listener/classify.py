@@ -377,8 +377,9 @@ def check_metadata(metadata: Mapping[str, Any], where: Path | str) -> None:
     trained_with = str(metadata.get("sklearn_version", "unknown"))
     if _major_minor(trained_with) != _major_minor(sklearn.__version__):
         raise ClassifierError(
-            f"model trained with scikit-learn {trained_with}, this is {sklearn.__version__}: "
-            "run `make model`"
+            f"{where}: model trained with scikit-learn {trained_with}, this environment has "
+            f"{sklearn.__version__}: install scikit-learn {'.'.join(_major_minor(trained_with))}.x "
+            "(listener's own requirement) or retrain it with `listener model train`"
         )
     if metadata.get("item_text_version") != ITEM_TEXT_VERSION:
         raise ClassifierError(
