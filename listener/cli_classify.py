@@ -45,9 +45,10 @@ def _load(obj: Context, path: Path | None = None) -> Any:
 def classify_command(obj: Context, model_file: Path | None) -> None:
     """Classify JSON lines from stdin, one result per line on stdout.
 
-    Input: {"id": ..., "title": "...", "summary": "..."} (summary optional). Output: {"id",
-    "labels" (best first), "scores", "uncertain", "why" (top terms per label)}. A bad line
-    gets an error on stderr with its number; the others are still classified (exit 1).
+    Input: {"id": ..., "title": "...", "summary": "..."} (a title, a summary or both).
+    Output: {"id", "labels" (best first), "scores", "uncertain", "why" (top terms per
+    label)}. A bad line gets an error on stderr with its number; the others are still
+    classified (exit 1).
     """
     classifier = _load(obj, model_file)
     bad = 0
@@ -94,12 +95,14 @@ def _parse_line(line: str) -> tuple[Any, str]:
         raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from exc
     if not isinstance(record, dict):
         raise ValueError("expected a JSON object")
-    title = record.get("title")
-    summary = record.get("summary", "") or ""
-    if not isinstance(title, str) or not title.strip():
-        raise ValueError('"title" is missing or not a non-empty string')
-    if not isinstance(summary, str):
-        raise ValueError('"summary" must be a string')
+    # Real feeds publish items without a title (microblogs, some podcasts): either field will do.
+    title = record.get("title") or ""
+    summary = record.get("summary") or ""
+    for name, value in (("title", title), ("summary", summary)):
+        if not isinstance(value, str):
+            raise ValueError(f'"{name}" must be a string')
+    if not title.strip() and not summary.strip():
+        raise ValueError('the item needs a non-empty "title" or "summary"')
     return record.get("id"), item_text(title, summary)
 
 

@@ -61,12 +61,22 @@ def test_classify_reads_json_lines_and_reports_bad_lines(tmp_path: Path) -> None
             json.dumps({"id": 2}),
             "",
             json.dumps({"id": "b", "title": "Our CEO's statement on today's press conference"}),
+            # A microblog post has no title: its summary is enough.
+            json.dumps(
+                {
+                    "id": "no-title",
+                    "title": "",
+                    "summary": "We are hiring 40 engineers in Lyon: apply before Friday!",
+                }
+            ),
+            json.dumps({"id": "bad", "title": 3, "summary": "A title that is not text"}),
         ]
     )
     result = invoke(tmp_path, "classify", input=lines + "\n")
     assert result.exit_code == 1  # some lines were bad; the others were still classified
     out = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [o["id"] for o in out] == [1, "b"]
+    assert [o["id"] for o in out] == [1, "b", "no-title"]
+    assert out[2]["labels"][0] == "human_resources"
     assert out[0]["labels"][0] == "human_resources"
     assert set(out[0]["scores"]) == {
         "marketing",
@@ -79,7 +89,8 @@ def test_classify_reads_json_lines_and_reports_bad_lines(tmp_path: Path) -> None
     assert out[0]["why"]["human_resources"], "the top terms explain the label"
     assert out[0]["labels"] == sorted(out[0]["labels"], key=lambda label: -out[0]["scores"][label])
     assert "line 2: not JSON" in result.stderr
-    assert 'line 3: "title" is missing' in result.stderr
+    assert 'line 3: the item needs a non-empty "title" or "summary"' in result.stderr
+    assert 'line 7: "title" must be a string' in result.stderr
 
 
 def test_poll_classifies_new_items_then_label_review_reclassify(
