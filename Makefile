@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DB ?= listener.db
 CONFIG ?= config/listener.toml
 
-.PHONY: help check install fmt lint typecheck test cov run poll-once digest-preview status bench bench-quick model clean
+.PHONY: help check install fmt lint typecheck test cov run poll-once digest-preview status bench bench-quick model eval-real clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ poll-once: $(STAMP)  ## one poll pass over every feed, then exit
 
 model: $(STAMP)  ## retrain models/ from models/training/ (bit-for-bit reproducible)
 	$(BIN)/python -m listener.training
+
+DEV_LABELS ?= ../shared/eval-dev/dev_labels.jsonl
+
+eval-real: $(STAMP)  ## the shipped model on the real-item dev set (DEV_LABELS=...), if present
+	$(BIN)/listener model evaluate --real-labels $(DEV_LABELS)
 
 digest-preview: $(STAMP)  ## render today's digest to stdout and digest.html; send nothing
 	$(BIN)/listener --config $(CONFIG) --db $(DB) digest --preview --out digest.html

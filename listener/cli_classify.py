@@ -185,15 +185,44 @@ def model_train(
     help='JSON lines {"title", "summary", "labels": [...], "lang"} '
     "(default: the corpus's held-out split).",
 )
+@click.option(
+    "--real",
+    is_flag=True,
+    help="Evaluate on the real-item development set (hand-labelled items of real feeds, "
+    "parsed as the poller parses them) instead; skipped with a message when it is absent.",
+)
+@click.option(
+    "--real-labels",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The development set's labels file (implies --real; default "
+    "../shared/eval-dev/dev_labels.jsonl, its feeds in ../realfeeds/feeds/ beside it).",
+)
 @MODEL_OPTION
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @click.pass_obj
 @handle_errors
-def model_evaluate(obj: Context, data: Path | None, model_file: Path | None, as_json: bool) -> None:
+def model_evaluate(
+    obj: Context,
+    data: Path | None,
+    real: bool,
+    real_labels: Path | None,
+    model_file: Path | None,
+    as_json: bool,
+) -> None:
     """Per-label precision / recall / F1, macro-F1, confusion matrix, per language."""
     from listener import training
 
-    if data is None:
+    if real or real_labels:
+        from listener.evaluation import DEV_LABELS, read_dev_set, rows_of
+
+        labels_path = real_labels or DEV_LABELS
+        if not labels_path.is_file():
+            click.echo(f"real-item evaluation skipped: {labels_path} not found", err=True)
+            return
+        rows = rows_of(read_dev_set(labels_path))
+        if not as_json:
+            click.echo(f"real items: {labels_path} ({len(rows)} items)")
+    elif data is None:
         _, rows = training.split_heldout(training.read_corpus(training.CORPUS_DIR))
     else:
         rows = _read_labelled_jsonl(data)

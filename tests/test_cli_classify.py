@@ -209,3 +209,24 @@ def test_missing_model_is_a_clear_startup_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "not found: run `make model`" in result.output
+
+
+def test_model_evaluate_real_reads_the_dev_set_or_says_it_is_absent(tmp_path: Path) -> None:
+    from tests.test_evaluation import write_set
+
+    labels = write_set(
+        tmp_path,
+        [
+            {"feed_file": "acme.rss.xml", "item_id": "a1", "labels": ["human_resources"]},
+            {"feed_file": "acme.rss.xml", "item_id": "a2", "labels": ["business_intelligence"]},
+        ],
+    )
+    result = invoke(tmp_path, "model", "evaluate", "--real-labels", str(labels), "--json")
+    assert json.loads(result.stdout)["overall"]["rows"] == 2
+    text = invoke(tmp_path, "model", "evaluate", "--real-labels", str(labels)).stdout
+    assert "real items:" in text
+    assert "macro-F1" in text
+    assert "confusion (all)" in text
+    missing = invoke(tmp_path, "model", "evaluate", "--real-labels", str(tmp_path / "none"))
+    assert missing.exit_code == 0
+    assert "real-item evaluation skipped" in missing.stderr
