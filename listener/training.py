@@ -185,7 +185,7 @@ def build_pipeline(
     *,
     c: float = 0.25,
     char_ngrams: tuple[int, int] | None = (5, 5),
-    word_ngrams: tuple[int, int] = (1, 1),
+    word_ngrams: tuple[int, int] = (1, 2),
     n_features: int = 2**17,
     calibration_folds: int = 3,
 ) -> Any:

@@ -22,6 +22,7 @@ from listener.classify import (
     item_text,
     load_classifier,
     make_classifier,
+    strip_boilerplate,
 )
 from listener.errors import ClassifierError
 from listener.training import save_classifier
@@ -90,6 +91,33 @@ def test_item_text_bounds_what_the_model_sees() -> None:
 def test_item_text_cleans_markup_entities_and_mojibake() -> None:
     text = item_text("R&eacute;sultats <b>annuels</b>", "Le groupe publie ses rÃ©sultats")
     assert text == "resultats annuels resultats annuels le groupe publie ses resultats"
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "expected"),
+    [
+        ("Acme hires", "Acme hires 40 nurses in Lyon", "40 nurses in Lyon"),
+        ("Acme hires", "Acme hires: the plan", "the plan"),
+        ("T", "Pay rises. The post T appeared first on Acme Blog.", "Pay rises."),
+        ("T", "Salaires. L’article T est apparu en premier sur Le Blog.", "Salaires."),
+        ("T", "By Jo Doe Posted on 07-17-2021 We are hiring", "We are hiring"),
+        ("T", "Par Léa Roy Publié le 02/03/2022 On recrute", "On recrute"),
+        ("T", "A new plan for stores. Read more", "A new plan for stores."),
+        ("T", "Une nouvelle offre […] Lire la suite →", "Une nouvelle offre"),
+        ("T", "Comments", ""),
+        (
+            "T",
+            "Read more about our plan to partager nos données",
+            "Read more about our plan to partager nos données",
+        ),
+        ("T", "Rooms. Share this: Twitter Facebook", "Rooms."),
+        ("T", "Our support team reads more tickets", "Our support team reads more tickets"),
+    ],
+)
+def test_strip_boilerplate_keeps_only_what_the_item_is_about(
+    title: str, summary: str, expected: str
+) -> None:
+    assert " ".join(strip_boilerplate(title, summary).split()) == expected
 
 
 def test_item_text_handles_empty_fields() -> None:
