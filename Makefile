@@ -63,7 +63,7 @@ bench: $(STAMP)  ## benchmarks on generated data (about 12 min, 3 GB of temp dis
 	$(BIN)/python -m bench
 
 bench-quick: $(STAMP)  ## the same sections on small data, in about a minute
-	$(BIN)/python -m bench --soft --feeds 50 --items 10 --digest-items 50000 --daemon-cycles 3 --watch-items 50000 --watch-match-items 5000
+	$(BIN)/python -m bench --soft --feeds 50 --items 10 --digest-items 50000 --daemon-cycles 3 --watch-items 50000 --watch-match-items 5000 --learning-splits 1
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

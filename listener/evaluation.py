@@ -9,6 +9,7 @@ studying mistakes only: nothing here writes it anywhere, and training never read
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,3 +123,49 @@ def _read_posts(path: Path) -> dict[str, tuple[str, str]]:
 
 def rows_of(items: Sequence[DevItem]) -> list[LabelledRow]:
     return [item.row for item in items]
+
+
+# --- simulated corrections (the learning curve of `make bench`) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionSplit:
+    """Corrections taken from some feeds, and the items of the other feeds to measure on."""
+
+    corrections: tuple[DevItem, ...]
+    evaluation: tuple[DevItem, ...]
+
+
+def split_by_feed(items: Sequence[DevItem], corrections: int, seed: int) -> CorrectionSplit | None:
+    """Pure: feeds in a seeded random order are added to the "team's" feeds until they hold
+    `corrections` items; the first `corrections` of them are corrected, and every item of the
+    remaining feeds is measured. None when no feed would be left to measure on."""
+    by_feed: dict[str, list[DevItem]] = {}
+    for item in items:
+        by_feed.setdefault(item.feed, []).append(item)
+    feeds = sorted(by_feed)
+    random.Random(f"{seed}:{corrections}").shuffle(feeds)  # noqa: S311 (a reproducible split, not a secret)
+    taken: list[DevItem] = []
+    used = 0
+    while len(taken) < corrections and used < len(feeds):
+        taken += by_feed[feeds[used]]
+        used += 1
+    evaluation = tuple(item for feed in feeds[used:] for item in by_feed[feed])
+    if len(taken) < corrections or not evaluation:
+        return None
+    return CorrectionSplit(tuple(taken[:corrections]), evaluation)
+
+
+def macro_f1(truth: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
+    """Pure: multi-label F1 averaged over the labels present in `truth` (a small set of
+    items rarely holds all six; an absent label would count as 0 whatever the model does)."""
+    present = [label for label in LABELS if any(label in labels for labels in truth)]
+    if not present:
+        return 0.0
+    total = 0.0
+    for label in present:
+        hits = sum(label in t and label in p for t, p in zip(truth, predicted, strict=True))
+        guessed = sum(label in p for p in predicted)
+        actual = sum(label in t for t in truth)
+        total += 2 * hits / (guessed + actual) if guessed + actual else 0.0
+    return total / len(present)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from listener.evaluation import DevSetError, read_dev_set
+from listener.evaluation import DevItem, DevSetError, macro_f1, read_dev_set, split_by_feed
+from listener.training import LabelledRow
 from tests.test_poll import rss
 
 FEED = rss(
@@ -67,3 +68,34 @@ def test_read_dev_set_names_each_bad_line(
     labels = write_set(tmp_path, [record])
     with pytest.raises(DevSetError, match=rf"dev_labels.jsonl:1: .*{problem}"):
         read_dev_set(labels)
+
+
+def dev_items(counts: dict[str, int]) -> list[DevItem]:
+    return [
+        DevItem(feed, LabelledRow(f"{feed}-{n}", "en", ("other",), f"t{n}", ""))
+        for feed, count in counts.items()
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("corrections", [1, 5, 9])
+def test_split_by_feed_never_measures_on_a_corrected_feed(corrections: int) -> None:
+    items = dev_items({"a": 3, "b": 4, "c": 2, "d": 5})
+    split = split_by_feed(items, corrections, seed=7)
+    assert split is not None
+    assert len(split.corrections) == corrections
+    corrected_feeds = {item.feed for item in split.corrections}
+    assert corrected_feeds.isdisjoint(item.feed for item in split.evaluation)
+    assert split_by_feed(items, corrections, seed=7) == split  # seeded, not random
+
+
+def test_split_by_feed_is_none_when_no_feed_is_left() -> None:
+    assert split_by_feed(dev_items({"a": 3, "b": 4}), 6, seed=1) is None
+
+
+def test_macro_f1_averages_only_the_labels_present() -> None:
+    truth = [("marketing",), ("other",), ("marketing", "communication")]
+    assert macro_f1(truth, truth) == 1.0
+    predicted = [("marketing",), ("marketing",), ("communication",)]
+    # marketing: 1 hit, 2 guessed, 2 true -> 0.5; other 0; communication 1.0
+    assert macro_f1(truth, predicted) == pytest.approx((0.5 + 0.0 + 1.0) / 3)
