@@ -204,6 +204,31 @@ def decide_labels(
     return chosen, best < uncertain_below
 
 
+def review_priority(scores: Mapping[str, float], feed_corrections: int) -> float:
+    """Pure: how much a correction of this item would teach the model, in 0..1.
+
+    Near a decision boundary (the two best scores close, or the best one low) a correction
+    moves the model most; a feed nobody has corrected yet has the most to gain, so each
+    correction already made on the item's feed halves the priority of the next one.
+    """
+    ranked = [*sorted(scores.values(), reverse=True), 0.0, 0.0]
+    best, second = ranked[0], ranked[1]
+    closeness = 1.0 - min(1.0, max(0.0, best - second))  # 1 when two labels tie
+    doubt = 1.0 - min(1.0, max(0.0, best))  # 1 when no label is likely
+    return (0.6 * closeness + 0.4 * doubt) / 2.0 ** max(0, feed_corrections)
+
+
+def rank_for_review(candidates: Sequence[Mapping[str, Any]], limit: int) -> list[Mapping[str, Any]]:
+    """Pure: the `limit` candidates (with `scores` and `feed_corrections`) worth most, best
+    first; ties keep the candidates' order (newest first from the store)."""
+    priorities = [
+        review_priority(candidate["scores"], int(candidate["feed_corrections"]))
+        for candidate in candidates
+    ]
+    order = sorted(range(len(candidates)), key=lambda at: -priorities[at])
+    return [{**candidates[at], "priority": round(priorities[at], 4)} for at in order[:limit]]
+
+
 class LinearClassifier:
     """A fitted pipeline (features -> one-vs-rest linear model) and its decision rule.
 

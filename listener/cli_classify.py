@@ -28,6 +28,8 @@ from listener.config import model_path
 from listener.errors import ClassifierError
 
 _CLASSIFY_BATCH = 256
+# The newest candidates ranked for review: bounded so review stays instant on a big store.
+_REVIEW_POOL = 5_000
 
 
 def _load(obj: Context, path: Path | None = None) -> Any:
@@ -351,24 +353,31 @@ def label_command(obj: Context, item: int, labels: tuple[str, ...], by: str | No
 @click.pass_obj
 @handle_errors
 def review_command(obj: Context, limit: int, as_json: bool) -> None:
-    """The uncertain items that most need a human eye: the closest calls, newest first.
+    """The items whose correction would teach the model most, best first.
 
-    Correct one with `listener label ITEM LABEL...`.
+    Uncertain items and close calls (two labels near each other, or a low best score),
+    those from feeds nobody has corrected yet first. Correct one with
+    `listener label ITEM LABEL...`.
     """
+    from listener.classify import rank_for_review
+
     with obj.store() as store:
-        rows = store.review_items(limit)
-    for row in rows:
-        scores = json.loads(row.pop("scores"))
-        top = sorted(scores.items(), key=lambda pair: -pair[1])[:3]
+        candidates = store.review_items(_REVIEW_POOL)
+    for row in candidates:
+        row["scores"] = json.loads(row["scores"])
+    chosen = rank_for_review(candidates, limit)
+    for item in chosen:
         if as_json:
-            click.echo(json.dumps({**row, "scores": scores}, ensure_ascii=False))
+            click.echo(json.dumps(dict(item), ensure_ascii=False))
         else:
+            top = sorted(item["scores"].items(), key=lambda pair: -pair[1])[:3]
             guesses = ", ".join(f"{label} {score:.2f}" for label, score in top)
             click.echo(
-                f"{row['id']:>7}  {row['title'][:80]}\n         {guesses}  {row['url'] or ''}"
+                f"{item['id']:>7}  {item['title'][:80]}\n         {guesses}"
+                f"  (feed corrections {item['feed_corrections']})  {item['url'] or ''}"
             )
     if not as_json:
-        click.echo(f"{len(rows)} uncertain items", err=True)
+        click.echo(f"{len(chosen)} items to review", err=True)
 
 
 @click.command("reclassify")

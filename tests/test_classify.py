@@ -22,6 +22,8 @@ from listener.classify import (
     item_text,
     load_classifier,
     make_classifier,
+    rank_for_review,
+    review_priority,
     strip_boilerplate,
 )
 from listener.errors import ClassifierError
@@ -297,3 +299,27 @@ def test_committed_model_labels_english_and_french_hr_items() -> None:
         ]
     )
     assert [p.labels[:1] for p in predictions] == [("human_resources",), ("human_resources",)]
+
+
+# --- review ----------------------------------------------------------------------------------
+
+
+def test_review_priority_prefers_close_calls_and_uncorrected_feeds() -> None:
+    tie = {"marketing": 0.45, "communication": 0.44, "other": 0.05}
+    clear = {"marketing": 0.95, "communication": 0.03, "other": 0.02}
+    assert review_priority(tie, 0) > review_priority(clear, 0)
+    assert review_priority(tie, 0) > review_priority(tie, 1) > review_priority(tie, 3)
+    assert 0.0 <= review_priority({}, 0) <= 1.0
+
+
+def test_rank_for_review_orders_by_priority_and_keeps_ties_in_order() -> None:
+    tie = {"marketing": 0.45, "communication": 0.44}
+    candidates = [
+        {"id": 1, "scores": {"marketing": 0.9, "other": 0.1}, "feed_corrections": 0},
+        {"id": 2, "scores": tie, "feed_corrections": 2},
+        {"id": 3, "scores": tie, "feed_corrections": 0},
+        {"id": 4, "scores": tie, "feed_corrections": 0},
+    ]
+    ranked = rank_for_review(candidates, limit=3)
+    assert [row["id"] for row in ranked] == [3, 4, 2]
+    assert ranked[0]["priority"] >= ranked[-1]["priority"]

@@ -154,11 +154,37 @@ def test_review_lists_uncertain_items(tmp_path: Path, httpserver: HTTPServer) ->
     invoke(tmp_path, "feeds", "add", str(httpserver.url_for("/feed")))
     invoke(tmp_path, "poll", "--all")
     conn = sqlite3.connect(tmp_path / "l.db")
-    uncertain = conn.execute("SELECT count(*) FROM predictions WHERE uncertain = 1").fetchone()[0]
+    uncertain = {
+        row[0] for row in conn.execute("SELECT item_id FROM predictions WHERE uncertain = 1")
+    }
     rows = [json.loads(line) for line in invoke(tmp_path, "review", "--json").stdout.splitlines()]
-    assert len(rows) == uncertain
+    assert uncertain <= {row["id"] for row in rows}
     for row in rows:
         assert set(row["scores"]) >= {"marketing", "other"}
+    priorities = [row["priority"] for row in rows]
+    assert priorities == sorted(priorities, reverse=True)
+
+
+def test_review_puts_feeds_without_corrections_first(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    for name in ("a", "b"):
+        vague = rss(
+            name,
+            # close calls: two labels near each other
+            ("Partners, jobs and results", f"https://{name}.example/1", f"{name}1", ""),
+            ("Jobs, partners and results", f"https://{name}.example/2", f"{name}2", ""),
+        )
+        httpserver.expect_request(f"/{name}").respond_with_data(vague)
+        invoke(tmp_path, "feeds", "add", str(httpserver.url_for(f"/{name}")))
+    invoke(tmp_path, "poll", "--all")
+    rows = [json.loads(line) for line in invoke(tmp_path, "review", "--json").stdout.splitlines()]
+    corrected_feed = rows[0]["feed_id"]
+    invoke(tmp_path, "label", str(rows[0]["id"]), "other")
+    after = [json.loads(line) for line in invoke(tmp_path, "review", "--json").stdout.splitlines()]
+    assert rows[0]["id"] not in {row["id"] for row in after}
+    assert after[0]["feed_id"] != corrected_feed
+    assert {row["feed_corrections"] for row in after if row["feed_id"] == corrected_feed} == {1}
 
 
 def test_model_info_and_evaluate(tmp_path: Path) -> None:
