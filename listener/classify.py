@@ -204,6 +204,11 @@ def decide_labels(
     return chosen, best < uncertain_below
 
 
+# A label at 0.6 with the next at 0.1 is still worth a look (priority 0.46); one at 0.95 with
+# the next at 0.03 is not (0.07).
+REVIEW_MIN_PRIORITY = 0.35
+
+
 def review_priority(scores: Mapping[str, float], feed_corrections: int) -> float:
     """Pure: how much a correction of this item would teach the model, in 0..1.
 
@@ -219,13 +224,21 @@ def review_priority(scores: Mapping[str, float], feed_corrections: int) -> float
 
 
 def rank_for_review(candidates: Sequence[Mapping[str, Any]], limit: int) -> list[Mapping[str, Any]]:
-    """Pure: the `limit` candidates (with `scores` and `feed_corrections`) worth most, best
-    first; ties keep the candidates' order (newest first from the store)."""
+    """Pure: the `limit` candidates (with `scores`, `uncertain` and `feed_corrections`) worth
+    most, best first; ties keep the candidates' order (newest first from the store). A
+    confident prediction (priority below REVIEW_MIN_PRIORITY before the feed's corrections
+    are counted) is left out unless it is flagged uncertain."""
     priorities = [
         review_priority(candidate["scores"], int(candidate["feed_corrections"]))
         for candidate in candidates
     ]
-    order = sorted(range(len(candidates)), key=lambda at: -priorities[at])
+    kept = [
+        at
+        for at, candidate in enumerate(candidates)
+        if candidate.get("uncertain")
+        or review_priority(candidate["scores"], 0) >= REVIEW_MIN_PRIORITY
+    ]
+    order = sorted(kept, key=lambda at: -priorities[at])
     return [{**candidates[at], "priority": round(priorities[at], 4)} for at in order[:limit]]
 
 

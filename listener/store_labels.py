@@ -14,9 +14,9 @@ from sqlite_utils import Database
 
 from listener.store_base import item_values_by_key, to_db_time, wrap_errors
 
-# A prediction whose best score is below this is a close call worth a look even when it
-# passed its threshold.
-REVIEW_BELOW_TOP_SCORE = 0.75
+# Review candidates: uncertain predictions, and any whose best score is below this (two
+# labels can both score 0.9: a close call that passed its thresholds).
+REVIEW_BELOW_TOP_SCORE = 0.95
 
 
 class ScoredLabels(Protocol):

@@ -315,6 +315,7 @@ def test_review_priority_prefers_close_calls_and_uncorrected_feeds() -> None:
 def test_rank_for_review_orders_by_priority_and_keeps_ties_in_order() -> None:
     tie = {"marketing": 0.45, "communication": 0.44}
     candidates = [
+        {"id": 0, "scores": {"marketing": 0.97, "other": 0.02}, "feed_corrections": 0},
         {"id": 1, "scores": {"marketing": 0.9, "other": 0.1}, "feed_corrections": 0},
         {"id": 2, "scores": tie, "feed_corrections": 2},
         {"id": 3, "scores": tie, "feed_corrections": 0},
@@ -322,4 +323,8 @@ def test_rank_for_review_orders_by_priority_and_keeps_ties_in_order() -> None:
     ]
     ranked = rank_for_review(candidates, limit=3)
     assert [row["id"] for row in ranked] == [3, 4, 2]
+    everything = rank_for_review(candidates, limit=10)
+    assert [row["id"] for row in everything] == [3, 4, 2]  # confident ones are left out
+    flagged = [{**candidates[0], "uncertain": True}]
+    assert [row["id"] for row in rank_for_review(flagged, limit=10)] == [0]
     assert ranked[0]["priority"] >= ranked[-1]["priority"]

@@ -172,8 +172,8 @@ def test_review_puts_feeds_without_corrections_first(
         vague = rss(
             name,
             # close calls: two labels near each other
-            ("Partners, jobs and results", f"https://{name}.example/1", f"{name}1", ""),
-            ("Jobs, partners and results", f"https://{name}.example/2", f"{name}2", ""),
+            ("Brand, press and hiring this week", f"https://{name}.example/1", f"{name}1", ""),
+            ("Partners, jobs and results", f"https://{name}.example/2", f"{name}2", ""),
         )
         httpserver.expect_request(f"/{name}").respond_with_data(vague)
         invoke(tmp_path, "feeds", "add", str(httpserver.url_for(f"/{name}")))
