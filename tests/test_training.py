@@ -14,6 +14,7 @@ import pytest
 from listener.classify import LABELS, item_text, make_classifier
 from listener.errors import ClassifierError
 from listener.training import (
+    FEED_LIKE_WEIGHT,
     CorpusError,
     LabelledRow,
     best_threshold,
@@ -89,6 +90,14 @@ def test_read_corpus_reads_every_file_sorted_by_id(tmp_path: Path) -> None:
     write_csv(tmp_path / "labelled_en.csv", [["en-1", "en", "marketing", "Ads", "Text"]])
     write_csv(tmp_path / "notes.csv", [["zz", "en", "nonsense", "ignored", ""]])
     assert [row.id for row in read_corpus(tmp_path)] == ["en-1", "fr-1"]
+
+
+def test_read_corpus_weighs_feed_like_rows_more(tmp_path: Path) -> None:
+    write_csv(tmp_path / "labelled_en.csv", [["en-1", "en", "marketing", "Ads", "Text"]])
+    write_csv(tmp_path / "labelled_en_feeds.csv", [["enf-1", "en", "other", "Rain", ""]])
+    weights = {row.id: row.weight for row in read_corpus(tmp_path)}
+    assert weights == {"en-1": 1.0, "enf-1": FEED_LIKE_WEIGHT}
+    assert FEED_LIKE_WEIGHT > 1.0
 
 
 def test_read_corpus_lists_every_problem(tmp_path: Path) -> None:
