@@ -59,7 +59,7 @@ digest-preview: $(STAMP)  ## render today's digest to stdout and digest.html; se
 status: $(STAMP)  ## is the daemon alive, next jobs, feed health, last digests
 	$(BIN)/listener --config $(CONFIG) --db $(DB) status
 
-bench: $(STAMP)  ## benchmarks on generated data (about 12 min, 3 GB of temp disk); prints tables
+bench: $(STAMP)  ## benchmarks on generated data (about 14 min, 3 GB of temp disk); prints tables
 	$(BIN)/python -m bench
 
 bench-quick: $(STAMP)  ## the same sections on small data, in about a minute
