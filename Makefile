@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DB ?= listener.db
 CONFIG ?= config/listener.toml
 
-.PHONY: help check install fmt lint typecheck test test-any-day cov run poll-once digest-preview status bench bench-quick model clean
+.PHONY: help check install fmt lint typecheck test test-any-day cov run poll-once digest-preview status bench bench-quick model eval-real clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -52,17 +52,22 @@ poll-once: $(STAMP)  ## one poll pass over every feed, then exit
 model: $(STAMP)  ## retrain models/ from models/training/ (bit-for-bit reproducible)
 	$(BIN)/python -m listener.training
 
+DEV_LABELS ?= ../shared/eval-dev/dev_labels.jsonl
+
+eval-real: $(STAMP)  ## the shipped model on the real-item dev set (DEV_LABELS=...), if present
+	$(BIN)/listener model evaluate --real-labels $(DEV_LABELS)
+
 digest-preview: $(STAMP)  ## render today's digest to stdout and digest.html; send nothing
 	$(BIN)/listener --config $(CONFIG) --db $(DB) digest --preview --out digest.html
 
 status: $(STAMP)  ## is the daemon alive, next jobs, feed health, last digests
 	$(BIN)/listener --config $(CONFIG) --db $(DB) status
 
-bench: $(STAMP)  ## benchmarks on generated data (about 12 min, 3 GB of temp disk); prints tables
+bench: $(STAMP)  ## benchmarks on generated data (about 14 min, 3 GB of temp disk); prints tables
 	$(BIN)/python -m bench
 
 bench-quick: $(STAMP)  ## the same sections on small data, in about a minute
-	$(BIN)/python -m bench --soft --feeds 50 --items 10 --digest-items 50000 --daemon-cycles 3 --watch-items 50000 --watch-match-items 5000
+	$(BIN)/python -m bench --soft --feeds 50 --items 10 --digest-items 50000 --daemon-cycles 3 --watch-items 50000 --watch-match-items 5000 --learning-splits 1
 
 clean:  ## remove the venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
