@@ -4,7 +4,8 @@ A section is a module with NAME, add_arguments(parser) and run(options, work_dir
 SectionReport; register it in bench/sections.py. Each runs in a fresh interpreter, so no
 section's memory figures carry what an earlier one left behind. Sections: poll (three poll
 cycles), classify (model load and throughput), digest (one digest per recipient over a
-generated database of a million items), daemon (a simulated day of hourly polls and the
+generated database of a million items), learning (corrections learning curve on the real-item
+dev set, when present), daemon (a simulated day of hourly polls and the
 digest), watches (50 watches matched against items, and the backfill of a new watch over a
 generated database of a million items).
 Exit status: 1 if a section's results are wrong, or if a target is missed (unless --soft),

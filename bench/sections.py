@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench import classify, daemon, digest, poll, watches
+from bench import classify, daemon, digest, learning, poll, watches
 from bench.report import SectionReport
 
 
@@ -20,7 +20,7 @@ class Section(Protocol):
 
 
 SECTIONS: dict[str, Section] = {
-    section.NAME: section for section in (poll, classify, digest, daemon, watches)
+    section.NAME: section for section in (poll, classify, learning, digest, daemon, watches)
 }
 
 

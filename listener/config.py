@@ -35,6 +35,7 @@ from listener.domain import (
     is_http_url,
 )
 from listener.errors import ConfigError, QuerySyntaxError
+from listener.shipped import shipped_path
 from listener.watches.query import parse_query
 
 SECRET_ENV = {"smtp_password": "LISTENER_SMTP_PASSWORD"}
@@ -248,15 +249,20 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
 
 
 def resolve_path(settings: Settings, value: str) -> Path:
-    """A path from the config is relative to the config file's folder."""
+    """A path from the config is relative to the config file's folder.
+
+    With no settings file, the values are the built-in defaults, which are those of the
+    default file shipped with listener: relative to its folder (the starter feeds' OPML).
+    """
     path = Path(value)
-    if path.is_absolute() or settings.source is None:
+    if path.is_absolute():
         return path
+    if settings.source is None:
+        return shipped_path("config") / path
     return Path(settings.source).parent / path
 
 
-# The model committed in models/ beside the package (an editable or source install).
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "classifier.skops"
+SHIPPED_MODEL = shipped_path("models/classifier.skops")
 
 
 def model_path(settings: Settings) -> Path:

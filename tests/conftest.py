@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import structlog
+import time_machine
 
 from tests.smtp import SmtpServer, smtp_server
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+CLOCK_SHIFT = Path(__file__).parent / "clockshift"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock",
+        metavar="'YYYY-MM-DD HH:MM'",
+        help="run the suite with the wall clock moved to this local time (TZ applies), "
+        "test processes included: a test that depends on today's date fails at once",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Shift the clock before collection, so module-level dates see the shifted "today" too."""
+    value = config.getoption("--clock")
+    if not value:
+        return
+    target = datetime.fromisoformat(value)
+    if target.tzinfo is None:
+        target = target.astimezone()  # naive: local time, as TZ says
+    offset_s = target.timestamp() - time.time()
+    traveller = time_machine.travel(target, tick=True)
+    traveller.start()
+    config.add_cleanup(traveller.stop)
+    # Child processes (the daemon, `listener poll`) pick the same shift up in sitecustomize.
+    os.environ["LISTENER_TEST_CLOCK_OFFSET_S"] = repr(offset_s)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(CLOCK_SHIFT), os.environ.get("PYTHONPATH")])
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,9 @@ from listener.classify.model import (
     item_text,
     load_classifier,
     make_classifier,
+    rank_for_review,
+    review_priority,
+    strip_boilerplate,
 )
 from listener.classify.training import save_classifier
 from listener.errors import ClassifierError
@@ -90,6 +93,33 @@ def test_item_text_bounds_what_the_model_sees() -> None:
 def test_item_text_cleans_markup_entities_and_mojibake() -> None:
     text = item_text("R&eacute;sultats <b>annuels</b>", "Le groupe publie ses rÃ©sultats")
     assert text == "resultats annuels resultats annuels le groupe publie ses resultats"
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "expected"),
+    [
+        ("Acme hires", "Acme hires 40 nurses in Lyon", "40 nurses in Lyon"),
+        ("Acme hires", "Acme hires: the plan", "the plan"),
+        ("T", "Pay rises. The post T appeared first on Acme Blog.", "Pay rises."),
+        ("T", "Salaires. L’article T est apparu en premier sur Le Blog.", "Salaires."),
+        ("T", "By Jo Doe Posted on 07-17-2021 We are hiring", "We are hiring"),
+        ("T", "Par Léa Roy Publié le 02/03/2022 On recrute", "On recrute"),
+        ("T", "A new plan for stores. Read more", "A new plan for stores."),
+        ("T", "Une nouvelle offre […] Lire la suite →", "Une nouvelle offre"),
+        ("T", "Comments", ""),
+        (
+            "T",
+            "Read more about our plan to partager nos données",
+            "Read more about our plan to partager nos données",
+        ),
+        ("T", "Rooms. Share this: Twitter Facebook", "Rooms."),
+        ("T", "Our support team reads more tickets", "Our support team reads more tickets"),
+    ],
+)
+def test_strip_boilerplate_keeps_only_what_the_item_is_about(
+    title: str, summary: str, expected: str
+) -> None:
+    assert " ".join(strip_boilerplate(title, summary).split()) == expected
 
 
 def test_item_text_handles_empty_fields() -> None:
@@ -214,7 +244,8 @@ def test_load_refuses_other_labels(saved: Path) -> None:
 def test_load_refuses_another_sklearn_version(saved: Path) -> None:
     rewrite_metadata(saved, sklearn_version="0.24.2")
     with pytest.raises(
-        ClassifierError, match=r"model trained with scikit-learn 0\.24\.2, this is .*make model"
+        ClassifierError,
+        match=r"model trained with scikit-learn 0\.24\.2, .*install scikit-learn 0\.24\.x",
     ):
         load_classifier(saved)
 
@@ -269,3 +300,32 @@ def test_committed_model_labels_english_and_french_hr_items() -> None:
         ]
     )
     assert [p.labels[:1] for p in predictions] == [("human_resources",), ("human_resources",)]
+
+
+# --- review ----------------------------------------------------------------------------------
+
+
+def test_review_priority_prefers_close_calls_and_uncorrected_feeds() -> None:
+    tie = {"marketing": 0.45, "communication": 0.44, "other": 0.05}
+    clear = {"marketing": 0.95, "communication": 0.03, "other": 0.02}
+    assert review_priority(tie, 0) > review_priority(clear, 0)
+    assert review_priority(tie, 0) > review_priority(tie, 1) > review_priority(tie, 3)
+    assert 0.0 <= review_priority({}, 0) <= 1.0
+
+
+def test_rank_for_review_orders_by_priority_and_keeps_ties_in_order() -> None:
+    tie = {"marketing": 0.45, "communication": 0.44}
+    candidates = [
+        {"id": 0, "scores": {"marketing": 0.97, "other": 0.02}, "feed_corrections": 0},
+        {"id": 1, "scores": {"marketing": 0.9, "other": 0.1}, "feed_corrections": 0},
+        {"id": 2, "scores": tie, "feed_corrections": 2},
+        {"id": 3, "scores": tie, "feed_corrections": 0},
+        {"id": 4, "scores": tie, "feed_corrections": 0},
+    ]
+    ranked = rank_for_review(candidates, limit=3)
+    assert [row["id"] for row in ranked] == [3, 4, 2]
+    everything = rank_for_review(candidates, limit=10)
+    assert [row["id"] for row in everything] == [3, 4, 2]  # confident ones are left out
+    flagged = [{**candidates[0], "uncertain": True}]
+    assert [row["id"] for row in rank_for_review(flagged, limit=10)] == [0]
+    assert ranked[0]["priority"] >= ranked[-1]["priority"]

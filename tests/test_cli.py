@@ -29,6 +29,13 @@ def invoke(db: Path, *args: str, config: Path | None = None) -> Result:
     return CliRunner().invoke(cli, [*base, *args], catch_exceptions=False)
 
 
+def no_starter_feeds(tmp_path: Path) -> Path:
+    """Settings under which a new database starts empty (the defaults import starter feeds)."""
+    config = tmp_path / "bare.toml"
+    config.write_text('import_opml_on_init = ""\n')
+    return config
+
+
 def test_missing_config_file_is_one_clear_message(tmp_path: Path) -> None:
     result = invoke(tmp_path / "l.db", "check-config", config=tmp_path / "missing.toml")
     assert result.exit_code == 1
@@ -72,6 +79,7 @@ def test_feeds_add_list_remove(tmp_path: Path) -> None:
         "HR",
         "--interval",
         "2h",
+        config=no_starter_feeds(tmp_path),
     )
     assert result.output.splitlines() == [
         "added https://a.example/rss",
@@ -108,7 +116,7 @@ def test_feeds_add_rejects_bad_intervals(tmp_path: Path, interval: str) -> None:
 def test_opml_import_is_idempotent_and_export_round_trips(tmp_path: Path) -> None:
     db = tmp_path / "l.db"
     opml = ROOT / "config" / "feeds.opml"
-    first = invoke(db, "feeds", "import", str(opml))
+    first = invoke(db, "feeds", "import", str(opml), config=no_starter_feeds(tmp_path))
     starter, _ = parse_opml(opml.read_bytes())
     assert f"{len(starter)} feeds added, 0 already known" in first.output
     again = invoke(db, "feeds", "import", str(opml))

@@ -9,8 +9,10 @@ import pytest
 from listener.config import (
     Settings,
     load_settings,
+    model_path,
     parse_duration_minutes,
     parse_settings,
+    resolve_path,
 )
 from listener.errors import ConfigError
 
@@ -20,6 +22,20 @@ ROOT = Path(__file__).parent.parent
 def test_shipped_config_equals_the_embedded_defaults() -> None:
     shipped = load_settings(ROOT / "config" / "listener.toml", {})
     assert dataclasses.replace(shipped, source=None) == Settings()
+
+
+def test_paths_resolve_against_the_settings_file_or_the_shipped_defaults(tmp_path: Path) -> None:
+    # Built-in defaults are those of the shipped file: the starter feeds beside it.
+    defaults = Settings()
+    assert resolve_path(defaults, defaults.import_opml_on_init) == ROOT / "config" / "feeds.opml"
+    assert model_path(defaults) == ROOT / "models" / "classifier.skops"
+    config = tmp_path / "etc" / "listener.toml"
+    config.parent.mkdir()
+    config.write_text('import_opml_on_init = "mine.opml"\n[classifier]\nmodel_path = "m.skops"\n')
+    settings = load_settings(config, {})
+    assert resolve_path(settings, settings.import_opml_on_init) == config.parent / "mine.opml"
+    assert model_path(settings) == config.parent / "m.skops"
+    assert resolve_path(settings, "/abs/feeds.opml") == Path("/abs/feeds.opml")
 
 
 def test_parse_settings_reports_every_problem_with_its_key() -> None:

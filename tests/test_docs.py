@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 from pathlib import Path
 
 import click
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from listener.cli import cli
 from listener.store import open_store
@@ -67,3 +71,18 @@ def test_readme_mentions_every_command() -> None:
     readme = (ROOT / "README.md").read_text()
     for name, _ in _commands(cli):
         assert f"listener {name}" in readme or f"`{name}`" in readme, name
+
+
+def test_the_scikit_learn_requirement_admits_the_shipped_model() -> None:
+    """pip must install a scikit-learn that loads the committed model, and no other minor."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (requirement,) = [
+        Requirement(dep) for dep in project["dependencies"] if dep.startswith("scikit-learn")
+    ]
+    metadata = json.loads((ROOT / "models" / "classifier.json").read_text(encoding="utf-8"))
+    trained_with = Version(metadata["sklearn_version"])
+    assert requirement.specifier.contains(trained_with)
+    next_minor = Version(f"{trained_with.major}.{trained_with.minor + 1}.0")
+    previous_minor = Version(f"{trained_with.major}.{max(trained_with.minor - 1, 0)}.99")
+    assert not requirement.specifier.contains(next_minor)
+    assert trained_with.minor == 0 or not requirement.specifier.contains(previous_minor)

@@ -23,10 +23,16 @@ from pytest_httpserver import HTTPServer
 
 from listener.cli import cli
 from listener.store import open_store
+from tests.conftest import NOW
 from tests.smtp import SmtpServer
 from tests.test_poll import rss
 
 PARIS = ZoneInfo("Europe/Paris")
+# The poll runs at this instant and every digest is sent on the Paris morning after it, so the
+# tests hold on any day, at any hour and in any host time zone (the daemon test, a real
+# process, uses the real clock and a send time derived from it instead).
+POLLED_AT = NOW + timedelta(hours=2)
+ITEMS_PUBLISHED = POLLED_AT - timedelta(hours=3)
 HOSTILE = "<script>alert(1)</script><b>Acme</b> recrute 200 ingénieurs"
 
 FEED_A = rss(
@@ -49,6 +55,7 @@ FEED_A = rss(
         "a3",
         "Login failures for two hours; refunds for affected subscribers.",
     ),
+    published=ITEMS_PUBLISHED,
 )
 FEED_B = rss(
     "Le fil RH",
@@ -64,6 +71,7 @@ FEED_B = rss(
         "b2",
         "Recruiting, onboarding and pay for the new engineering teams.",
     ),
+    published=ITEMS_PUBLISHED,
 )
 
 CONFIG = """
@@ -110,15 +118,16 @@ def cli_run(env: dict[str, Any], *args: str) -> Result:
 
 
 def next_morning(hour: int = 7, minute: int = 35) -> datetime:
-    """Tomorrow at hh:mm in Paris, as an aware UTC instant (items fetched today are in it)."""
-    today = datetime.now(PARIS).date()
-    local = datetime(today.year, today.month, today.day, hour, minute, tzinfo=PARIS)
-    return (local + timedelta(days=1)).astimezone(UTC)
+    """The morning after POLLED_AT at hh:mm in Paris, as an aware UTC instant."""
+    day = POLLED_AT.astimezone(PARIS).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=PARIS).astimezone(UTC)
 
 
 def poll_now(env: dict[str, Any]) -> None:
-    assert cli_run(env, "feeds", "add", *env["feeds"]).exit_code == 0
-    result = cli_run(env, "poll", "--all")
+    """Add the feeds and poll them at POLLED_AT (the clock ticks on from there)."""
+    with time_machine.travel(POLLED_AT, tick=True):
+        assert cli_run(env, "feeds", "add", *env["feeds"]).exit_code == 0
+        result = cli_run(env, "poll", "--all")
     assert result.exit_code == 0, result.output
     assert "5 new items" in result.output
 

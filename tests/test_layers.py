@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).parent.parent / "listener"
 # its own, never a layer above. A top-level module or a subpackage is one layer.
 LAYERS = (
     "listener",  # __init__: the version
+    "shipped",  # where the model, corpus and default config live (checkout or wheel)
     "errors",
     "domain",
     "store",  # SQLite: translates rows and domain types, imports no feature

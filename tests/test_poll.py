@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 
 from listener.cli import cli
+from tests.conftest import NOW
 from tests.servers import raw_server
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
@@ -27,12 +29,19 @@ RSS = """<?xml version="1.0" encoding="utf-8"?>
 {items}
 </channel></rss>"""
 ITEM = """<item><title>{title}</title><link>{link}</link><guid>{guid}</guid>
-<pubDate>Tue, 24 Nov 2026 09:00:00 GMT</pubDate>
+<pubDate>{published}</pubDate>
 <description>&lt;p&gt;{summary}&lt;/p&gt;</description></item>"""
+# Two days before the suite's pinned clock; tests that read the clock pass their own date.
+PUBLISHED = NOW - timedelta(days=2)
 
 
-def rss(title: str, *items: tuple[str, str, str, str]) -> bytes:
-    body = "".join(ITEM.format(title=t, link=link, guid=g, summary=s) for t, link, g, s in items)
+def rss(title: str, *items: tuple[str, str, str, str], published: datetime = PUBLISHED) -> bytes:
+    """An RSS 2.0 body whose items are all dated `published`."""
+    date = format_datetime(published.astimezone(UTC), usegmt=True)
+    body = "".join(
+        ITEM.format(title=t, link=link, guid=g, summary=s, published=date)
+        for t, link, g, s in items
+    )
     return RSS.format(title=title, items=body).encode()
 
 

@@ -11,13 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from listener.classify.model import LABELS, make_classifier
+from listener.classify.model import LABELS, item_text, make_classifier
 from listener.classify.training import (
+    FEED_LIKE_WEIGHT,
     CorpusError,
     LabelledRow,
     best_threshold,
+    build_pipeline,
     evaluate,
+    fit_pipeline,
     format_evaluation,
+    label_matrix,
     main,
     normalise_skops,
     parse_rows,
@@ -86,6 +90,14 @@ def test_read_corpus_reads_every_file_sorted_by_id(tmp_path: Path) -> None:
     write_csv(tmp_path / "labelled_en.csv", [["en-1", "en", "marketing", "Ads", "Text"]])
     write_csv(tmp_path / "notes.csv", [["zz", "en", "nonsense", "ignored", ""]])
     assert [row.id for row in read_corpus(tmp_path)] == ["en-1", "fr-1"]
+
+
+def test_read_corpus_weighs_feed_like_rows_more(tmp_path: Path) -> None:
+    write_csv(tmp_path / "labelled_en.csv", [["en-1", "en", "marketing", "Ads", "Text"]])
+    write_csv(tmp_path / "labelled_en_feeds.csv", [["enf-1", "en", "other", "Rain", ""]])
+    weights = {row.id: row.weight for row in read_corpus(tmp_path)}
+    assert weights == {"en-1": 1.0, "enf-1": FEED_LIKE_WEIGHT}
+    assert FEED_LIKE_WEIGHT > 1.0
 
 
 def test_read_corpus_lists_every_problem(tmp_path: Path) -> None:
@@ -167,6 +179,36 @@ def test_train_classifier_takes_corrections_which_win() -> None:
     assert metadata["training_rows_per_label_lang"]["marketing"]["en"] == 3
 
 
+def test_weighted_corrections_push_the_linear_model_further() -> None:
+    rows = tiny_rows()
+    text = item_text("Quarterly newsletter for our partners", "")
+    corrections = [
+        LabelledRow(f"item:{n}", "en", ("customer_service",), title, "")
+        for n, title in enumerate(
+            ["Quarterly newsletter for our partners", "Newsletter for partners, spring edition"]
+        )
+    ]
+
+    def margin(weight: float) -> float:
+        pipeline, _ = train_classifier(
+            rows, corrections=corrections, correction_weight=weight, threshold_folds=2
+        )
+        features = pipeline.named_steps["features"].transform([text])
+        label = pipeline.named_steps["classifier"].estimators_[LABELS.index("customer_service")]
+        return float(label.calibrated_classifiers_[0].estimator.decision_function(features)[0])
+
+    assert margin(5.0) > margin(1.0) + 0.1
+
+
+def test_fit_pipeline_matches_scikit_learns_own_fit_without_weights() -> None:
+    rows = tiny_rows()
+    texts = [item_text(row.title, row.summary) for row in rows]
+    targets = label_matrix(rows)
+    ours = fit_pipeline(build_pipeline(), texts, targets)
+    theirs = build_pipeline().fit(texts, targets)
+    assert np.allclose(ours.predict_proba(texts), theirs.predict_proba(texts))
+
+
 def test_train_classifier_needs_every_label() -> None:
     rows = [row for row in tiny_rows() if row.primary != "other"]
     with pytest.raises(ClassifierError, match="no training rows for label"):
@@ -215,7 +257,7 @@ def test_evaluation_report_shape() -> None:
     assert all(label in text for label in LABELS)
 
 
-# --- `python -m listener.training` ------------------------------------------------------------
+# --- `python -m listener.classify.training` -------------------------------------------------------
 
 
 def test_main_trains_from_the_corpus_and_writes_the_artifact(tmp_path: Path, capsys: Any) -> None:

@@ -28,6 +28,8 @@ from listener.config import model_path
 from listener.errors import ClassifierError
 
 _CLASSIFY_BATCH = 256
+# The newest candidates ranked for review: bounded so review stays instant on a big store.
+_REVIEW_POOL = 5_000
 
 
 def _load(obj: Context, path: Path | None = None) -> Any:
@@ -45,9 +47,10 @@ def _load(obj: Context, path: Path | None = None) -> Any:
 def classify_command(obj: Context, model_file: Path | None) -> None:
     """Classify JSON lines from stdin, one result per line on stdout.
 
-    Input: {"id": ..., "title": "...", "summary": "..."} (summary optional). Output: {"id",
-    "labels" (best first), "scores", "uncertain", "why" (top terms per label)}. A bad line
-    gets an error on stderr with its number; the others are still classified (exit 1).
+    Input: {"id": ..., "title": "...", "summary": "..."} (a title, a summary or both).
+    Output: {"id", "labels" (best first), "scores", "uncertain", "why" (top terms per
+    label)}. A bad line gets an error on stderr with its number; the others are still
+    classified (exit 1).
     """
     classifier = _load(obj, model_file)
     bad = 0
@@ -94,12 +97,14 @@ def _parse_line(line: str) -> tuple[Any, str]:
         raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from exc
     if not isinstance(record, dict):
         raise ValueError("expected a JSON object")
-    title = record.get("title")
-    summary = record.get("summary", "") or ""
-    if not isinstance(title, str) or not title.strip():
-        raise ValueError('"title" is missing or not a non-empty string')
-    if not isinstance(summary, str):
-        raise ValueError('"summary" must be a string')
+    # Real feeds publish items without a title (microblogs, some podcasts): either field will do.
+    title = record.get("title") or ""
+    summary = record.get("summary") or ""
+    for name, value in (("title", title), ("summary", summary)):
+        if not isinstance(value, str):
+            raise ValueError(f'"{name}" must be a string')
+    if not title.strip() and not summary.strip():
+        raise ValueError('the item needs a non-empty "title" or "summary"')
     return record.get("id"), item_text(title, summary)
 
 
@@ -185,15 +190,44 @@ def model_train(
     help='JSON lines {"title", "summary", "labels": [...], "lang"} '
     "(default: the corpus's held-out split).",
 )
+@click.option(
+    "--real",
+    is_flag=True,
+    help="Evaluate on the real-item development set (hand-labelled items of real feeds, "
+    "parsed as the poller parses them) instead; skipped with a message when it is absent.",
+)
+@click.option(
+    "--real-labels",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The development set's labels file (implies --real; default "
+    "../shared/eval-dev/dev_labels.jsonl, its feeds in ../realfeeds/feeds/ beside it).",
+)
 @MODEL_OPTION
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @click.pass_obj
 @handle_errors
-def model_evaluate(obj: Context, data: Path | None, model_file: Path | None, as_json: bool) -> None:
+def model_evaluate(
+    obj: Context,
+    data: Path | None,
+    real: bool,
+    real_labels: Path | None,
+    model_file: Path | None,
+    as_json: bool,
+) -> None:
     """Per-label precision / recall / F1, macro-F1, confusion matrix, per language."""
     from listener.classify import training
 
-    if data is None:
+    if real or real_labels:
+        from listener.classify.evaluation import DEV_LABELS, read_dev_set, rows_of
+
+        labels_path = real_labels or DEV_LABELS
+        if not labels_path.is_file():
+            click.echo(f"real-item evaluation skipped: {labels_path} not found", err=True)
+            return
+        rows = rows_of(read_dev_set(labels_path))
+        if not as_json:
+            click.echo(f"real items: {labels_path} ({len(rows)} items)")
+    elif data is None:
         _, rows = training.split_heldout(training.read_corpus(training.CORPUS_DIR))
     else:
         rows = _read_labelled_jsonl(data)
@@ -322,24 +356,31 @@ def label_command(obj: Context, item: int, labels: tuple[str, ...], by: str | No
 @click.pass_obj
 @handle_errors
 def review_command(obj: Context, limit: int, as_json: bool) -> None:
-    """The uncertain items that most need a human eye: the closest calls, newest first.
+    """The items whose correction would teach the model most, best first.
 
-    Correct one with `listener label ITEM LABEL...`.
+    Uncertain items and close calls (two labels near each other, or a low best score),
+    those from feeds nobody has corrected yet first. Correct one with
+    `listener label ITEM LABEL...`.
     """
+    from listener.classify.model import rank_for_review
+
     with obj.store() as store:
-        rows = store.review_items(limit)
-    for row in rows:
-        scores = json.loads(row.pop("scores"))
-        top = sorted(scores.items(), key=lambda pair: -pair[1])[:3]
+        candidates = store.review_items(_REVIEW_POOL)
+    for row in candidates:
+        row["scores"] = json.loads(row["scores"])
+    chosen = rank_for_review(candidates, limit)
+    for item in chosen:
         if as_json:
-            click.echo(json.dumps({**row, "scores": scores}, ensure_ascii=False))
+            click.echo(json.dumps(dict(item), ensure_ascii=False))
         else:
+            top = sorted(item["scores"].items(), key=lambda pair: -pair[1])[:3]
             guesses = ", ".join(f"{label} {score:.2f}" for label, score in top)
             click.echo(
-                f"{row['id']:>7}  {row['title'][:80]}\n         {guesses}  {row['url'] or ''}"
+                f"{item['id']:>7}  {item['title'][:80]}\n         {guesses}"
+                f"  (feed corrections {item['feed_corrections']})  {item['url'] or ''}"
             )
     if not as_json:
-        click.echo(f"{len(rows)} uncertain items", err=True)
+        click.echo(f"{len(chosen)} items to review", err=True)
 
 
 @click.command("reclassify")

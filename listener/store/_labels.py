@@ -19,6 +19,10 @@ _EFFECTIVE_LABELS_BY_ID = (
     IDS_CTE + f"SELECT id, label FROM ({EFFECTIVE_LABELS}) ORDER BY id, source, rank"
 )
 
+# Review candidates: uncertain predictions, and any whose best score is below this (two
+# labels can both score 0.9: a close call that passed its thresholds).
+REVIEW_BELOW_TOP_SCORE = 0.95
+
 
 class LabelsMixin(StoreBase):
     def record_model(self, version: str, metadata: Mapping[str, Any], now: datetime) -> None:
@@ -87,21 +91,30 @@ class LabelsMixin(StoreBase):
             )
 
     def review_items(self, limit: int) -> list[dict[str, Any]]:
-        """Uncertain items without a correction: the closest calls and newest first."""
+        """Candidates for review, newest first: the current model's uncertain or close calls
+        without a correction, with how many items of their feed people have corrected.
+        `classify.rank_for_review` orders them."""
         sql = """
+            WITH corrected AS (
+                SELECT items.feed_id, count(DISTINCT labels.item_id) AS n
+                FROM labels JOIN items ON items.id = labels.item_id
+                GROUP BY items.feed_id
+            )
             SELECT items.id, items.published_at, items.title, items.url, items.lang,
-                   predictions.scores, predictions.top_score
+                   items.feed_id, predictions.scores, predictions.top_score,
+                   predictions.uncertain, coalesce(corrected.n, 0) AS feed_corrections
             FROM predictions
             JOIN items ON items.id = predictions.item_id
-            WHERE predictions.uncertain = 1
+            LEFT JOIN corrected ON corrected.feed_id = items.feed_id
+            WHERE (predictions.uncertain = 1 OR predictions.top_score < ?)
               AND predictions.model_version = (
                   SELECT version FROM models ORDER BY last_used_at DESC LIMIT 1)
               AND NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = items.id)
-            ORDER BY abs(predictions.top_score - 0.5), items.published_at DESC
+            ORDER BY items.published_at DESC, items.id DESC
             LIMIT ?
         """
-        with wrap_errors("reading uncertain items"):
-            return list(self.db.query(sql, [limit]))
+        with wrap_errors("reading items to review"):
+            return list(self.db.query(sql, [REVIEW_BELOW_TOP_SCORE, limit]))
 
     def corrections(self) -> list[dict[str, Any]]:
         """Every human-labelled item, for training: title, summary, lang, labels."""
