@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -124,7 +123,7 @@ def run_daemon(settings: Settings, store: Store) -> None:
                 quiet=True,
             ),
         ]
-        stop = threading.Event()
+        stop = services.stop  # the signal also tells a running poll to wind down
         restore = install_signal_handlers(stop)
         log.info(
             "daemon_starting",

@@ -190,16 +190,19 @@ class DaemonScheduler:
             log.info("job_skipped", job=event.job_id, reason="still_running")
 
 
-def install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+def install_signal_handlers(
+    stop: threading.Event, event: str = "daemon_stopping"
+) -> Callable[[], None]:
     """SIGTERM and SIGINT set `stop`; return a function that restores the previous handlers.
 
-    Only from the main thread (Python's rule for signal handlers).
+    Only from the main thread (Python's rule for signal handlers). A second signal while
+    stopping is logged and changes nothing: the stop is already as quick as it can be.
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("install_signal_handlers must be called from the main thread")
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("daemon_stopping", signal=signal.Signals(signum).name)
+        log.info(event, signal=signal.Signals(signum).name)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}

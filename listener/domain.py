@@ -53,6 +53,7 @@ class FetchLimits:
     max_redirects: int = 5
     max_in_flight: int = 16  # concurrent requests overall
     max_per_host: int = 2  # concurrent requests per host:port
+    refuse_private_addresses: bool = False  # loopback, private, link-local... after DNS
     user_agent: str = f"listener/{__version__} (+https://github.com/listener-project/listener)"
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ class FakeFetcher:
         self.fetched: list[str] = []
 
     def fetch_many(
-        self, sources: Iterable[FeedSource]
+        self, sources: Iterable[FeedSource], stop: threading.Event | None = None
     ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]:
         for source in sources:
             self.fetched.append(source.url)

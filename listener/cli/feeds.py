@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from listener.cli.support import DURATION, Context, handle_errors, now_utc
+from listener.daemon import install_signal_handlers
 from listener.domain import FeedRow, is_http_url
 from listener.errors import OpmlError
 from listener.feeds.opml import OpmlFeed, parse_opml, render_opml
@@ -173,8 +174,14 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
     with obj.store() as store, open_services(obj.settings, store) as services:
         sync_config(services, now_utc())
         started = time.monotonic()
-        results = poll_feeds(services, now_utc(), all_feeds=all_feeds)
+        # Ctrl-C or SIGTERM: stop fetching, save what was fetched, print the summary.
+        restore = install_signal_handlers(services.stop, event="poll_stopping")
+        try:
+            results = poll_feeds(services, now_utc(), all_feeds=all_feeds)
+        finally:
+            restore()
         elapsed = time.monotonic() - started
+        stopped = services.stop.is_set()
     by_status: dict[str, int] = {}
     for result in results:
         by_status[result.status] = by_status.get(result.status, 0) + 1
@@ -193,3 +200,6 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
     for result in results:
         if result.status in ("failed", "gone"):
             click.echo(f"  {result.status:<6} {result.url}: {result.error}")
+    if stopped:
+        click.echo("stopped by a signal: what was fetched is saved, the rest stays due", err=True)
+        sys.exit(130)  # 128 + SIGINT, the shell's convention for an interrupted command

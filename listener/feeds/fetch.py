@@ -5,12 +5,19 @@ bad_redirect, redirect_loop, too_many_redirects, timeout, dns, tls, connect, net
 protocol, decode, too_large, throttled, http_error, and gone (FeedGone, HTTP 410).
 Any other exception is a bug and propagates.
 
-Time: `total_timeout_s` covers the whole fetch, redirects included. Each connect, write and
-read timeout is clipped to what is left of it, and a timer shuts the socket down when it
-expires, which interrupts a read blocked inside a trickling body or header block. So a fetch
-ends within about total_timeout_s, except for DNS (getaddrinfo blocks; the resolver bounds it)
-and the header block of a request on a reused keep-alive connection: httpx exposes no socket
-until the response arrives, so that phase is bounded per read by read_timeout_s only.
+Time: `total_timeout_s` covers the whole fetch, redirects included, whatever the server does.
+httpx talks to the network through `_DeadlineBackend`, which sees every connect, read and
+write of every connection, new or reused from the pool, and clips its timeout to what is left
+of the fetch's deadline; so a server that trickles its headers or body one byte at a time on a
+kept-alive connection is cut off at the deadline like any other. `abort` (a poll asked to
+stop) shuts down the socket being read, which wakes a blocked read at once. DNS is the one
+phase outside it (getaddrinfo blocks; the resolver bounds it). A body ended by the deadline or
+an abort is a timeout, never parsed: without a length, its end would look like the end of the
+stream.
+
+Addresses: with `refuse_private_addresses`, a connection (redirects included) to a loopback,
+private, link-local, reserved or multicast address is refused after DNS resolution, and the
+socket connects to the address that was checked (no second lookup to rebind).
 
 Memory: a body is decoded here, in pieces of about 64 KiB (brotli may overshoot by half), and
 counted as it grows, so a compression bomb is refused at max_body_bytes (plus a piece) instead
@@ -20,6 +27,8 @@ of being inflated whole.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import ipaddress
 import itertools
 import socket
 import ssl
@@ -33,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import brotli  # type: ignore[import-untyped]  # no stubs; its Any stays in _unbrotli
+import httpcore
 import httpx
 
 from listener.domain import FeedSource, Fetched, FetchLimits, FetchOutcome, NotModified
@@ -59,9 +69,7 @@ def make_client(limits: FetchLimits) -> httpx.Client:
     return httpx.Client(
         headers={"User-Agent": limits.user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
         timeout=_timeouts(limits, limits.total_timeout_s),
-        limits=httpx.Limits(
-            max_connections=limits.max_in_flight, max_keepalive_connections=limits.max_in_flight
-        ),
+        transport=_DeadlineTransport(limits),
         follow_redirects=False,  # fetch_feed follows them, to see the chain
         trust_env=False,  # only config.py reads the environment: no proxy or CA from env vars
     )
@@ -76,11 +84,11 @@ class HttpFetcher:
         self._client: httpx.Client | None = None
 
     def fetch_many(
-        self, sources: Iterable[FeedSource]
+        self, sources: Iterable[FeedSource], stop: threading.Event | None = None
     ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]:
         if self._client is None:
             self._client = make_client(self.limits)
-        return fetch_many(self._client, sources, self.limits)
+        return fetch_many(self._client, sources, self.limits, stop)
 
     def close(self) -> None:
         if self._client is not None:
@@ -90,31 +98,42 @@ class HttpFetcher:
 
 def fetch_feed(client: httpx.Client, source: FeedSource, limits: FetchLimits) -> FetchOutcome:
     """GET a feed conditionally, following redirects; raise FetchError or FeedGone on failure."""
-    deadline = _Deadline(limits.total_timeout_s)
+    return _fetch_within(client, source, limits, _Deadline(limits.total_timeout_s))
+
+
+def _fetch_within(
+    client: httpx.Client, source: FeedSource, limits: FetchLimits, deadline: _Deadline
+) -> FetchOutcome:
+    token = _CURRENT.set(deadline)  # the backend bounds this thread's socket calls by it
     try:
         return _follow(client, source, limits, deadline)
     except httpx.HTTPError as exc:
         raise _error_for(source.url, exc, deadline) from exc
     finally:
-        deadline.cancel()
+        _CURRENT.reset(token)
 
 
 def fetch_many(
-    client: httpx.Client, sources: Iterable[FeedSource], limits: FetchLimits
+    client: httpx.Client,
+    sources: Iterable[FeedSource],
+    limits: FetchLimits,
+    stop: threading.Event | None = None,
 ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]:
     """Fetch on a bounded pool, at most max_per_host at once per host; yield as they complete.
 
     This thread schedules: a feed is submitted only when its host has a free slot, so no
     worker ever sits waiting for a busy host while other hosts' feeds queue behind it, and at
     most max_in_flight bodies are held at once. Feeds for a busy host wait here in order.
-    Leaving the loop early waits for the requests already running. (An httpx.Client "can be
-    shared between threads", says its docstring.)
+    When `stop` is set, no feed is started any more and the requests in flight are aborted
+    (their sockets shut down); what completed before is yielded, the aborted and the unstarted
+    are not, so nothing is recorded against a feed for a fetch we cut short ourselves.
+    (An httpx.Client "can be shared between threads", says its docstring.)
     """
     todo = iter(sources)
     busy: Counter[str] = Counter()  # slots taken per host, including handed-over ones
     waiting: dict[str, deque[FeedSource]] = {}  # feeds whose host was full, in order
     ready: deque[tuple[FeedSource, str]] = deque()  # their turn came; the slot is theirs
-    running: dict[Future[FetchOutcome | FetchError], tuple[FeedSource, str]] = {}
+    running: dict[Future[FetchOutcome | FetchError], tuple[FeedSource, str, _Deadline]] = {}
 
     def next_feed() -> tuple[FeedSource, str] | None:
         if ready:
@@ -138,24 +157,39 @@ def fetch_many(
             if not busy[host]:
                 del busy[host]
 
+    def stopping() -> bool:
+        return stop is not None and stop.is_set()
+
     with ThreadPoolExecutor(limits.max_in_flight, thread_name_prefix="fetch") as pool:
         while True:
-            while len(running) < limits.max_in_flight and (job := next_feed()) is not None:
-                running[pool.submit(_fetch_or_error, client, job[0], limits)] = job
+            while (
+                not stopping()
+                and len(running) < limits.max_in_flight
+                and (job := next_feed()) is not None
+            ):
+                deadline = _Deadline(limits.total_timeout_s)
+                future = pool.submit(_fetch_or_error, client, job[0], limits, deadline)
+                running[future] = (*job, deadline)
             if not running:
                 return
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            # A stop request is seen within a fifth of a second even while every fetch waits.
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            if stopping():
+                for _, _, deadline in running.values():
+                    deadline.abort()
             for future in done:
-                source, host = running.pop(future)
+                source, host, deadline = running.pop(future)
                 release(host)
-                yield source, future.result()  # re-raises a bug from the worker
+                result = future.result()  # re-raises a bug from the worker
+                if not deadline.aborted:
+                    yield source, result
 
 
 def _fetch_or_error(
-    client: httpx.Client, source: FeedSource, limits: FetchLimits
+    client: httpx.Client, source: FeedSource, limits: FetchLimits, deadline: _Deadline
 ) -> FetchOutcome | FetchError:
     try:
-        return fetch_feed(client, source, limits)
+        return _fetch_within(client, source, limits, deadline)
     except FetchError as exc:
         return exc
 
@@ -174,11 +208,9 @@ def _follow(
             url,
             headers=_request_headers(source, limits),
             timeout=_timeouts(limits, deadline.remaining_s()),
-            extensions={"trace": deadline.trace},
         )
         response = client.send(request, stream=True)
-        # closing() exits last: the deadline lets go of the socket before the pool reuses it.
-        with contextlib.closing(response), deadline.watching(response):
+        with contextlib.closing(response):
             final_url = source.url if hop == 0 else str(url)
             if response.status_code not in _REDIRECT_STATUSES:
                 permanent_url = final_url if hop and moved_for_good else None
@@ -276,7 +308,7 @@ def _read_body(
             received += len(chunk)
             if received > cap:  # also bounds data that decodes to nothing
                 raise too_large
-            if deadline.remaining_s() <= 0:  # for transports without a socket to shut down
+            if deadline.remaining_s() <= 0:  # for transports without our network backend
                 raise FetchError(feed_url, deadline.message(), kind="timeout")
             yield chunk
 
@@ -292,6 +324,8 @@ def _read_body(
     except _DECODE_ERRORS as exc:
         message = f"cannot decode {', '.join(codings)} body: {exc}"
         raise FetchError(feed_url, message, kind="decode") from exc
+    if deadline.fired:  # the end we saw was our own shutdown, not the server's
+        raise FetchError(feed_url, deadline.message(), kind="timeout")
     return bytes(body)
 
 
@@ -354,57 +388,160 @@ _DECODERS: dict[str, Callable[[Iterable[bytes]], Iterator[bytes]]] = {
 
 
 class _Deadline:
-    """The time left for one fetch; when it runs out, shut down the socket being read."""
+    """The time left for one fetch, and the socket it is using (for `abort`)."""
 
     def __init__(self, total_s: float) -> None:
         self.total_s = total_s
         self.started_at = time.monotonic()
-        self.fired = False
+        self.fired = False  # ran out, or aborted: whatever was read last is not a whole body
+        self.aborted = False
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
-        self._timer = threading.Timer(total_s, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
 
     def remaining_s(self) -> float:
+        if self.aborted:
+            return 0.0
         return self.started_at + self.total_s - time.monotonic()
 
     def elapsed_ms(self) -> int:
         return round((time.monotonic() - self.started_at) * 1000)
 
     def message(self) -> str:
+        if self.aborted:
+            return "aborted: the poll is stopping"
         return f"no complete response within the {self.total_s:g}s total deadline"
 
-    def cancel(self) -> None:
-        self._timer.cancel()
+    def clip(self, timeout: float | None) -> float:
+        """A socket call's timeout, cut to what is left; ReadTimeout once nothing is."""
+        remaining = self.remaining_s()
+        if remaining <= 0:
+            self.fired = True
+            raise httpcore.ReadTimeout(self.message())
+        return remaining if timeout is None else min(timeout, remaining)
 
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpcore's trace hook: watch a new connection from connect, before any response."""
-        # start_tls replaces the socket (the plain one is detached), so watch the new one.
-        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            self._watch(info["return_value"].get_extra_info("socket"))
-
-    @contextlib.contextmanager
-    def watching(self, response: httpx.Response) -> Iterator[None]:
-        """Watch the response's socket (a reused connection's too) until the block exits."""
-        stream = response.extensions.get("network_stream")
-        self._watch(stream.get_extra_info("socket") if stream is not None else None)
-        try:
-            yield
-        finally:
-            self._watch(None)
-
-    def _watch(self, sock: object) -> None:
+    def watch(self, sock: object) -> None:
         with self._lock:
             self._socket = sock if isinstance(sock, socket.socket) else None
-            if self.fired and self._socket is not None:
+            if self.aborted and self._socket is not None:
                 _shut_down(self._socket)
 
-    def _fire(self) -> None:
+    def abort(self) -> None:
+        """Stop now: a blocked read wakes (shutdown), every later socket call fails."""
         with self._lock:
-            self.fired = True
+            self.aborted = self.fired = True
             if self._socket is not None:
                 _shut_down(self._socket)
+
+
+# The deadline of the fetch running on this thread (fetch_feed sets it for its duration).
+_CURRENT: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "listener_fetch_deadline", default=None
+)
+
+
+class _RefusedAddress(httpcore.ConnectError):
+    """A destination the settings forbid (refuse_private_addresses)."""
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write is bounded by the current fetch's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def _clip(self, timeout: float | None) -> float | None:
+        deadline = _CURRENT.get()
+        if deadline is None:
+            return timeout
+        deadline.watch(self._inner.get_extra_info("socket"))
+        return deadline.clip(timeout)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._clip(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._clip(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        # The TLS stream wraps a new socket object: watch that one from now on.
+        inner = self._inner.start_tls(ssl_context, server_hostname, self._clip(timeout))
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend, with connects bounded by the deadline and checked addresses."""
+
+    def __init__(self, refuse_private: bool) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._refuse_private = refuse_private
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        deadline = _CURRENT.get()
+        if deadline is not None:
+            timeout = deadline.clip(timeout)
+        if self._refuse_private:
+            host = _public_address(host, port)
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        if deadline is not None:
+            deadline.watch(stream.get_extra_info("socket"))
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("listener fetches over TCP only")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def _public_address(host: str, port: int) -> str:
+    """The first address `host` resolves to, if every one of them is public; else refuse."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"DNS lookup failed: {exc}") from exc
+    addresses = [str(info[4][0]) for info in infos]
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not ip.is_global or ip.is_multicast:
+            raise _RefusedAddress(
+                f"{host} resolves to {address}, a non-public address "
+                "(poll.refuse_private_addresses is on)"
+            )
+    return addresses[0]
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's own transport over `_DeadlineBackend` (httpx has no option to pass a backend,
+    so the connection pool it builds is replaced by the same pool with our backend)."""
+
+    def __init__(self, limits: FetchLimits) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_in_flight,
+            max_keepalive_connections=limits.max_in_flight,
+            network_backend=_DeadlineBackend(limits.refuse_private_addresses),
+        )
 
 
 def _shut_down(sock: socket.socket) -> None:
@@ -466,13 +603,15 @@ def _timeouts(limits: FetchLimits, remaining_s: float) -> httpx.Timeout:
 
 def _error_for(feed_url: str, exc: httpx.HTTPError, deadline: _Deadline) -> FetchError:
     detail = str(exc) or type(exc).__name__
-    if deadline.fired:
+    if deadline.fired or deadline.remaining_s() <= 0.01:  # a read cut to the deadline
         return FetchError(feed_url, deadline.message(), kind="timeout")
     if isinstance(exc, httpx.TimeoutException):
         phase = type(exc).__name__.removesuffix("Timeout").lower()
         message = f"{phase} timed out after {deadline.elapsed_ms() / 1000:.1f}s"
         return FetchError(feed_url, message, kind="timeout")
     if isinstance(exc, httpx.ConnectError):
+        if _caused_by(exc, _RefusedAddress):
+            return FetchError(feed_url, f"refused: {detail}", kind="refused")
         if _caused_by(exc, socket.gaierror):
             return FetchError(feed_url, f"DNS lookup failed: {detail}", kind="dns")
         if _caused_by(exc, ssl.SSLError):

@@ -87,7 +87,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                         _store_parsed(services, matcher, now, source, fetched, body_hash, future)
                     )
 
-        for source, outcome in services.fetcher.fetch_many(sources):
+        for source, outcome in services.fetcher.fetch_many(sources, services.stop):
             if isinstance(outcome, Fetched):
                 body_hash = hashlib.sha256(outcome.body).hexdigest()
                 # The same bytes as last time (a server without validators): nothing to parse.
@@ -99,6 +99,8 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
             known = _known(services.store, source, (), _permanent_url(outcome))
             results.append(_store(services, matcher, now, source, outcome, known))
         collect(0)
+    if services.stop.is_set():
+        log.info("poll_stopped", polled=len(results), not_polled=len(sources) - len(results))
     return results
 
 

@@ -4,6 +4,7 @@ singletons); fetching and parsing are handed in, so a test can run a poll on fak
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,7 @@ class Fetcher(Protocol):
     """Fetches feeds (feeds.fetch.HttpFetcher; tests hand in a fake)."""
 
     def fetch_many(
-        self, sources: Iterable[FeedSource]
+        self, sources: Iterable[FeedSource], stop: threading.Event | None = None
     ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]: ...
 
     def close(self) -> None: ...
@@ -43,6 +44,9 @@ class Services:
     parse: Parser = parse_feed
     classifier: Classifier | None = None  # None: items are stored unclassified
     rand: Callable[[], float] = field(default=random.random)  # jitter; tests pin it
+    # Set by SIGTERM/SIGINT: a poll starts no more fetches, aborts those in flight, and saves
+    # what it already fetched; a backfill stops between batches.
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 # What the daemon schedules: every job is called the same way (app.daemon_jobs).

@@ -1,0 +1,189 @@
+"""Fault injection through the real CLI, as real processes, against a hostile loopback server.
+
+Each case is one defect a daemon watched by nobody at 3 a.m. cannot have: a server that
+trickles its headers on a kept-alive connection, a body cut off by our own deadline, a signal
+in the middle of a poll. Every case checks that the process ends within its deadline, that the
+other feeds of the poll are stored, and that the database is intact.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hostile import hostile_server, ok, silent, trickle_headers, unterminated_body
+from tests.test_poll import rss
+
+pytestmark = pytest.mark.slow
+
+# Short deadlines keep the suite fast; the defects do not depend on their length.
+CONFIG = """
+import_opml_on_init = ""
+[poll]
+connect_timeout_s = 1.0
+read_timeout_s = {read_s}
+total_timeout_s = {total_s}
+parse_workers = {workers}
+{extra}
+"""
+
+
+def feed(name: str) -> bytes:
+    return rss(f"{name} news", (f"{name} hires", f"https://{name}.example/1", f"{name}-1", "Jobs."))
+
+
+def listener(
+    tmp_path: Path, workers: int = 1, extra: str = "", read_s: float = 1.0, total_s: float = 2.0
+) -> list[str]:
+    config = tmp_path / "listener.toml"
+    config.write_text(CONFIG.format(workers=workers, extra=extra, read_s=read_s, total_s=total_s))
+    db = tmp_path / "l.db"
+    return [sys.executable, "-m", "listener", "--config", str(config), "--db", str(db)]
+
+
+def run(base: list[str], *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*base, "--log-format", "json", *args], capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def feeds_table(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    conn = sqlite3.connect(tmp_path / "l.db")
+    conn.row_factory = sqlite3.Row
+    rows = conn.execute(
+        "SELECT feeds.url, feeds.last_status, feeds.last_error, count(items.id) AS items"
+        " FROM feeds LEFT JOIN items ON items.feed_id = feeds.id GROUP BY feeds.id"
+    ).fetchall()
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    return {row["url"]: dict(row) for row in rows}
+
+
+def test_headers_trickled_on_a_reused_connection_end_at_the_deadline(tmp_path: Path) -> None:
+    routes = {"/a": ok(feed("a")), "/b": ok(feed("b")), "/slow": trickle_headers(0.2)}
+    with hostile_server(routes) as server:
+        base = listener(tmp_path)
+        urls = [server.url("/a"), server.url("/b"), server.url("/slow")]
+        assert run(base, "feeds", "add", *urls).returncode == 0
+        started = time.monotonic()
+        result = run(base, "poll", "--all")
+        took = time.monotonic() - started
+        assert server.reused("/slow"), "the trickle must come on a kept-alive connection"
+    # The header block alone would take 200 s; total_timeout_s is 2 s.
+    assert took < 15, (took, result.stdout)
+    assert result.returncode == 0, result.stderr
+    rows = feeds_table(tmp_path)
+    assert rows[server.url("/a")]["items"] == rows[server.url("/b")]["items"] == 1
+    slow = rows[server.url("/slow")]
+    assert (slow["last_status"], slow["items"]) == ("failed", 0)
+    assert "2s total deadline" in slow["last_error"]
+
+
+def test_a_body_without_length_cut_off_at_the_deadline_is_a_timeout(tmp_path: Path) -> None:
+    # A complete-looking feed, then spaces forever: cutting it off must not store it as ok.
+    routes = {"/a": ok(feed("a")), "/cut": unterminated_body(feed("cut"), 0.1)}
+    with hostile_server(routes) as server:
+        base = listener(tmp_path)
+        assert run(base, "feeds", "add", server.url("/a"), server.url("/cut")).returncode == 0
+        result = run(base, "poll", "--all")
+    assert result.returncode == 0, result.stderr
+    rows = feeds_table(tmp_path)
+    assert rows[server.url("/a")]["items"] == 1
+    cut = rows[server.url("/cut")]
+    assert (cut["last_status"], cut["items"]) == ("failed", 0)
+    assert "deadline" in cut["last_error"]
+
+
+def test_private_addresses_are_refused_when_the_setting_says_so(tmp_path: Path) -> None:
+    with hostile_server({"/a": ok(feed("a"))}) as server:
+        base = listener(tmp_path, extra="refuse_private_addresses = true")
+        assert run(base, "feeds", "add", server.url("/a")).returncode == 0
+        result = run(base, "poll", "--all")
+        assert server.requests["/a"] == 0, "no byte may reach a refused address"
+    assert result.returncode == 0, result.stderr
+    row = feeds_table(tmp_path)[server.url("/a")]
+    assert row["last_status"] == "failed"
+    assert "127.0.0.1, a non-public address" in row["last_error"]
+    logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(e.get("kind") == "refused" for e in logs if e["event"] == "feed_polled")
+
+
+def wait_for_requests(server: Any, path: str, count: int, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while server.requests[path] < count:
+        assert time.monotonic() < deadline, f"{path} was requested {server.requests[path]} times"
+        time.sleep(0.05)  # the server counts from its own threads
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_poll_at_once_and_keeps_what_was_fetched(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    # Seven feeds that never answer on one host (max_per_host 2): without a prompt stop the
+    # poll would wait 2 s for each pair, then more for the queued ones.
+    routes: dict[str, Any] = {"/a": ok(feed("a"))}
+    routes.update({f"/hang{n}": silent() for n in range(7)})
+    with hostile_server(routes) as server:
+        base = listener(tmp_path, read_s=30.0, total_s=30.0)
+        urls = [server.url("/a"), *(server.url(f"/hang{n}") for n in range(7))]
+        assert run(base, "feeds", "add", *urls).returncode == 0
+        poll = subprocess.Popen(
+            [*base, "--log-format", "json", "poll", "--all"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for_requests(server, "/hang0", 1)
+        wait_for_requests(server, "/a", 1)
+        time.sleep(0.3)  # let the fast feed be parsed before the signal (it is, in ms)
+        poll.send_signal(sig)
+        started = time.monotonic()
+        out, err = poll.communicate(timeout=20)
+        took = time.monotonic() - started
+    assert took < 5, took
+    assert poll.returncode == 130, err
+    assert "stopped by a signal" in err
+    assert "1 new items" in out, "the summary is printed"
+    rows = feeds_table(tmp_path)
+    assert rows[server.url("/a")]["items"] == 1, "what was fetched before the signal is saved"
+    hung = [rows[server.url(f"/hang{n}")] for n in range(7)]
+    # Nothing is held against a feed whose fetch we cut short ourselves: it stays due.
+    assert all(row["last_status"] is None for row in hung), hung
+
+
+def test_sigterm_stops_the_daemon_in_the_middle_of_a_poll(tmp_path: Path) -> None:
+    routes: dict[str, Any] = {"/a": ok(feed("a"))}
+    routes.update({f"/hang{n}": silent() for n in range(7)})
+    with hostile_server(routes) as server:
+        base = listener(tmp_path, read_s=30.0, total_s=30.0)
+        urls = [server.url("/a"), *(server.url(f"/hang{n}") for n in range(7))]
+        assert run(base, "feeds", "add", *urls).returncode == 0
+        daemon = subprocess.Popen(
+            [*base, "--log-format", "json", "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_requests(server, "/hang0", 1, timeout_s=60)
+            daemon.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            _, err = daemon.communicate(timeout=30)
+            took = time.monotonic() - started
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+    assert took < 5, took
+    assert daemon.returncode == 0, err
+    events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+    assert "poll_stopped" in events
+    assert events[-1] == "daemon_stopped"
+    assert feeds_table(tmp_path)[server.url("/a")]["items"] == 1
