@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,48 @@ def test_sigterm_stops_the_daemon_in_the_middle_of_a_poll(tmp_path: Path) -> Non
     assert "poll_stopped" in events
     assert events[-1] == "daemon_stopped"
     assert feeds_table(tmp_path)[server.url("/a")]["items"] == 1
+
+
+HAMMER = """
+import sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from listener.store import open_store
+store = open_store(Path(sys.argv[1]), busy_timeout_s=10)
+print("ready", flush=True)
+until = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < until:
+    now = datetime.now(UTC)
+    store.record_heartbeat(pid=1, host="h", version="v", started_at=now, now=now, next_runs={})
+"""
+
+
+def test_writes_wait_for_the_lock_instead_of_failing_at_once(tmp_path: Path) -> None:
+    """A CLI write while the daemon's heartbeat writes: the write waits, it never fails with
+    'database is locked' after a millisecond (a deferred BEGIN read first, then could not
+    upgrade its lock)."""
+    from listener.store import open_store
+
+    db = tmp_path / "l.db"
+    open_store(db).close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HAMMER, str(db), "4"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "ready"
+        store = open_store(db, busy_timeout_s=10)
+        calls = 0
+        until = time.monotonic() + 3
+        now = datetime.now(UTC)
+        while time.monotonic() < until:  # add_feed reads, then writes, in one transaction
+            store.add_feed(f"https://feeds.example/{calls}", now=now, tags=["x"])
+            calls += 1
+        store.close()
+    finally:
+        writer.wait(timeout=30)
+    assert writer.returncode == 0
+    assert calls > 50
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM feeds").fetchone()[0] == calls
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -50,7 +50,14 @@ class Store(
 def open_store(path: Path, *, busy_timeout_s: float = 5.0) -> Store:
     """Open (creating if needed) the database, switch to WAL and apply pending migrations."""
     with wrap_errors(f"opening {path}"):
-        conn = sqlite3.connect(str(path), timeout=busy_timeout_s, check_same_thread=False)
+        # IMMEDIATE: the transactions Python opens by itself before a write take the write
+        # lock first too (see write_transaction for the ones we open).
+        conn = sqlite3.connect(
+            str(path),
+            timeout=busy_timeout_s,
+            check_same_thread=False,
+            isolation_level="IMMEDIATE",
+        )
         db = Database(conn)
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         db.execute("PRAGMA foreign_keys = ON")

@@ -61,6 +61,36 @@ def from_db_time(value: str | None) -> datetime | None:
 
 
 @contextmanager
+def write_transaction(db: Database) -> Iterator[None]:
+    """One write transaction that takes the write lock first, waiting busy_timeout for it.
+
+    sqlite-utils' `atomic()` opens with a deferred BEGIN: the transaction reads, then asks for
+    the write lock, and if another connection wrote in between SQLite refuses at once with
+    "database is locked" instead of waiting (a read snapshot cannot be upgraded:
+    https://www.sqlite.org/lang_transaction.html). BEGIN IMMEDIATE waits like any other lock.
+    Inside a transaction already open, it is a savepoint of that transaction.
+    """
+    conn = db.conn
+    if conn.in_transaction:
+        with db.atomic():
+            yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+
+
+@contextmanager
 def wrap_errors(action: str) -> Iterator[None]:
     """sqlite3 errors become StoreError with a message a person can act on."""
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from listener.store._base import to_db_time, wrap_errors
+from listener.store._base import to_db_time, wrap_errors, write_transaction
 
 _TABLES = frozenset({"digests", "alerts"})  # the only tables these functions write
 
@@ -45,7 +45,7 @@ def claim_row(
         "_claim": claim_id,
         "_stale": to_db_time(stale_before),
     }
-    with wrap_errors(f"claiming a row of {table}"), db.atomic():
+    with wrap_errors(f"claiming a row of {table}"), write_transaction(db):
         db.execute(
             f"""
             INSERT INTO {table} ({names}, claimed_at, claim_id) VALUES ({marks}, :_now, :_claim)
@@ -75,7 +75,7 @@ def mark_row_sent(
 ) -> None:
     """The claimed row was sent (or needed no sending): record when and how."""
     more = "".join(f", {name} = :{name}" for name in extra or {})
-    with wrap_errors(f"marking a row of {table} sent"), db.atomic():
+    with wrap_errors(f"marking a row of {table} sent"), write_transaction(db):
         db.execute(
             f"UPDATE {table} SET sent_at = :_now, message_id = :_message_id,"
             f" delivery = :_delivery, attempts = attempts + 1, last_error = NULL,"
@@ -101,7 +101,7 @@ def release_row(
     retry_at: datetime,
 ) -> int:
     """A failed send gives the claim back, to be retried at `retry_at`; the attempts so far."""
-    with wrap_errors(f"releasing a row of {table}"), db.atomic():
+    with wrap_errors(f"releasing a row of {table}"), write_transaction(db):
         db.execute(
             f"UPDATE {table} SET claimed_at = NULL, claim_id = NULL, attempts = attempts + 1,"
             f" last_error = :_error, next_attempt_at = :_retry"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from listener.store._base import StoreBase, from_db_time, to_db_time, wrap_errors
+from listener.store._base import StoreBase, from_db_time, to_db_time, wrap_errors, write_transaction
 
 
 class DaemonMixin(StoreBase):
@@ -23,7 +23,7 @@ class DaemonMixin(StoreBase):
         next_runs: Mapping[str, datetime | None],
     ) -> None:
         runs = {name: to_db_time(at) if at else None for name, at in next_runs.items()}
-        with wrap_errors("writing the heartbeat"), self.db.atomic():
+        with wrap_errors("writing the heartbeat"), write_transaction(self.db):
             self.db.execute(
                 "INSERT INTO daemon (id, pid, host, version, started_at, heartbeat_at,"
                 " stopped_at, next_runs) VALUES (1, ?, ?, ?, ?, ?, NULL, ?)"
@@ -35,7 +35,7 @@ class DaemonMixin(StoreBase):
             )
 
     def record_daemon_stopped(self, pid: int, now: datetime) -> None:
-        with wrap_errors("recording the daemon's stop"), self.db.atomic():
+        with wrap_errors("recording the daemon's stop"), write_transaction(self.db):
             self.db.execute(
                 "UPDATE daemon SET stopped_at = ? WHERE id = 1 AND pid = ?", [to_db_time(now), pid]
             )
@@ -54,7 +54,7 @@ class DaemonMixin(StoreBase):
     def run_maintenance(self, *, polls_before: datetime) -> dict[str, int]:
         """Drop old polls rows, optimise the full-text index and the query planner's stats."""
         with wrap_errors("maintenance"):
-            with self.db.atomic():
+            with write_transaction(self.db):
                 deleted = self.db.execute(
                     "DELETE FROM polls WHERE started_at < ?", [to_db_time(polls_before)]
                 ).rowcount

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from listener.domain import FeedRow, FeedSource
-from listener.store._base import StoreBase, from_db_time, to_db_time, wrap_errors
+from listener.store._base import StoreBase, from_db_time, to_db_time, wrap_errors, write_transaction
 
 
 class FeedsMixin(StoreBase):
@@ -22,7 +22,7 @@ class FeedsMixin(StoreBase):
         title: str | None = None,
     ) -> bool:
         """Insert a feed, or merge tags/interval/title into an existing one. True if new."""
-        with wrap_errors("adding a feed"), self.db.atomic():
+        with wrap_errors("adding a feed"), write_transaction(self.db):
             row = self.db.execute("SELECT id, tags FROM feeds WHERE url = ?", [url]).fetchone()
             if row is None:
                 self.db.execute(
@@ -41,7 +41,7 @@ class FeedsMixin(StoreBase):
 
     def remove_feed(self, url: str) -> int | None:
         """Delete a feed with its items and polls; the number of items removed, None if unknown."""
-        with wrap_errors("removing a feed"), self.db.atomic():
+        with wrap_errors("removing a feed"), write_transaction(self.db):
             row = self.db.execute("SELECT id FROM feeds WHERE url = ?", [url]).fetchone()
             if row is None:
                 return None

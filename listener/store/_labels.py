@@ -11,7 +11,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from listener.domain import ScoredLabels
-from listener.store._base import CHUNK, StoreBase, to_db_time, wrap_errors
+from listener.store._base import CHUNK, StoreBase, to_db_time, wrap_errors, write_transaction
 from listener.store._period import EFFECTIVE_LABELS, IDS_CTE
 
 # (item id, label) of chosen items, best first: a person's labels, else a confident model's.
@@ -28,7 +28,7 @@ class LabelsMixin(StoreBase):
     def record_model(self, version: str, metadata: Mapping[str, Any], now: datetime) -> None:
         """Note that this model version is the one in use from `now` on."""
         stamp = to_db_time(now)
-        with wrap_errors("recording the model"), self.db.atomic():
+        with wrap_errors("recording the model"), write_transaction(self.db):
             self.db.execute(
                 "INSERT INTO models (version, first_used_at, last_used_at, metadata)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT(version) DO UPDATE SET"
@@ -45,7 +45,7 @@ class LabelsMixin(StoreBase):
         """Store (or replace) this model's predictions for these item ids."""
         if not predictions:
             return
-        with wrap_errors("saving predictions"), self.db.atomic():
+        with wrap_errors("saving predictions"), write_transaction(self.db):
             insert_predictions(self.db, model_version, predictions, now)
 
     def items_to_classify(
@@ -82,7 +82,7 @@ class LabelsMixin(StoreBase):
         self, item_id: int, labels: Sequence[str], *, by: str | None, now: datetime
     ) -> None:
         """A person's labels for an item; they replace earlier corrections and always win."""
-        with wrap_errors("saving labels"), self.db.atomic():
+        with wrap_errors("saving labels"), write_transaction(self.db):
             self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
             self.db.conn.executemany(
                 "INSERT INTO labels (item_id, label, rank, labelled_by, labelled_at)"

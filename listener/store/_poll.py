@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from listener.domain import FeedUpdate, Item
-from listener.store._base import StoreBase, item_values_by_key, to_db_time, wrap_errors
+from listener.store._base import (
+    StoreBase,
+    item_values_by_key,
+    to_db_time,
+    wrap_errors,
+    write_transaction,
+)
 from listener.store._labels import insert_predictions
 from listener.store._watches import ItemMatches, save_poll_mentions
 
@@ -20,7 +26,7 @@ class PollMixin(StoreBase):
         result = update.result
         now = to_db_time(result.started_at)
         new, changed = update.new, update.changed
-        with wrap_errors(f"saving {result.url}"), db.atomic():
+        with wrap_errors(f"saving {result.url}"), write_transaction(db):
             if new:
                 db.conn.executemany(
                     "INSERT INTO items (key, feed_id, guid, url, title, summary, author,"

@@ -9,7 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from listener.domain import NewSpike, SpikeRow
-from listener.store._base import NEVER, StoreBase, from_db_time, to_db_time, wrap_errors
+from listener.store._base import (
+    NEVER,
+    StoreBase,
+    from_db_time,
+    to_db_time,
+    wrap_errors,
+    write_transaction,
+)
 
 
 class SpikesMixin(StoreBase):
@@ -38,7 +45,7 @@ class SpikesMixin(StoreBase):
         (by id); one transaction. The episodes opened (one already open for the same watch
         and function is left alone)."""
         stamp = to_db_time(now)
-        with wrap_errors("recording spikes"), self.db.atomic():
+        with wrap_errors("recording spikes"), write_transaction(self.db):
             added = 0
             for spike in opened:
                 added += self.db.execute(

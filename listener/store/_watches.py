@@ -24,6 +24,7 @@ from listener.store._base import (
     from_db_time,
     to_db_time,
     wrap_errors,
+    write_transaction,
 )
 from listener.store._period import TAG_FILTER, window_params
 
@@ -65,7 +66,7 @@ class WatchesMixin(StoreBase):
         only: its mentions stay) or "unchanged"."""
         tags = json.dumps(sorted(set(watch.tags)))
         stamp = to_db_time(now)
-        with wrap_errors("saving a watch"), self.db.atomic():
+        with wrap_errors("saving a watch"), write_transaction(self.db):
             row = self.db.execute(
                 "SELECT id, query, tags, kind, origin FROM watches WHERE name = ?", [watch.name]
             ).fetchone()
@@ -99,12 +100,12 @@ class WatchesMixin(StoreBase):
 
     def remove_watch(self, name: str) -> bool:
         """Delete a watch with its mentions, spikes and alerts; False if there is none."""
-        with wrap_errors("removing a watch"), self.db.atomic():
+        with wrap_errors("removing a watch"), write_transaction(self.db):
             return self.db.execute("DELETE FROM watches WHERE name = ?", [name]).rowcount > 0
 
     def remove_config_watches(self, keep: Collection[str]) -> list[str]:
         """Delete the watches that came from the config file and are no longer in it."""
-        with wrap_errors("removing watches"), self.db.atomic():
+        with wrap_errors("removing watches"), write_transaction(self.db):
             gone = [
                 name
                 for (name,) in self.db.execute("SELECT name FROM watches WHERE origin = 'config'")
@@ -143,7 +144,7 @@ class WatchesMixin(StoreBase):
         and cursor are still those the batch started from, and their cursors moved on.
         The watches that actually moved."""
         moved: set[int] = set()
-        with wrap_errors("saving mentions"), self.db.atomic():
+        with wrap_errors("saving mentions"), write_transaction(self.db):
             for cursor in cursors:
                 # A write first: it takes the write lock before anything is read.
                 updated = self.db.execute(
