@@ -48,6 +48,8 @@ class PollSettings:
     policy: PollPolicy = field(default_factory=PollPolicy)
     limits: FetchLimits = field(default_factory=FetchLimits)
     parse_workers: int = 0
+    parse_memory_mb: int = 192  # a worker's memory beyond what it holds once started
+    parse_timeout_s: float = 30.0
     silent_after_days: int = 7
 
 

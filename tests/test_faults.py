@@ -9,19 +9,28 @@ other feeds of the poll are stored, and that the database is intact.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from listener.config import parse_settings
+from listener.domain import Fetched, ParsedFeed
+from listener.jobs.poll import poll_feeds
+from listener.jobs.services import Services
+from listener.store import open_store
+from tests.conftest import NOW
 from tests.hostile import hostile_server, ok, silent, trickle_headers, unterminated_body
 from tests.test_poll import rss
+from tests.test_poll_job import FakeFetcher, two_items
 
 pytestmark = pytest.mark.slow
 
@@ -208,8 +217,6 @@ def test_writes_wait_for_the_lock_instead_of_failing_at_once(tmp_path: Path) -> 
     """A CLI write while the daemon's heartbeat writes: the write waits, it never fails with
     'database is locked' after a millisecond (a deferred BEGIN read first, then could not
     upgrade its lock)."""
-    from listener.store import open_store
-
     db = tmp_path / "l.db"
     open_store(db).close()
     writer = subprocess.Popen(
@@ -233,3 +240,106 @@ def test_writes_wait_for_the_lock_instead_of_failing_at_once(tmp_path: Path) -> 
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT count(*) FROM feeds").fetchone()[0] == calls
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MB filesystem (tmpfs), so a write can fail with 'database or disk is full'."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr!r}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def big_feed(name: str, items: int) -> bytes:
+    filler = " ".join(f"{name}{n} market signal" for n in range(300))  # ~5 KB per item
+    return rss(
+        f"{name} wire",
+        *(
+            (f"{name} item {n}", f"https://{name}.example/{n}", f"{name}-{n}", filler)
+            for n in range(items)
+        ),
+    )
+
+
+def test_a_full_disk_fails_that_feed_and_the_poll_goes_on(tmp_path: Path, small_disk: Path) -> None:
+    routes = {"/a": ok(feed("a")), "/huge": ok(big_feed("huge", 400)), "/c": ok(feed("c"))}
+    with hostile_server(routes) as server:
+        config = tmp_path / "listener.toml"
+        config.write_text(CONFIG.format(workers=1, extra="", read_s=1.0, total_s=5.0))
+        db = small_disk / "l.db"
+        base = [sys.executable, "-m", "listener", "--config", str(config), "--db", str(db)]
+        urls = [server.url("/a"), server.url("/huge"), server.url("/c")]
+        assert run(base, "feeds", "add", *urls).returncode == 0
+        # Leave about 1 MB free: the small feeds fit, the 2 MB one does not.
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        (small_disk / "filler").write_bytes(b"\0" * (free - 1024 * 1024))
+        result = run(base, "poll", "--all")
+        (small_disk / "filler").unlink()
+    assert result.returncode == 1, result.stderr
+    assert "polled 3 feeds" in result.stdout, "the summary is printed"
+    assert "could not save 1 of 3 feeds" in result.stderr
+    conn = sqlite3.connect(db)
+    rows = dict(
+        conn.execute(
+            "SELECT feeds.url, count(items.id) FROM feeds"
+            " LEFT JOIN items ON items.feed_id = feeds.id GROUP BY feeds.id"
+        ).fetchall()
+    )
+    assert rows == {server.url("/a"): 1, server.url("/huge"): 0, server.url("/c"): 1}
+    status, error = conn.execute(
+        "SELECT last_status, last_error FROM feeds WHERE url = ?", [server.url("/huge")]
+    ).fetchone()
+    assert status == "failed"
+    assert "cannot save" in error
+    assert "full" in error
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# --- parse workers: real processes that die, run out of memory or out of time -------------
+
+
+def parse_or_misbehave(feed_id: int, fetched: Fetched) -> ParsedFeed:
+    """two_items, except for the feeds whose URL says how to misbehave (runs in a worker)."""
+    if fetched.url.endswith("/die"):
+        os._exit(3)  # a worker killed mid-parse (OOM killer, segfault)
+    if fetched.url.endswith("/hog"):
+        hog = bytearray(1024 * 1024 * 1024)  # beyond parse_memory_mb
+        return ParsedFeed(title=str(len(hog)), site_url=None, items=())
+    if fetched.url.endswith("/slow"):
+        time.sleep(30)
+    return two_items(feed_id, fetched)
+
+
+def test_a_parse_worker_that_dies_fails_its_feed_only(tmp_path: Path) -> None:
+    settings = parse_settings(
+        {"poll": {"parse_workers": 2, "parse_memory_mb": 64, "parse_timeout_s": 1.0}}, {}
+    )
+    store = open_store(tmp_path / "l.db")
+    names = ["a", "die", "b", "hog", "c", "slow", "d"]
+    for name in names:
+        store.add_feed(f"https://x.example/{name}", now=NOW)
+    services = Services(settings, store, FakeFetcher({}), parse=parse_or_misbehave)
+    started = time.monotonic()
+    results = {r.url.rsplit("/", 1)[1]: r for r in poll_feeds(services, NOW, all_feeds=True)}
+    assert time.monotonic() - started < 20
+    assert sorted(results) == sorted(names)
+    for name in ("a", "b", "c", "d"):
+        assert (results[name].status, results[name].new) == ("ok", 2), results[name]
+    assert results["die"].status == "failed"
+    assert "parse worker died" in (results["die"].error or "")
+    assert "parse worker's 64 MB" in (results["hog"].error or "")
+    assert "not parsed within 1 s" in (results["slow"].error or "")
+    # The failures are recorded (with their back-off), so the next poll does not die again.
+    rows = dict(store.db.execute("SELECT url, last_status FROM feeds").fetchall())
+    assert rows["https://x.example/die"] == "failed"
+    store.close()

@@ -213,3 +213,40 @@ def test_parse_feed_raises_only_parse_error_on_damaged_feeds(
         for item in parsed.items:
             assert item.url is None or item.url.startswith(("http://", "https://"))
             assert item.title or item.summary or item.guid or item.url
+
+
+def _rss_with_dtd(subset: str, title: str) -> bytes:
+    return (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{subset}]><rss version="2.0"><channel>'
+        f"<title>t</title><item><title>{title}</title><link>https://x.example/1</link></item>"
+        "</channel></rss>"
+    ).encode()
+
+
+def test_quadratic_entity_expansion_is_refused_before_parsing() -> None:
+    # 220 KB on the wire, 4 GB once expanded: refused by counting, in milliseconds.
+    body = _rss_with_dtd(f'<!ENTITY a "{"x" * 100_000}">', "&a;" * 40_000)
+    with pytest.raises(ParseError, match="entities expand to more than 16 MB"):
+        parse_feed(1, fetched("bomb.xml", body))
+
+
+def test_nested_entities_count_as_what_they_expand_to() -> None:
+    subset = f'<!ENTITY a "{"x" * 10_000}"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    with pytest.raises(ParseError, match="entities expand"):
+        parse_feed(1, fetched("nested.xml", _rss_with_dtd(subset, "&b;" * 200)))
+
+
+def test_small_entity_declarations_still_parse() -> None:
+    parsed = parse_feed(
+        1, fetched("nbsp.xml", _rss_with_dtd('<!ENTITY nbsp "&#160;">', "a&nbsp;b"))
+    )
+    assert [item.title for item in parsed.items] == ["a b"]
+
+
+def test_a_utf16_bom_before_utf8_bytes_is_ignored() -> None:
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        "<item><title>Été à Lyon</title><link>https://x.example/1</link></item></channel></rss>"
+    ).encode()
+    parsed = parse_feed(1, fetched("bom.xml", b"\xff\xfe" + body))
+    assert [item.title for item in parsed.items] == ["Été à Lyon"]

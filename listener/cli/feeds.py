@@ -203,3 +203,7 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
     if stopped:
         click.echo("stopped by a signal: what was fetched is saved, the rest stays due", err=True)
         sys.exit(130)  # 128 + SIGINT, the shell's convention for an interrupted command
+    unsaved = [result.url for result in results if result.extra.get("save_failed")]
+    if unsaved:
+        click.echo(f"could not save {len(unsaved)} of {len(results)} feeds", err=True)
+        sys.exit(1)

@@ -100,7 +100,12 @@ def _prepare_body(url: str, body: bytes, charset: str | None) -> tuple[bytes, st
         (codecs.BOM_UTF16_BE, "utf-16-be"),
     ):
         if body.startswith(bom):
-            body, charset = _to_utf8(body[len(bom) :], encoding), "utf-8"
+            rest = body[len(bom) :]
+            if encoding.startswith("utf-16") and not _looks_utf16(rest):
+                # A UTF-16 BOM pasted before UTF-8 text (seen in the wild): the bytes win.
+                body = rest
+                break
+            body, charset = _to_utf8(rest, encoding), "utf-8"
             break
     else:
         utf16 = _sniff_utf16(body)
@@ -188,9 +193,60 @@ if __name__ not in feedparser.api.PREFERRED_XML_PARSERS:
     feedparser.api.PREFERRED_XML_PARSERS.insert(0, __name__)
 
 
+def _looks_utf16(data: bytes) -> bool:
+    """UTF-16 markup has a NUL beside each ASCII character ("<\\0?\\0x\\0"); UTF-8 has none."""
+    head = data.lstrip(b" \t\r\n")[:64]
+    return len(head) >= 2 and head.count(0) * 3 >= len(head)
+
+
+# An internal DTD may declare entities; a feed that declares one 100 KB long and refers to it
+# thousands of times expands, inside expat, to gigabytes (a quadratic blowup that stays under
+# expat's billion-laughs limits). Count the expansion before parsing and refuse it above this.
+MAX_ENTITY_EXPANSION_BYTES = 16 * 1024 * 1024
+_DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[(.*?)\]\s*>", re.S)
+_ENTITY_DECL = re.compile(rb"<!ENTITY\s+(?!%)([\w.:-]+)\s+(\"[^\"]*\"|'[^']*')", re.S)
+
+
+def _check_entity_expansion(url: str, body: bytes) -> None:
+    """ParseError if the internal entities would expand beyond MAX_ENTITY_EXPANSION_BYTES."""
+    if b"<!ENTITY" not in body[:65536] and b"<!ENTITY" not in body:
+        return
+    subset = _DOCTYPE_SUBSET.search(body)
+    if subset is None:
+        return
+    values = {m.group(1): m.group(2)[1:-1] for m in _ENTITY_DECL.finditer(subset.group(1))}
+    sizes: dict[bytes, int] = {}
+
+    def size(name: bytes, depth: int = 0) -> int:
+        if name in sizes:
+            return sizes[name]
+        if depth > 32:  # expat refuses deeper recursion itself
+            return 0
+        value = values[name]
+        total = len(value)
+        for ref in re.findall(rb"&([\w.:-]+);", value):
+            if ref in values:
+                total += size(ref, depth + 1)
+        sizes[name] = total
+        return total
+
+    document = body[subset.end() :]
+    expanded = 0
+    for ref in re.findall(rb"&([\w.:-]+);", document):
+        if ref in values:
+            expanded += size(ref)
+            if expanded > MAX_ENTITY_EXPANSION_BYTES:
+                raise ParseError(
+                    url,
+                    "not parsed: its DTD entities expand to more than "
+                    f"{MAX_ENTITY_EXPANSION_BYTES // (1024 * 1024)} MB",
+                )
+
+
 def _parse_xml_feed(
     feed_id: int, url: str, base: str, body: bytes, charset: str | None, *, is_html: bool
 ) -> ParsedFeed:
+    _check_entity_expansion(url, body)
     # application/xml: feedparser then trusts the charset or the XML declaration (RFC 7303)
     # instead of assuming us-ascii for text/* and flagging every text/html server as bozo.
     # No Content-Location: feedparser would rewrite permalink guids ("abc" becomes

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import resource
+import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -35,10 +37,10 @@ from listener.domain import (
     PollResult,
     Predictions,
 )
-from listener.errors import FetchError, ParseError
+from listener.errors import FetchError, ParseError, StoreError
 from listener.feeds.decide import PollOutcome, decide
 from listener.jobs.classify import classify_items
-from listener.jobs.services import Services
+from listener.jobs.services import Parser, Services
 from listener.jobs.watches import match_poll_items, poll_matcher, sync_config_watches
 from listener.store import Store
 from listener.watches.matcher import WatchMatcher
@@ -73,26 +75,50 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     if not sources:
         return results
     matcher = poll_matcher(services.store)
-    workers = services.settings.poll.parse_workers or os.cpu_count() or 1
+    poll = services.settings.poll
+    workers = poll.parse_workers or os.cpu_count() or 1
     max_pending = 2 * workers + 2  # bounds the bodies held in memory while parsing
-    with _parse_executor(workers) as executor:
+    with _ParsePool(workers, poll.parse_memory_mb, poll.parse_timeout_s) as pool:
         pending: dict[Future[ParsedFeed], tuple[FeedSource, Fetched, str]] = {}
+
+        def store(entry: tuple[FeedSource, Fetched, str], future: Future[ParsedFeed]) -> None:
+            source, fetched, body_hash = entry
+            results.append(
+                _store_parsed(services, matcher, now, source, fetched, body_hash, future)
+            )
 
         def collect(block_until: int) -> None:
             while len(pending) > block_until:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                broken = [pending.pop(future) for future in done if _broke(future)]
                 for future in done:
-                    source, fetched, body_hash = pending.pop(future)
-                    results.append(
-                        _store_parsed(services, matcher, now, source, fetched, body_hash, future)
-                    )
+                    if not _broke(future):
+                        store(pending.pop(future), future)
+                if broken:
+                    # A worker died (killed, out of memory) and took the pool down: every
+                    # other parse in it fails too. Let them end, then parse each of those
+                    # feeds alone in a new pool, so only the one that kills it is blamed.
+                    for future in wait(pending).done:
+                        entry = pending.pop(future)
+                        if _broke(future):
+                            broken.append(entry)
+                        else:
+                            store(entry, future)
+                    for entry in broken:
+                        pool.restart()
+                        future = pool.submit(services.parse, entry[0].id, entry[1])
+                        wait([future])
+                        if _broke(future):
+                            pool.restart()
+                            future = _worker_died(entry[1])
+                        store(entry, future)
 
         for source, outcome in services.fetcher.fetch_many(sources, services.stop):
             if isinstance(outcome, Fetched):
                 body_hash = hashlib.sha256(outcome.body).hexdigest()
                 # The same bytes as last time (a server without validators): nothing to parse.
                 if body_hash != source.body_hash:
-                    future = executor.submit(services.parse, source.id, outcome)
+                    future = pool.submit(services.parse, source.id, outcome)
                     pending[future] = (source, outcome, body_hash)
                     collect(max_pending)
                     continue
@@ -104,19 +130,97 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     return results
 
 
-@contextmanager
-def _parse_executor(workers: int) -> Iterator[Executor]:
-    """Worker processes parse in parallel (feedparser is CPU-bound and holds the GIL).
+def _broke(future: Future[ParsedFeed]) -> bool:
+    return isinstance(future.exception(), BrokenProcessPool)
+
+
+def _worker_died(fetched: Fetched) -> Future[ParsedFeed]:
+    future: Future[ParsedFeed] = Future()
+    future.set_exception(
+        ParseError(fetched.url, "not parsed: the parse worker died parsing it (killed?)")
+    )
+    return future
+
+
+class _ParsePool:
+    """Parse worker processes (feedparser is CPU-bound and holds the GIL), each bounded in
+    memory (RLIMIT_AS) and each parse in time; rebuilt when a worker dies.
 
     forkserver: forking the poller itself would copy its HTTP threads' locks mid-use.
+    With one worker, feeds are parsed inline, on this thread, without the bounds.
     """
-    if workers <= 1:
-        yield _InlineExecutor()
-        return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["listener.feeds.parse"])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as executor:
-        yield executor
+
+    def __init__(self, workers: int, memory_mb: int, timeout_s: float) -> None:
+        self.workers, self.memory_mb, self.timeout_s = workers, memory_mb, timeout_s
+        self._executor = self._start()
+
+    def __enter__(self) -> _ParsePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._executor.shutdown(wait=True)
+
+    def _start(self) -> Executor:
+        if self.workers <= 1:
+            return _InlineExecutor()
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["listener.feeds.parse"])
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=_limit_worker_memory,
+            initargs=(self.memory_mb,),
+        )
+
+    def submit(self, parse: Parser, feed_id: int, fetched: Fetched) -> Future[ParsedFeed]:
+        if isinstance(self._executor, _InlineExecutor):
+            return self._executor.submit(parse, feed_id, fetched)
+        return self._executor.submit(
+            _parse_bounded, parse, feed_id, fetched, self.memory_mb, self.timeout_s
+        )
+
+    def restart(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor = self._start()
+
+
+def _limit_worker_memory(memory_mb: int) -> None:
+    """Runs first in each worker: cap its address space at what it has plus `memory_mb`."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        size = int(statm.read().split()[0]) * page
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = size + memory_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+class _ParseTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise _ParseTimeout
+
+
+def _parse_bounded(
+    parse: Parser, feed_id: int, fetched: Fetched, memory_mb: int, timeout_s: float
+) -> ParsedFeed:
+    """In a worker: a parse that runs out of the worker's memory or time is that feed's
+    ParseError, and the worker lives on for the next feed."""
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return parse(feed_id, fetched)
+    except MemoryError:
+        message = f"not parsed: needs more than the parse worker's {memory_mb} MB"
+        raise ParseError(fetched.url, message) from None
+    except _ParseTimeout:
+        raise ParseError(fetched.url, f"not parsed within {timeout_s:g} s") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class _InlineExecutor(Executor):
@@ -195,9 +299,33 @@ def _store(
         )
     if update.move is not None and update.move.refused is None:
         log.info("feed_moved", old_url=update.move.previous_url, new_url=update.move.url)
-    services.store.apply(update)
+    try:
+        services.store.apply(update)
+    except StoreError as exc:
+        return _record_save_failure(services, source, now, exc)
     _log_result(update, outcome)
     return update.result
+
+
+def _record_save_failure(
+    services: Services, source: FeedSource, now: datetime, exc: StoreError
+) -> PollResult:
+    """A feed's poll that could not be written (disk full, I/O error) is that feed's failure:
+    recorded on the feed, with its back-off, when the database can still take that small
+    write; the poll goes on with the other feeds either way (their writes may still fit)."""
+    error = FetchError(source.url, f"cannot save: {exc}", kind="store")
+    update = decide(source, error, Known(), now, services.settings.poll.policy, rand=0.5)
+    result = replace(update.result, extra={**update.result.extra, "save_failed": True})
+    update = replace(update, result=result)
+    try:
+        services.store.apply(update)
+    except StoreError as again:
+        log.error(
+            "feed_save_failed", feed=source.url, error=str(exc), recorded=False, why=str(again)
+        )
+        return result
+    log.error("feed_save_failed", feed=source.url, error=str(exc), recorded=True)
+    return result
 
 
 def _log_result(update: FeedUpdate, outcome: PollOutcome) -> None:
