@@ -217,13 +217,15 @@ def install_signal_handlers(
 
 @contextmanager
 def daemon_lock(db_path: Path) -> Iterator[None]:
-    """Hold `<db_path>.lock` exclusively while the block runs: one daemon per database.
+    """Hold `<database>.lock` exclusively while the block runs: one daemon per database.
 
     flock locks belong to the open file, so the OS drops this one when the process ends in any
     way (even kill -9): a crash never blocks a restart. The file is never deleted; unlinking a
     lock file lets two processes each lock a different inode.
     """
-    lock_path = db_path.with_name(db_path.name + ".lock")
+    # Named after the real file: `alias.db -> l.db` or `./l.db` vs `/srv/l.db` is one database.
+    real = db_path.resolve()
+    lock_path = real.with_name(real.name + ".lock")
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:

@@ -25,8 +25,13 @@ LABELS: tuple[str, ...] = (
 def is_http_url(url: str) -> bool:
     """What counts as a feed URL everywhere (config, OPML, the command line): an absolute
     http(s) URL with a host."""
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        return False  # a newline or tab is never part of a URL (and httpx refuses it later)
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # "http://[::1" (an unclosed IPv6 literal), a port out of range
+        return False
 
 
 # -- the components' settings: config.Settings holds them, and each default is written here ---

@@ -343,3 +343,85 @@ def test_a_parse_worker_that_dies_fails_its_feed_only(tmp_path: Path) -> None:
     rows = dict(store.db.execute("SELECT url, last_status FROM feeds").fetchall())
     assert rows["https://x.example/die"] == "failed"
     store.close()
+
+
+# --- hostile text: formulas, huge fields, broken URLs --------------------------------------
+
+
+def test_formulas_are_neutralised_in_csv_and_huge_titles_are_capped(tmp_path: Path) -> None:
+    hostile = rss(
+        "Formulas",
+        ('=HYPERLINK("https://evil.example","click")', "https://f.example/1", "f1", "@SUM(A1)"),
+        ("-2+3", "https://f.example/2", "f2", "+cmd|' /C calc'!A0"),
+        ("Huge " + "word " * 400_000, "https://f.example/3", "f3", "A 2 MB title."),
+    )
+    with hostile_server({"/f": ok(hostile)}) as server:
+        base = listener(tmp_path)
+        assert run(base, "feeds", "add", server.url("/f")).returncode == 0
+        assert run(base, "poll", "--all").returncode == 0
+    export = run(base, "export", "--format", "csv")
+    assert export.returncode == 0
+    cells = export.stdout
+    assert "'=HYPERLINK(" in cells
+    assert "'@SUM(A1)" in cells
+    assert "'-2+3" in cells
+    assert "'+cmd|" in cells
+    assert len(cells) < 20_000, "the 2 MB title is stored capped"
+    jsonl = [json.loads(line) for line in run(base, "export").stdout.splitlines()]
+    assert {row["title"] for row in jsonl} >= {'=HYPERLINK("https://evil.example","click")'}
+    assert max(len(row["title"]) for row in jsonl) <= 1_000
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://a.example/feed\nX-Evil: 1"])
+def test_a_broken_url_is_one_clear_message(tmp_path: Path, url: str) -> None:
+    base = listener(tmp_path)
+    added = run(base, "feeds", "add", url, "https://ok.example/feed")
+    assert added.returncode == 2
+    assert "not an http(s) URL" in added.stderr
+    assert "Traceback" not in added.stderr
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(
+        '<opml version="2.0"><body>'
+        f'<outline text="bad" xmlUrl="{url.replace(chr(10), "&#10;")}"/>'
+        '<outline text="good" xmlUrl="https://ok.example/feed"/></body></opml>'
+    )
+    imported = run(base, "feeds", "import", str(opml))
+    assert "Traceback" not in imported.stderr
+    assert "1 feeds added" in imported.stdout + imported.stderr
+    config = tmp_path / "bad.toml"
+    config.write_text(f"[[feeds]]\nurl = {json.dumps(url)}\n")
+    checked = run([sys.executable, "-m", "listener", "--config", str(config)], "check-config")
+    assert checked.returncode == 1
+    assert "feeds[0].url: not an http(s) URL" in checked.stderr
+
+
+def test_one_daemon_per_database_even_through_a_symlink(tmp_path: Path) -> None:
+    base = listener(tmp_path)
+    assert run(base, "init").returncode == 0
+    (tmp_path / "alias.db").symlink_to(tmp_path / "l.db")
+    first = subprocess.Popen(
+        [*base, "--log-format", "json", "run"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "l.db.lock").exists() or not (tmp_path / "l.db.lock").read_text():
+            assert time.monotonic() < deadline
+            assert first.poll() is None
+            time.sleep(0.1)  # the daemon writes its pid into the lock file once it holds it
+        alias = [*base[:-1], str(tmp_path / "alias.db")]
+        second = run(alias, "run", timeout_s=60)
+        assert second.returncode == 1
+        assert "already running" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
+
+
+def test_a_missing_or_read_only_folder_is_named(tmp_path: Path, small_disk: Path) -> None:
+    missing = run([*listener(tmp_path)[:-1], str(tmp_path / "nope" / "l.db")], "init")
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    read_only = run([*listener(tmp_path)[:-1], str(small_disk / "l.db")], "init")
+    assert read_only.returncode == 1
+    assert "is read-only" in read_only.stderr

@@ -97,6 +97,18 @@ EXPORT_COLUMNS = [
 ]
 
 
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): a feed must not be able
+# to put =HYPERLINK(...) or =cmd|... into an analyst's sheet.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text that starts like a formula gets a leading apostrophe (shown as text, not run)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 @click.command("export")
 @click.option(
     "--format",
@@ -136,7 +148,7 @@ def export_command(
             writer = csv.DictWriter(output, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
             for row in rows:
-                writer.writerow(row)
+                writer.writerow({name: spreadsheet_safe(value) for name, value in row.items()})
         else:
             for row in rows:
                 output.write(json.dumps(row, ensure_ascii=False) + "\n")

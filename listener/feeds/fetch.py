@@ -218,12 +218,14 @@ def _follow(
             target = _redirect_target(source.url, url, response)
             _drain(response)
         if target in seen:
-            raise FetchError(source.url, f"redirect loop back to {target}", kind="redirect_loop")
+            message = f"redirect loop back to {target}"
+            status = response.status_code
+            raise FetchError(source.url, message, status=status, kind="redirect_loop")
         seen.add(target)
         moved_for_good = moved_for_good and response.status_code in _PERMANENT_STATUSES
         url = target
     message = f"more than {limits.max_redirects} redirects"
-    raise FetchError(source.url, message, kind="too_many_redirects")
+    raise FetchError(source.url, message, status=response.status_code, kind="too_many_redirects")
 
 
 _DRAIN_MAX_BYTES = 64 * 1024
@@ -293,7 +295,9 @@ def _read_body(
     response: httpx.Response, feed_url: str, limits: FetchLimits, deadline: _Deadline
 ) -> bytes:
     cap = limits.max_body_bytes
-    too_large = FetchError(feed_url, f"body larger than {cap} bytes", kind="too_large")
+    too_large = FetchError(
+        feed_url, f"body larger than {cap} bytes", status=response.status_code, kind="too_large"
+    )
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise too_large

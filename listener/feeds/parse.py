@@ -31,6 +31,11 @@ from listener.feeds.language import detect_language
 from listener.feeds.text import clean_text, truncate
 
 MAX_SUMMARY_CHARS = 5_000  # we store plain text for classification, not whole articles
+# A feed may put megabytes in any field (a 5 MB title was seen): store what a person reads.
+MAX_TITLE_CHARS = 1_000
+MAX_AUTHOR_CHARS = 200
+MAX_ID_CHARS = 2_048  # a guid, kept as the key's input
+MAX_URL_CHARS = 4_096  # a longer link is not one anybody follows: dropped, not cut
 _TITLE_FROM_SUMMARY_CHARS = 80
 _MAX_WARNING_CHARS = 200
 _MAX_GUNZIP_BYTES = 16 * 1024 * 1024  # a little over the fetcher's default body cap
@@ -284,7 +289,7 @@ def _parse_xml_feed(
     if entries and not items:
         raise ParseError(url, f"no usable items: {skipped} had no id, link, title or text")
     return ParsedFeed(
-        title=clean_text(_str(feed.get("title"))) or None,
+        title=clean_text(_str(feed.get("title")), MAX_TITLE_CHARS) or None,
         site_url=site_url,
         items=_finish_items(items),
         warning=problem,
@@ -404,7 +409,7 @@ def _parse_json_feed(feed_id: int, url: str, base: str, body: bytes) -> ParsedFe
     if skipped and not items:
         raise ParseError(url, f"no usable items: {skipped} had no id, link, title or text")
     return ParsedFeed(
-        title=clean_text(_str(document.get("title"))) or None,
+        title=clean_text(_str(document.get("title")), MAX_TITLE_CHARS) or None,
         site_url=site_url,
         items=_finish_items(items),
         skipped=skipped,
@@ -469,10 +474,15 @@ def _make_item(
 ) -> Item | None:
     """The normalised item, or None when nothing identifies or describes it."""
     summary_text = clean_text(summary, MAX_SUMMARY_CHARS)
-    title_text = clean_text(title) or truncate(summary_text, _TITLE_FROM_SUMMARY_CHARS)
+    title_text = clean_text(title, MAX_TITLE_CHARS) or truncate(
+        summary_text, _TITLE_FROM_SUMMARY_CHARS
+    )
+    guid = guid[:MAX_ID_CHARS] if guid else guid
+    url = url if url is None or len(url) <= MAX_URL_CHARS else None
     if not (guid or url or title_text or summary_text):
         return None
-    author_text = _author_name(clean_text(author)) or None
+    author_name = truncate(_author_name(clean_text(author, MAX_AUTHOR_CHARS)), MAX_AUTHOR_CHARS)
+    author_text = author_name or None
     return Item(
         feed_id=feed_id,
         key=item_key(feed_id, guid, url, title_text, published_raw, summary_text),

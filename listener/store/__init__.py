@@ -13,11 +13,13 @@ boundary as aware datetimes, never as the text the columns hold.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 from sqlite_utils import Database
 
+from listener.errors import StoreError
 from listener.store._alerts import AlertsMixin
 from listener.store._base import wrap_errors
 from listener.store._daemon import DaemonMixin
@@ -49,6 +51,12 @@ class Store(
 
 def open_store(path: Path, *, busy_timeout_s: float = 5.0) -> Store:
     """Open (creating if needed) the database, switch to WAL and apply pending migrations."""
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise StoreError(f"opening {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        # SQLite says "unable to open database file": it needs the folder for its WAL files.
+        raise StoreError(f"opening {path}: the folder {folder} is read-only")
     with wrap_errors(f"opening {path}"):
         # IMMEDIATE: the transactions Python opens by itself before a write take the write
         # lock first too (see write_transaction for the ones we open).
