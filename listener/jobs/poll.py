@@ -46,6 +46,13 @@ from listener.watches.matcher import WatchMatcher
 log = structlog.get_logger(__name__)
 
 
+def poll_job(services: Services, now: datetime) -> list[PollResult]:
+    """The daemon's poll job: the config's feeds and watches into the store, then every
+    feed that is due."""
+    sync_config(services, now)
+    return poll_feeds(services, now)
+
+
 def sync_config_feeds(services: Services, now: datetime) -> int:
     """Add the [[feeds]] of the config file to the database (never removes any). New count."""
     added = 0
@@ -84,20 +91,21 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                 for future in done:
                     source, fetched, body_hash = pending.pop(future)
                     results.append(
-                        _store_parsed(services, matcher, now, source, fetched, body_hash, future)
+                        _write_parsed(services, matcher, now, source, fetched, body_hash, future)
                     )
 
         for source, outcome in services.fetcher.fetch_many(sources):
             if isinstance(outcome, Fetched):
+                # New bytes go to a parser; the same bytes as last time (a server without
+                # validators) need none, and are decided as "unchanged" right away.
                 body_hash = hashlib.sha256(outcome.body).hexdigest()
-                # The same bytes as last time (a server without validators): nothing to parse.
                 if body_hash != source.body_hash:
                     future = executor.submit(services.parse, source.id, outcome)
                     pending[future] = (source, outcome, body_hash)
                     collect(max_pending)
                     continue
             known = _known(services.store, source, (), _permanent_url(outcome))
-            results.append(_store(services, matcher, now, source, outcome, known))
+            results.append(_write(services, matcher, now, source, outcome, known))
         collect(0)
     return results
 
@@ -129,7 +137,7 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _store_parsed(
+def _write_parsed(
     services: Services,
     matcher: WatchMatcher,
     now: datetime,
@@ -141,12 +149,12 @@ def _store_parsed(
     try:
         parsed = future.result()
     except ParseError as exc:
-        return _store(services, matcher, now, source, ParseFailure(fetched, exc), Known())
+        return _write(services, matcher, now, source, ParseFailure(fetched, exc), Known())
     started = time.monotonic()
     known = _known(services.store, source, parsed.items, fetched.permanent_url)
     duration_ms = fetched.duration_ms + int((time.monotonic() - started) * 1000)
     outcome = Parsed(fetched, parsed, body_hash, duration_ms)
-    return _store(services, matcher, now, source, outcome, known)
+    return _write(services, matcher, now, source, outcome, known)
 
 
 def _known(
@@ -155,19 +163,16 @@ def _known(
     """What the store holds that deciding this feed's poll needs."""
     keys = list(dict.fromkeys(item.key for item in items))
     hashes = store.known_hashes(source.id, keys) if keys else {}
-    taken = (
-        permanent_url is not None
-        and permanent_url != source.url
-        and store.feed_id_for_url(permanent_url) is not None
-    )
-    return Known(hashes, frozenset({permanent_url}) if taken and permanent_url else frozenset())
+    moved = permanent_url if permanent_url and permanent_url != source.url else None
+    taken = moved is not None and store.feed_id_for_url(moved) is not None
+    return Known(hashes, frozenset({moved}) if moved and taken else frozenset())
 
 
 def _permanent_url(outcome: FetchOutcome | FetchError) -> str | None:
     return None if isinstance(outcome, FetchError) else outcome.permanent_url
 
 
-def _store(
+def _write(
     services: Services,
     matcher: WatchMatcher,
     now: datetime,
@@ -175,8 +180,8 @@ def _store(
     outcome: PollOutcome,
     known: Known,
 ) -> PollResult:
-    """Decide the poll's update, add the new and changed items' labels and mentions, write
-    it, and log it."""
+    """Decide the poll's update, add the new and changed items' predictions and mentions,
+    write it (one transaction), and log it."""
     policy = services.settings.poll.policy
     update = decide(source, outcome, known, now, policy, rand=services.rand())
     if update.new or update.changed:
@@ -221,10 +226,3 @@ def _log_result(update: FeedUpdate, outcome: PollOutcome) -> None:
             error=result.error,
             **fields,
         )
-
-
-def poll_job(services: Services, now: datetime) -> list[PollResult]:
-    """The daemon's poll job: the config's feeds and watches into the store, then every
-    feed that is due."""
-    sync_config(services, now)
-    return poll_feeds(services, now)
