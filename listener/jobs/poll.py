@@ -48,6 +48,13 @@ from listener.watches.matcher import WatchMatcher
 log = structlog.get_logger(__name__)
 
 
+def poll_job(services: Services, now: datetime) -> list[PollResult]:
+    """The daemon's poll job: the config's feeds and watches into the store, then every
+    feed that is due."""
+    sync_config(services, now)
+    return poll_feeds(services, now)
+
+
 def sync_config_feeds(services: Services, now: datetime) -> int:
     """Add the [[feeds]] of the config file to the database (never removes any). New count."""
     added = 0
@@ -81,10 +88,10 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     with _ParsePool(workers, poll.parse_memory_mb, poll.parse_timeout_s) as pool:
         pending: dict[Future[ParsedFeed], tuple[FeedSource, Fetched, str]] = {}
 
-        def store(entry: tuple[FeedSource, Fetched, str], future: Future[ParsedFeed]) -> None:
+        def write(entry: tuple[FeedSource, Fetched, str], future: Future[ParsedFeed]) -> None:
             source, fetched, body_hash = entry
             results.append(
-                _store_parsed(services, matcher, now, source, fetched, body_hash, future)
+                _write_parsed(services, matcher, now, source, fetched, body_hash, future)
             )
 
         def collect(block_until: int) -> None:
@@ -93,7 +100,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                 broken = [pending.pop(future) for future in done if _broke(future)]
                 for future in done:
                     if not _broke(future):
-                        store(pending.pop(future), future)
+                        write(pending.pop(future), future)
                 if broken:
                     # A worker died (killed, out of memory) and took the pool down: every
                     # other parse in it fails too. Let them end, then parse each of those
@@ -103,7 +110,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                         if _broke(future):
                             broken.append(entry)
                         else:
-                            store(entry, future)
+                            write(entry, future)
                     for entry in broken:
                         pool.restart()
                         future = pool.submit(services.parse, entry[0].id, entry[1])
@@ -111,19 +118,20 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                         if _broke(future):
                             pool.restart()
                             future = _worker_died(entry[1])
-                        store(entry, future)
+                        write(entry, future)
 
         for source, outcome in services.fetcher.fetch_many(sources, services.stop):
             if isinstance(outcome, Fetched):
+                # New bytes go to a parser; the same bytes as last time (a server without
+                # validators) need none, and are decided as "unchanged" right away.
                 body_hash = hashlib.sha256(outcome.body).hexdigest()
-                # The same bytes as last time (a server without validators): nothing to parse.
                 if body_hash != source.body_hash:
                     future = pool.submit(services.parse, source.id, outcome)
                     pending[future] = (source, outcome, body_hash)
                     collect(max_pending)
                     continue
             known = _known(services.store, source, (), _permanent_url(outcome))
-            results.append(_store(services, matcher, now, source, outcome, known))
+            results.append(_write(services, matcher, now, source, outcome, known))
         collect(0)
     if services.stop.is_set():
         log.info("poll_stopped", polled=len(results), not_polled=len(sources) - len(results))
@@ -235,7 +243,7 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _store_parsed(
+def _write_parsed(
     services: Services,
     matcher: WatchMatcher,
     now: datetime,
@@ -247,12 +255,12 @@ def _store_parsed(
     try:
         parsed = future.result()
     except ParseError as exc:
-        return _store(services, matcher, now, source, ParseFailure(fetched, exc), Known())
+        return _write(services, matcher, now, source, ParseFailure(fetched, exc), Known())
     started = time.monotonic()
     known = _known(services.store, source, parsed.items, fetched.permanent_url)
     duration_ms = fetched.duration_ms + int((time.monotonic() - started) * 1000)
     outcome = Parsed(fetched, parsed, body_hash, duration_ms)
-    return _store(services, matcher, now, source, outcome, known)
+    return _write(services, matcher, now, source, outcome, known)
 
 
 def _known(
@@ -261,19 +269,16 @@ def _known(
     """What the store holds that deciding this feed's poll needs."""
     keys = list(dict.fromkeys(item.key for item in items))
     hashes = store.known_hashes(source.id, keys) if keys else {}
-    taken = (
-        permanent_url is not None
-        and permanent_url != source.url
-        and store.feed_id_for_url(permanent_url) is not None
-    )
-    return Known(hashes, frozenset({permanent_url}) if taken and permanent_url else frozenset())
+    moved = permanent_url if permanent_url and permanent_url != source.url else None
+    taken = moved is not None and store.feed_id_for_url(moved) is not None
+    return Known(hashes, frozenset({moved}) if moved and taken else frozenset())
 
 
 def _permanent_url(outcome: FetchOutcome | FetchError) -> str | None:
     return None if isinstance(outcome, FetchError) else outcome.permanent_url
 
 
-def _store(
+def _write(
     services: Services,
     matcher: WatchMatcher,
     now: datetime,
@@ -281,8 +286,8 @@ def _store(
     outcome: PollOutcome,
     known: Known,
 ) -> PollResult:
-    """Decide the poll's update, add the new and changed items' labels and mentions, write
-    it, and log it."""
+    """Decide the poll's update, add the new and changed items' predictions and mentions,
+    write it (one transaction), and log it."""
     policy = services.settings.poll.policy
     update = decide(source, outcome, known, now, policy, rand=services.rand())
     if update.new or update.changed:
@@ -351,10 +356,3 @@ def _log_result(update: FeedUpdate, outcome: PollOutcome) -> None:
             error=result.error,
             **fields,
         )
-
-
-def poll_job(services: Services, now: datetime) -> list[PollResult]:
-    """The daemon's poll job: the config's feeds and watches into the store, then every
-    feed that is due."""
-    sync_config(services, now)
-    return poll_feeds(services, now)
