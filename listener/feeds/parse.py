@@ -209,6 +209,7 @@ def _looks_utf16(data: bytes) -> bool:
 # expat's billion-laughs limits). Count the expansion before parsing and refuse it above this.
 MAX_ENTITY_EXPANSION_BYTES = 16 * 1024 * 1024
 _DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[(.*?)\]\s*>", re.S)
+_ENTITY_REF = re.compile(rb"&([\w.:-]+);")
 _ENTITY_DECL = re.compile(rb"<!ENTITY\s+(?!%)([\w.:-]+)\s+(\"[^\"]*\"|'[^']*')", re.S)
 
 
@@ -229,15 +230,17 @@ def _check_entity_expansion(url: str, body: bytes) -> None:
             return 0
         value = values[name]
         total = len(value)
-        for ref in re.findall(rb"&([\w.:-]+);", value):
+        for ref in _ENTITY_REF.findall(value):
             if ref in values:
                 total += size(ref, depth + 1)
         sizes[name] = total
         return total
 
-    document = body[subset.end() :]
     expanded = 0
-    for ref in re.findall(rb"&([\w.:-]+);", document):
+    # finditer, not findall: a bomb is millions of references, and a list of them all would
+    # take the memory this check exists to save.
+    for match in _ENTITY_REF.finditer(body, subset.end()):
+        ref = match.group(1)
         if ref in values:
             expanded += size(ref)
             if expanded > MAX_ENTITY_EXPANSION_BYTES:
