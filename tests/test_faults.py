@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,14 +24,17 @@ from typing import Any
 import pytest
 
 from listener.config import parse_settings
-from listener.domain import Fetched, ParsedFeed
+from listener.domain import Fetched, ParsedFeed, Watch
 from listener.jobs.poll import poll_feeds
 from listener.jobs.services import Services
+from listener.jobs.watches import backfill_watches
 from listener.store import open_store
 from tests.conftest import NOW
 from tests.hostile import hostile_server, ok, silent, trickle_headers, unterminated_body
+from tests.polls import apply_poll
 from tests.test_poll import rss
 from tests.test_poll_job import FakeFetcher, two_items
+from tests.test_store import make_item, poll
 
 pytestmark = pytest.mark.slow
 
@@ -425,3 +429,19 @@ def test_a_missing_or_read_only_folder_is_named(tmp_path: Path, small_disk: Path
     read_only = run([*listener(tmp_path)[:-1], str(small_disk / "l.db")], "init")
     assert read_only.returncode == 1
     assert "is read-only" in read_only.stderr
+
+
+def test_a_stop_pauses_a_watch_backfill_between_batches(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l.db")
+    store.add_feed("https://a.example/feed", now=NOW)
+    (source,) = store.feed_sources(None)
+    items = [make_item(source.id, n, title=f"Acme news {n}") for n in range(1, 31)]
+    apply_poll(store, poll(source.id), items)
+    store.save_watch(Watch("acme", "acme"), origin="cli", now=NOW)
+    stop = threading.Event()
+    stop.set()
+    assert backfill_watches(store, batch_size=10, stop=stop) == 0
+    assert store.list_watches()[0].matched_through == 0, "nothing skipped: resumes from here"
+    assert backfill_watches(store, batch_size=10) == 30
+    assert store.list_watches()[0].matched_through == store.max_item_id()
+    store.close()

@@ -81,7 +81,9 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     results: list[PollResult] = []
     if not sources:
         return results
-    matcher = poll_matcher(services.store)
+    matcher = poll_matcher(services.store, services.stop)
+    if services.stop.is_set():  # stopped while catching watches up: poll next time
+        return results
     poll = services.settings.poll
     workers = poll.parse_workers or os.cpu_count() or 1
     max_pending = 2 * workers + 2  # bounds the bodies held in memory while parsing

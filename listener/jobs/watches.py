@@ -8,6 +8,7 @@ backfill: store.list_watches ─► parse_query ─► store.items_to_match (bat
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -78,9 +79,11 @@ def backfill_watches(
     *,
     batch_size: int = BACKFILL_BATCH,
     on_batch: Callable[[int], object] = lambda count: None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Match the stored items each watch's cursor has not reached yet, batch by batch, until
-    every watch has seen every item (items stored meanwhile included). Items read."""
+    every watch has seen every item (items stored meanwhile included), or until `stop` is
+    set (each batch is its own transaction: the next run resumes there). Items read."""
     started = time.perf_counter()
     read = mentions_found = 0
     names: set[str] = set()
@@ -94,6 +97,9 @@ def backfill_watches(
         names.update(w.name for w in lagging)
         stale = False
         while lagging and not stale:
+            if stop is not None and stop.is_set():
+                log.info("watches_backfill_paused", items=read)
+                return read
             batch = store.items_to_match(min(cursors.values()), batch_size)
             if not batch:
                 break
@@ -128,9 +134,9 @@ def backfill_watches(
     return read
 
 
-def poll_matcher(store: Store) -> WatchMatcher:
+def poll_matcher(store: Store, stop: threading.Event | None = None) -> WatchMatcher:
     """Before a poll stores anything: every watch caught up, then compiled for the poll."""
-    backfill_watches(store)
+    backfill_watches(store, stop=stop)
     return WatchMatcher(active_watches(store.list_watches()))
 
 
