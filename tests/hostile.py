@@ -85,6 +85,20 @@ def unterminated_body(first: bytes, interval_s: float) -> Route:
     return route
 
 
+def trickle_body(interval_s: float) -> Route:
+    """A chunked 200 whose body is one space every `interval_s`, forever."""
+
+    def route(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        while not stop.wait(interval_s):
+            conn.sendall(b"1\r\n \r\n")
+
+    return route
+
+
 def silent() -> Route:
     """Accept the request and never answer."""
 
@@ -107,8 +121,9 @@ def _read_request(conn: socket.socket, buffer: bytearray) -> str | None:
 
 
 @contextmanager
-def hostile_server(routes: dict[str, Route]) -> Iterator[Hostile]:
-    """Serve `routes` (path → Route) on 127.0.0.1 with keep-alive; 404 for anything else."""
+def hostile_server(routes: dict[str, Route], default: Route | None = None) -> Iterator[Hostile]:
+    """Serve `routes` (path → Route) on 127.0.0.1 with keep-alive; `default` (or a 404) for
+    any other path."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -131,7 +146,7 @@ def hostile_server(routes: dict[str, Route]) -> Iterator[Hostile]:
                 with lock:
                     server.requests[path] += 1
                     server.served.append((path, number, count))
-                route = routes.get(path)
+                route = routes.get(path, default)
                 if route is None:
                     conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                 else:
