@@ -113,8 +113,8 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                             broken.append(entry)
                         else:
                             write(entry, future)
+                    pool.restart()
                     for entry in broken:
-                        pool.restart()
                         future = pool.submit(services.parse, entry[0].id, entry[1])
                         wait([future])
                         if _broke(future):
