@@ -159,7 +159,7 @@ def test_search_prints_matches(filled_db: Path) -> None:
     result = invoke(filled_db, "search", "equipe")
     assert result.exit_code == 0
     assert "L'équipe RH recrute" in result.stdout
-    assert "1 items" in result.stderr
+    assert "1 item" in result.stderr
     rows = [
         json.loads(line)
         for line in invoke(filled_db, "search", "recru*", "--json").stdout.splitlines()

@@ -23,6 +23,7 @@ from listener.cli.classify import (
 from listener.cli.feeds import feeds_group, poll_command
 from listener.cli.items import export_command, search_command
 from listener.cli.service import alerts_group, digest_command, run_command, status_command
+from listener.cli.stats import stats_command
 from listener.cli.support import Context, handle_errors
 from listener.cli.watch import watch_group
 from listener.config import redacted
@@ -88,6 +89,7 @@ cli.add_command(feeds_group)
 cli.add_command(poll_command)
 cli.add_command(search_command)
 cli.add_command(export_command)
+cli.add_command(stats_command)
 cli.add_command(run_command)
 cli.add_command(status_command)
 cli.add_command(digest_command)

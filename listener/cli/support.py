@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from listener.config import Settings, load_settings, parse_duration_minutes, resolve_path
+from listener.domain import ItemFilter, parse_label
 from listener.errors import ListenerError
 from listener.feeds.opml import parse_opml
 from listener.logs import configure_logging, resolve_format
@@ -133,6 +134,69 @@ SINCE_OPTION = click.option(
     "--since", type=DURATION, help="Only items published in the last 7d, 24h…"
 )
 WATCH_OPTION = click.option("--watch", help="Only items that mention this watch (by name).")
+
+
+class Function(click.ParamType[str, Any]):
+    """A business function as people type it: any case, or a short form (mkt, pr, hr, cs, bi)."""
+
+    name = "function"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return parse_label(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+FUNCTION = Function()
+
+
+def item_filter_options(func: F) -> F:
+    """The options that choose items, shared by `search`, `export` and `stats`: their
+    values arrive as keyword arguments that `item_filter` reads."""
+    options = [
+        SINCE_OPTION,
+        click.option("--feed", "feed_url", help="Only items of this feed URL."),
+        click.option("--tag", help="Only items of feeds with this tag."),
+        WATCH_OPTION,
+        click.option(
+            "--function",
+            "functions",
+            type=FUNCTION,
+            multiple=True,
+            help="Only items of this business function (repeatable; a person's correction"
+            " wins over the model; short forms mkt, pr, hr, cs, bi).",
+        ),
+        click.option(
+            "--uncertain",
+            is_flag=True,
+            help="Only items the model was unsure of (with --function: by its best guess).",
+        ),
+        click.option(
+            "--min-score",
+            type=click.FloatRange(0.0, 1.0),
+            help="Only items whose label (of --function, when given) scores at least this;"
+            " a person's label counts 1.0.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def item_filter(store: Store, options: dict[str, Any]) -> ItemFilter:
+    """The ItemFilter the item_filter_options ask for; a --watch that names no watch is a
+    usage error."""
+    check_watch_name(store, options["watch"])
+    return ItemFilter(
+        since=since_time(options["since"]),
+        feed_url=options["feed_url"],
+        tag=options["tag"],
+        watch=options["watch"],
+        functions=tuple(dict.fromkeys(options["functions"])),
+        uncertain=options["uncertain"],
+        min_score=options["min_score"],
+    )
 
 
 def check_watch_name(store: Store, name: str | None) -> None:

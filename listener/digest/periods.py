@@ -58,6 +58,26 @@ def is_digest_due(
     return not already_sent and period.send_at <= now <= period.send_at + catch_up
 
 
+def local_days(timezone: str, days: int, now: datetime) -> list[tuple[date, datetime, datetime]]:
+    """The last `days` local days up to and including today in `timezone`, oldest first:
+    (day, its local midnight, the next one), in UTC, as a digest's period is cut."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    zone = ZoneInfo(timezone)
+    today = now.astimezone(zone).date()
+    found = []
+    for back in range(days - 1, -1, -1):
+        day = today - timedelta(days=back)
+        found.append(
+            (
+                day,
+                _local_to_utc(day, time(0), zone),
+                _local_to_utc(day + timedelta(days=1), time(0), zone),
+            )
+        )
+    return found
+
+
 def _local_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
     """The UTC instant of a local wall-clock time.
 
