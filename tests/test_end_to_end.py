@@ -295,8 +295,12 @@ def test_daemon_polls_sends_stops_cleanly_and_survives_kill_9(
         assert "running (pid" in status.output
         # SIGTERM: a clean stop within seconds.
         daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=30)
+        _, log_text = daemon.communicate(timeout=30)
         assert daemon.returncode == 0
+        (starting,) = [
+            json.loads(line) for line in log_text.splitlines() if '"daemon_starting"' in line
+        ]
+        assert starting["config"] == f"{config} (given with --config)"
         assert "stopped" in cli_run(env, "status").output
         # kill -9, then a restart: the lock is free, nothing is sent twice.
         daemon = start_daemon(env, config)

@@ -36,7 +36,9 @@ from listener.config import redacted
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="LISTENER_CONFIG",
-    help="TOML settings file (default: the embedded defaults). Env: LISTENER_CONFIG.",
+    help="TOML settings file (default: the first of ./listener.toml,"
+    " ~/.config/listener/listener.toml, /etc/listener/listener.toml, else the built-in"
+    " defaults). Env: LISTENER_CONFIG.",
 )
 @click.option(
     "--db",
@@ -62,16 +64,20 @@ def cli(
     Polls RSS/Atom/JSON feeds politely, stores every item once in SQLite, and lets you
     search and export them.
     """
-    ctx.obj = Context(config_path, db_path, log_format, log_level)
+    from_env = ctx.get_parameter_source("config_path") == click.core.ParameterSource.ENVIRONMENT
+    ctx.obj = Context(config_path, db_path, log_format, log_level, config_from_env=from_env)
 
 
 @cli.command("check-config")
 @click.pass_obj
 @handle_errors
 def check_config(obj: Context) -> None:
-    """Validate the settings and print the effective values (secrets hidden)."""
+    """Validate the settings and print the effective values (secrets hidden), and which
+    settings file they come from."""
     data = redacted(obj.settings)
     data["database"] = str(obj.database_path())
+    data["config_file"] = obj.config_file.describe()
+    click.echo(f"config: {obj.config_file.describe()}", err=True)
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 

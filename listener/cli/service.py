@@ -33,7 +33,7 @@ def run_command(obj: Context) -> None:
 
     obj.configure_logging(cache=True)
     with daemon_lock(obj.database_path()), obj.store() as store:
-        run_daemon(obj.settings, store)
+        run_daemon(obj.settings, store, config_note=obj.config_file.describe())
 
 
 @click.command("status")
@@ -62,6 +62,8 @@ def status_command(obj: Context, as_json: bool) -> None:
         health[state] = health.get(state, 0) + 1
     alive = _daemon_alive(daemon, beat, now, settings.daemon.heartbeat_s)
     report: dict[str, Any] = {
+        "config_file": obj.config_file.describe(),
+        "database": str(obj.database_path()),
         "daemon": {
             **(daemon or {}),
             "alive": alive,
@@ -87,6 +89,8 @@ def status_command(obj: Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
+    click.echo(f"config:   {report['config_file']}")
+    click.echo(f"database: {report['database']}")
     if daemon is None:
         click.echo("daemon:   never started on this database")
     else:

@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 import click
 
-from listener.config import Settings, load_settings, parse_duration_minutes, resolve_path
+from listener.config import (
+    ConfigFile,
+    Settings,
+    choose_config_file,
+    load_settings,
+    parse_duration_minutes,
+    resolve_path,
+)
 from listener.domain import ItemFilter, parse_label
 from listener.errors import ListenerError
 from listener.feeds.opml import parse_opml
@@ -29,12 +36,27 @@ class Context:
     db_path: Path | None
     log_format: str | None
     log_level: str | None
+    config_from_env: bool = False  # config_path came from LISTENER_CONFIG, not --config
     _settings: Settings | None = None
+    _config_file: ConfigFile | None = None
+
+    @property
+    def config_file(self) -> ConfigFile:
+        """The settings file in effect and how it was found (`ConfigFile.describe`)."""
+        if self._config_file is None:
+            self._config_file = choose_config_file(
+                self.config_path,
+                from_env=self.config_from_env,
+                environ=os.environ,
+                cwd=Path.cwd(),
+            )
+        return self._config_file
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.config_path, os.environ)
+            path = self.config_file.path
+            self._settings = load_settings(path, os.environ)
             self.configure_logging(cache=False)
         return self._settings
 
