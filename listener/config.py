@@ -102,7 +102,6 @@ DEFAULT_RECIPIENT = Recipient(
     email="team@localhost",
     timezone="Europe/Paris",
     send_at="07:30",
-    send_when_empty=True,
 )
 
 

@@ -462,7 +462,7 @@ class Recipient:
     functions: tuple[str, ...] = ()  # labels followed; empty: all of them
     tags: tuple[str, ...] = ()  # feed tags followed; empty: every feed
     items_per_section: int = 5
-    send_when_empty: bool = False
+    send_when_empty: bool = True  # a short "nothing new" email on quiet days
     watches: tuple[str, ...] = ()  # watch names followed; empty: every watch
     alerts: bool = True  # spike alerts for the watches followed
 
