@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from listener.cli.support import DURATION, Context, handle_errors, now_utc
+from listener.cli.support import DURATION, Context, handle_errors, now_utc, plural
 from listener.domain import FeedRow, is_http_url
 from listener.errors import OpmlError
 from listener.feeds.opml import OpmlFeed, parse_opml, render_opml
@@ -60,7 +60,7 @@ def feeds_remove(obj: Context, urls: tuple[str, ...]) -> None:
                 click.echo(f"not a known feed: {url}", err=True)
                 missing = True
             else:
-                click.echo(f"removed {url} ({removed} items)")
+                click.echo(f"removed {url} ({plural(removed, 'item')})")
     if missing:
         sys.exit(1)
 
@@ -84,7 +84,7 @@ def feeds_list(obj: Context, as_json: bool) -> None:
         last = row.last_polled_at.strftime("%Y-%m-%d %H:%M") if row.last_polled_at else "never"
         tags = ",".join(row.tags) or "-"
         click.echo(f"{row.item_count:>6}  {last:<16}  {state:<40}  {tags:<24}  {row.url}")
-    click.echo(f"{len(rows)} feeds", err=True)
+    click.echo(f"{plural(len(rows), 'feed')}", err=True)
 
 
 def _feed_json(row: FeedRow, now: datetime, silent_days: int) -> dict[str, Any]:
@@ -131,7 +131,7 @@ def feeds_import(obj: Context, path: Path, tags: tuple[str, ...]) -> None:
             added += store.add_feed(
                 feed.url, now=now, tags=[*feed.tags, *(t.lower() for t in tags)], title=feed.title
             )
-    click.echo(f"{path}: {added} feeds added, {len(found) - added} already known")
+    click.echo(f"{path}: {plural(added, 'feed')} added, {len(found) - added} already known")
 
 
 @feeds_group.command("export")
@@ -187,7 +187,7 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
         or "nothing due"
     )
     click.echo(
-        f"polled {len(results)} feeds in {elapsed:.1f} s: {statuses}; "
+        f"polled {plural(len(results), 'feed')} in {elapsed:.1f} s: {statuses}; "
         f"{new} new items, {updated} updated"
     )
     for result in results:

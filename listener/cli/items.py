@@ -14,6 +14,7 @@ from listener.cli.support import (
     handle_errors,
     item_filter,
     item_filter_options,
+    plural,
 )
 from listener.errors import QuerySyntaxError
 from listener.store.search_query import to_fts_query
@@ -64,11 +65,7 @@ def search_command(
                 f"    {row['snippet']}"
             )
     if not as_json:
-        click.echo(count_items(len(rows)), err=True)
-
-
-def count_items(n: int) -> str:
-    return f"{n} item" if n == 1 else f"{n} items"
+        click.echo(plural(len(rows), "item"), err=True)
 
 
 def describe_labels(row: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from listener.cli.feeds import feeds_group, poll_command
 from listener.cli.items import export_command, search_command
 from listener.cli.service import alerts_group, digest_command, run_command, status_command
 from listener.cli.stats import stats_command
-from listener.cli.support import Context, handle_errors
+from listener.cli.support import Context, handle_errors, plural
 from listener.cli.watch import watch_group
 from listener.config import redacted
 
@@ -88,7 +88,9 @@ def init(obj: Context) -> None:
     """Create the database (and import the default feeds) if it does not exist."""
     with obj.store() as store:
         counts = store.counts()
-    click.echo(f"{store.path}: {counts['feeds']} feeds, {counts['items']} items")
+    click.echo(
+        f"{store.path}: {plural(counts['feeds'], 'feed')}, {plural(counts['items'], 'item')}"
+    )
 
 
 cli.add_command(feeds_group)

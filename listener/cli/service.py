@@ -11,7 +11,7 @@ from typing import Any
 import click
 import structlog
 
-from listener.cli.support import Context, handle_errors, now_utc
+from listener.cli.support import Context, handle_errors, now_utc, plural
 from listener.domain import LABELS, Recipient
 from listener.feeds.schedule import health_of
 
@@ -120,7 +120,11 @@ def status_command(obj: Context, as_json: bool) -> None:
         sent = row["sent_at"] or f"not sent ({row['attempts']} attempts, {row['last_error']})"
         click.echo(
             f"digest:   {row['day']} {row['recipient']}: {sent}"
-            + (f", {row['item_count']} items, {row['delivery']}" if row["sent_at"] else "")
+            + (
+                f", {plural(row['item_count'], 'item')}, {row['delivery']}"
+                if row["sent_at"]
+                else ""
+            )
         )
 
 
@@ -182,7 +186,7 @@ def digest_command(
                     f"{outcome.recipient} {outcome.day}: {outcome.status}"
                     + (f" ({outcome.reason})" if outcome.reason else "")
                     + (
-                        f", {outcome.items} items via {outcome.delivery}"
+                        f", {plural(outcome.items, 'item')} via {outcome.delivery}"
                         if outcome.delivery
                         else ""
                     )

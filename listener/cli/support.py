@@ -87,6 +87,11 @@ class Context:
             store.close()
 
 
+def plural(n: int, noun: str) -> str:
+    """`1 item`, `0 items`, `2 mentions`: a count with its noun, singular when it is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -102,7 +107,7 @@ def _import_default_feeds(settings: Settings, store: Store) -> None:
     now = now_utc()
     for feed in feeds:
         store.add_feed(feed.url, now=now, tags=feed.tags, title=feed.title)
-    click.echo(f"initialised {store.path} with {len(feeds)} feeds from {path}", err=True)
+    click.echo(f"initialised {store.path} with {plural(len(feeds), 'feed')} from {path}", err=True)
 
 
 def handle_errors(func: F) -> F:
