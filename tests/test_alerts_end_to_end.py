@@ -137,6 +137,10 @@ def test_a_volume_jump_sends_one_alert_to_the_followers(env: dict[str, Any]) -> 
     run(env, T0 - timedelta(days=1), "poll", "--all")
     quiet = run(env, T0 - timedelta(days=1), "alerts", "check")
     assert "0 new spikes" in quiet.output
+    # The first poll was a day ago: the baselines lean on the feed's archive for a week more.
+    warm_until = T0 - timedelta(days=1) + timedelta(days=8)
+    assert f"in baseline warm-up until {warm_until:%Y-%m-%d %H:%M}Z (the 7-day" in quiet.output
+    assert "warm-up" not in run(env, warm_until, "alerts", "check").output
     assert env["smtp"].inbox.messages == []
 
     # The burst: twelve stories in the last hours, and the next poll and check.

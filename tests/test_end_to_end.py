@@ -164,7 +164,9 @@ def test_poll_classify_digest_over_real_smtp(env: dict[str, Any]) -> None:
     # Exactly once: a second run (or a restart) sends nothing more.
     with time_machine.travel(next_morning(7, 50), tick=False):
         again = cli_run(env, "digest", "--send")
-    assert "already_sent" in again.output
+    assert "already sent" in again.output
+    following = (next_morning() + timedelta(days=1)).astimezone(PARIS).date()
+    assert f"next at 07:30 Europe/Paris on {following}" in again.output
     assert len(env["smtp"].inbox.messages) == 1
 
 
@@ -177,7 +179,7 @@ def test_smtp_down_then_up_is_retried_and_sent_once(env: dict[str, Any]) -> None
     assert env["smtp"].inbox.messages == []
     with time_machine.travel(next_morning(7, 37), tick=False):
         waiting = cli_run(env, "digest", "--send")  # the back-off is not over
-    assert "claimed_or_waiting_retry" in waiting.output
+    assert "claimed or waiting retry" in waiting.output
     with time_machine.travel(next_morning(7, 45), tick=False):
         status = json.loads(cli_run(env, "status", "--json").output)
         second = cli_run(env, "digest", "--send")
@@ -202,12 +204,12 @@ def test_a_crash_after_the_claim_is_recovered_without_a_double_send(env: dict[st
     store.close()
     assert claim is not None
     with time_machine.travel(morning + timedelta(minutes=5), tick=False):
-        assert "claimed_or_waiting_retry" in cli_run(env, "digest", "--send").output
+        assert "claimed or waiting retry" in cli_run(env, "digest", "--send").output
     assert env["smtp"].inbox.messages == []
     with time_machine.travel(morning + timedelta(minutes=20), tick=False):
         assert ": sent" in cli_run(env, "digest", "--send").output
     with time_machine.travel(morning + timedelta(minutes=40), tick=False):
-        assert "already_sent" in cli_run(env, "digest", "--send").output
+        assert "already sent" in cli_run(env, "digest", "--send").output
     assert len(env["smtp"].inbox.messages) == 1
 
 

@@ -16,7 +16,7 @@ from listener.cli.support import DURATION, Context, handle_errors, now_utc, plur
 from listener.domain import FeedRow, is_http_url
 from listener.errors import OpmlError
 from listener.feeds.opml import OpmlFeed, parse_opml, render_opml
-from listener.feeds.schedule import health_of
+from listener.feeds.schedule import health_of, is_network_down
 
 
 @click.group("feeds")
@@ -79,11 +79,16 @@ def feeds_list(obj: Context, as_json: bool) -> None:
         data = [_feed_json(row, now, silent_days) for row in rows]
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
+    if rows:
+        click.echo(f"{'items':>6}  {'last poll (UTC)':<16}  {'state':<40}  {'tags':<16}  feed")
     for row in rows:
         state = health_of(row, now, silent_days)
         last = row.last_polled_at.strftime("%Y-%m-%d %H:%M") if row.last_polled_at else "never"
         tags = ",".join(row.tags) or "-"
-        click.echo(f"{row.item_count:>6}  {last:<16}  {state:<40}  {tags:<24}  {row.url}")
+        name = f"{row.title}  {row.url}" if row.title else row.url
+        click.echo(f"{row.item_count:>6}  {last:<16}  {state:<40}  {tags:<16}  {name}")
+        if row.last_error and (row.error_count or row.gone_at):
+            click.echo(f"{'':>6}  last error: {row.last_error}")
     click.echo(f"{plural(len(rows), 'feed')}", err=True)
 
 
@@ -188,8 +193,14 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
     )
     click.echo(
         f"polled {plural(len(results), 'feed')} in {elapsed:.1f} s: {statuses}; "
-        f"{new} new items, {updated} updated"
+        f"{plural(new, 'new item')}, {updated} updated"
     )
+    if is_network_down(results):
+        click.echo(
+            f"no network? every feed failed to connect ({plural(len(results), 'feed')}): "
+            f"{results[0].error}"
+        )
+        return
     for result in results:
         if result.status in ("failed", "gone"):
             click.echo(f"  {result.status:<6} {result.url}: {result.error}")

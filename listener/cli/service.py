@@ -12,8 +12,16 @@ import click
 import structlog
 
 from listener.cli.support import Context, handle_errors, now_utc, plural
+from listener.digest.periods import (
+    describe_send_time,
+    is_digest_due,
+    latest_due_period,
+    next_send_period,
+)
 from listener.domain import LABELS, Recipient
 from listener.feeds.schedule import health_of
+from listener.store import Store
+from listener.watches.spikes import warm_up_ends_at
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +64,10 @@ def status_command(obj: Context, as_json: bool) -> None:
         watches = store.list_watches()
         newest = store.max_item_id()
         open_spikes = store.open_spikes()
+        next_digests = {
+            person.name: _next_digest(store, person, now, settings.digest.catch_up_hours)
+            for person in settings.recipients
+        }
     health: dict[str, int] = {}
     for feed in feeds:
         state = health_of(feed, now, settings.poll.silent_after_days).split(" ")[0]
@@ -76,6 +88,7 @@ def status_command(obj: Context, as_json: bool) -> None:
             "last_7d_by_function": {k: week.get(k, 0) for k in LABELS},
         },
         "digests": digests,
+        "next_digests": next_digests,
         "watches": {
             "total": len(watches),
             "backfill_pending": [w.name for w in watches if w.matched_through < newest],
@@ -100,8 +113,11 @@ def status_command(obj: Context, as_json: bool) -> None:
             f"daemon:   {state} (pid {daemon['pid']} on {daemon['host']}, "
             f"started {daemon['started_at']}, last heartbeat {ago})"
         )
-        for name, at in sorted(report["daemon"]["next_runs"].items()):
-            click.echo(f"  next {name:<12} {at or '-'}")
+        if alive:
+            for name, at in sorted(report["daemon"]["next_runs"].items()):
+                click.echo(f"  next {name:<12} {at or '-'}")
+        else:
+            click.echo("  nothing polls, sends or checks until `listener run` starts again")
     click.echo(
         "feeds:    "
         + ", ".join(f"{n} {state}" for state, n in sorted(health.items()))
@@ -116,6 +132,8 @@ def status_command(obj: Context, as_json: bool) -> None:
         + (f", backfill pending: {', '.join(pending)}" if pending else "")
         + (f"; open spikes: {', '.join(report['watches']['open_spikes'])}" if open_spikes else "")
     )
+    for name, when in report["next_digests"].items():
+        click.echo(f"next digest: {name} at {when}" + ("" if alive else " (once the daemon runs)"))
     for row in digests:
         sent = row["sent_at"] or f"not sent ({row['attempts']} attempts, {row['last_error']})"
         click.echo(
@@ -126,6 +144,16 @@ def status_command(obj: Context, as_json: bool) -> None:
                 else ""
             )
         )
+
+
+def _next_digest(store: Store, person: Recipient, now: datetime, catch_up_hours: int) -> str:
+    """`due now (2026-12-05)` when the latest digest is due and not sent, else when the next
+    one goes out, on the recipient's clock."""
+    latest = latest_due_period(person, now)
+    sent = store.digest_sent_at(person.name, latest.day.isoformat()) is not None
+    if is_digest_due(latest, now, already_sent=sent, catch_up=timedelta(hours=catch_up_hours)):
+        return f"due now ({latest.day})"
+    return describe_send_time(person, next_send_period(person, now))
 
 
 def _daemon_alive(
@@ -181,15 +209,21 @@ def digest_command(
     with obj.store() as store:
         if mode == "send":
             chosen = dataclasses.replace(settings, recipients=tuple(recipients))
+            by_name = {r.name: r for r in recipients}
             for outcome in send_due_digests(store, chosen, now):
+                person = by_name[outcome.recipient]
+                later = ""
+                if outcome.status == "skipped" and outcome.reason in ("not_due", "already_sent"):
+                    later = f"; next at {describe_send_time(person, next_send_period(person, now))}"
                 click.echo(
                     f"{outcome.recipient} {outcome.day}: {outcome.status}"
-                    + (f" ({outcome.reason})" if outcome.reason else "")
+                    + (f" ({outcome.reason.replace('_', ' ')})" if outcome.reason else "")
                     + (
                         f", {plural(outcome.items, 'item')} via {outcome.delivery}"
                         if outcome.delivery
                         else ""
                     )
+                    + later
                 )
             return
         for person in recipients:
@@ -230,7 +264,17 @@ def alerts_check(obj: Context) -> None:
     with obj.store() as store:
         opened = check_spikes(store, settings, now)
         outcomes = send_due_alerts(store, settings, now)
-    click.echo(f"{opened} new spike{'' if opened == 1 else 's'}")
+        watches = store.list_watches()
+        since = store.first_fetched_at()
+    click.echo(plural(opened, "new spike"))
+    until = warm_up_ends_at(since, settings.alerts.rule)
+    if watches and since is not None and until is not None and now < until:
+        click.echo(
+            f"{plural(len(watches), 'watch', 'watches')} in baseline warm-up until"
+            f" {until:%Y-%m-%d %H:%M}Z (the {settings.alerts.rule.baseline_days}-day baseline"
+            f" reaches back before the first poll, {since:%Y-%m-%d %H:%M}Z, and sees only what"
+            " the feeds still listed then)"
+        )
     for outcome in outcomes:
         click.echo(
             f"{outcome.watch} ({', '.join(outcome.functions)}) -> {outcome.recipient}: "

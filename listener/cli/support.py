@@ -87,9 +87,9 @@ class Context:
             store.close()
 
 
-def plural(n: int, noun: str) -> str:
-    """`1 item`, `0 items`, `2 mentions`: a count with its noun, singular when it is one."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """`1 item`, `0 items`, `2 watches`: a count with its noun, singular when it is one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {nouns or noun + 's'}"
 
 
 def now_utc() -> datetime:

@@ -47,6 +47,19 @@ def latest_due_period(recipient: Recipient, now: datetime) -> DigestPeriod:
     return digest_period(recipient, today - timedelta(days=1))
 
 
+def next_send_period(recipient: Recipient, now: datetime) -> DigestPeriod:
+    """The first period whose send time is after `now`."""
+    period = latest_due_period(recipient, now)
+    return digest_period(recipient, period.day + timedelta(days=1))
+
+
+def describe_send_time(recipient: Recipient, period: DigestPeriod) -> str:
+    """`07:30 Europe/Paris on 2026-12-06`: when a period's digest goes out, as its recipient
+    reads a clock."""
+    local = period.send_at.astimezone(ZoneInfo(recipient.timezone))
+    return f"{local:%H:%M} {recipient.timezone} on {local:%Y-%m-%d}"
+
+
 def is_digest_due(
     period: DigestPeriod, now: datetime, *, already_sent: bool, catch_up: timedelta
 ) -> bool:

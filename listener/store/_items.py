@@ -6,11 +6,19 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from listener.domain import ItemFilter
 from listener.errors import QuerySyntaxError
-from listener.store._base import CHUNK, StoreBase, item_values_by_key, to_db_time, wrap_errors
+from listener.store._base import (
+    CHUNK,
+    StoreBase,
+    from_db_time,
+    item_values_by_key,
+    to_db_time,
+    wrap_errors,
+)
 
 
 class ItemsMixin(StoreBase):
@@ -89,6 +97,12 @@ class ItemsMixin(StoreBase):
                 table: int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
                 for table in ("feeds", "items", "polls")
             }
+
+    def first_fetched_at(self) -> datetime | None:
+        """When the oldest stored item was first seen: how far the history goes back."""
+        with wrap_errors("reading items"):
+            value = self.db.execute("SELECT min(fetched_at) FROM items").fetchone()[0]
+        return from_db_time(value) if value else None
 
     def max_item_id(self) -> int:
         with wrap_errors("reading items"):
