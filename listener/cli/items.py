@@ -17,7 +17,7 @@ from listener.cli.support import (
     plural,
 )
 from listener.errors import QuerySyntaxError
-from listener.store.search_query import to_fts_query
+from listener.watches.fts import to_fts_query
 
 
 @click.command("search")
@@ -45,13 +45,14 @@ def search_command(
 ) -> None:
     """Full-text search over titles and summaries (accents and case folded).
 
-    QUERY: words, "exact phrases", AND / OR / NOT, parentheses, prefix*. Each item is
+    QUERY: the watch language: words, "exact phrases", AND / OR / NOT, parentheses,
+    prefix*, NEAR/n (see `listener watch test`). Each item is
     printed with its id (for `listener label`) and its labels with their scores.
     """
     try:
         fts_query = to_fts_query(query)
     except QuerySyntaxError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(f"bad query: {exc}") from exc
     with obj.store() as store:
         rows = store.search(fts_query, item_filter(store, filters), limit=limit, order=order)
     for row in rows:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from listener.cli.support import DURATION, Context, handle_errors, now_utc
+from listener.cli.support import DURATION, Context, check_feed_and_tags, handle_errors, now_utc
 from listener.digest.periods import local_days
 from listener.domain import LABEL_ALIASES, LABELS
 from listener.store import TOTAL, UNCERTAIN
@@ -56,6 +56,7 @@ def stats_command(
     per_day: dict[str, dict[str, int]] = {}
     per_feed: dict[int, dict[str, int]] = {}
     with obj.store() as store:
+        check_feed_and_tags(store, None, tuple(tag))
         feeds = {row.id: row for row in store.list_feeds()}
         for day, start, end in days:
             total = per_day.setdefault(day.isoformat(), dict.fromkeys(_COLUMNS, 0))

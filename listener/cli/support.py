@@ -215,6 +215,7 @@ def item_filter(store: Store, options: dict[str, Any]) -> ItemFilter:
     """The ItemFilter the item_filter_options ask for; a --watch that names no watch is a
     usage error."""
     check_watch_name(store, options["watch"])
+    check_feed_and_tags(store, options["feed_url"], (options["tag"],) if options["tag"] else ())
     return ItemFilter(
         since=since_time(options["since"]),
         feed_url=options["feed_url"],
@@ -231,3 +232,20 @@ def check_watch_name(store: Store, name: str | None) -> None:
     if name is not None and name not in {row.name for row in store.list_watches()}:
         known = ", ".join(row.name for row in store.list_watches()) or "none yet"
         raise click.BadParameter(f"no watch named {name!r} (known: {known})", param_hint="--watch")
+
+
+def check_feed_and_tags(store: Store, feed_url: str | None, tags: tuple[str, ...]) -> None:
+    """A --feed or --tag that names no feed is a usage error, not an empty result."""
+    if feed_url is None and not tags:
+        return
+    feeds = store.list_feeds()
+    if feed_url is not None and feed_url not in {row.url for row in feeds}:
+        hint = "see `listener feeds list`" if feeds else "no feeds yet"
+        raise click.BadParameter(f"no feed with URL {feed_url!r} ({hint})", param_hint="--feed")
+    known = sorted({tag for row in feeds for tag in row.tags})
+    for tag in tags:
+        if tag not in known:
+            listed = ", ".join(known) or "none yet"
+            raise click.BadParameter(
+                f"no feed has tag {tag!r} (known: {listed})", param_hint="--tag"
+            )

@@ -5,8 +5,8 @@
 `_digests` (with `_period`, the SQL of a digest period), `_stats` (counts per feed and
 function, as a digest counts), `_watches` (and mentions), `_spikes`, `_alerts`, `_daemon`
 (heartbeat, maintenance); `_claims` is the exactly-once row
-that digests and alerts share; `migrations` is the schema's history. `search_query` turns
-what a person types into the FTS5 query `Store.search` takes.
+that digests and alerts share; `migrations` is the schema's history. `Store.search` takes an
+FTS5 query (`watches.fts` writes it from what a person types).
 
 One writer (the job's thread), any number of readers (WAL). Times cross this package's
 boundary as aware datetimes, never as the text the columns hold.
