@@ -226,6 +226,39 @@ def test_preview_sends_and_claims_nothing(env: dict[str, Any], tmp_path: Path) -
     assert conn.execute("SELECT count(*) FROM digests").fetchone()[0] == 0
 
 
+def test_a_test_digest_goes_out_now_and_leaves_the_day_alone(env: dict[str, Any]) -> None:
+    poll_now(env)
+    # An hour after the poll: the items were stored today, so yesterday's digest (due since
+    # 07:30) would show none of them; the test digest shows the last 24 hours.
+    with time_machine.travel(POLLED_AT + timedelta(hours=1), tick=False):
+        result = cli_run(env, "digest", "--send", "--test", "--recipient", "hr")
+    assert result.exit_code == 0, result.output
+    assert "hr: test digest of the last 24 hours sent, 5 items via smtp" in result.output
+    today = POLLED_AT.astimezone(PARIS).date()
+    assert f"the daily digest is unaffected (next: due now ({today}))" in result.output
+    (received,) = env["smtp"].inbox.messages
+    test_message = received.message
+    assert test_message["Subject"].startswith("[test] listener · ")
+    assert test_message["X-Listener-Test"] == "yes"
+    text = test_message.get_body(preferencelist=("plain",)).get_content()
+    assert "Acme hires 200 engineers" in text
+    conn = sqlite3.connect(env["db"])
+    assert conn.execute("SELECT count(*) FROM digests").fetchone()[0] == 0  # nothing claimed
+    # The real digest still goes out, with its own Message-ID.
+    with time_machine.travel(next_morning(), tick=False):
+        assert ": sent" in cli_run(env, "digest", "--send").output
+    assert len(env["smtp"].inbox.messages) == 2
+    real = env["smtp"].inbox.messages[1].message
+    assert real["Message-ID"] != test_message["Message-ID"]
+    assert not real["Subject"].startswith("[test]")
+
+
+def test_test_digest_needs_send_and_a_recipient(env: dict[str, Any]) -> None:
+    result = cli_run(env, "digest", "--send", "--test")
+    assert result.exit_code == 2
+    assert "--test goes with --send and --recipient NAME" in result.output
+
+
 # -- the daemon as a real process ---------------------------------------------------------
 
 

@@ -180,6 +180,12 @@ def _daemon_alive(
 )
 @click.option("--recipient", help="Only this recipient (by name).")
 @click.option(
+    "--test",
+    is_flag=True,
+    help="With --send and --recipient: send the last 24 hours now, marked as a test;"
+    " the day's real digest still goes out.",
+)
+@click.option(
     "--date",
     "day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -193,10 +199,22 @@ def _daemon_alive(
 @click.pass_obj
 @handle_errors
 def digest_command(
-    obj: Context, mode: str, recipient: str | None, day: datetime | None, out: Path | None
+    obj: Context,
+    mode: str,
+    recipient: str | None,
+    test: bool,
+    day: datetime | None,
+    out: Path | None,
 ) -> None:
-    """Preview a recipient's digest (text on stdout, HTML with --out), or send due ones."""
-    from listener.jobs.digest import preview_digest, send_due_digests
+    """Preview a recipient's digest (text on stdout, HTML with --out), or send due ones.
+
+    `--send --test --recipient NAME` sends NAME the digest of the last 24 hours at once,
+    marked as a test, to check the mail setup and see a digest with something in it.
+    """
+    from listener.jobs.digest import preview_digest, send_due_digests, send_test_digest
+
+    if test and (mode != "send" or recipient is None):
+        raise click.UsageError("--test goes with --send and --recipient NAME")
 
     settings = obj.settings
     recipients = [r for r in settings.recipients if recipient in (None, r.name)]
@@ -207,6 +225,16 @@ def digest_command(
         )
     now = now_utc()
     with obj.store() as store:
+        if test:
+            (person,) = recipients
+            sent = send_test_digest(store, settings, person, now)
+            when = _next_digest(store, person, now, settings.digest.catch_up_hours)
+            click.echo(
+                f"{sent.recipient}: test digest of the last 24 hours sent,"
+                f" {plural(sent.items, 'item')} via {sent.delivery}; the daily digest is"
+                f" unaffected (next: {when})"
+            )
+            return
         if mode == "send":
             chosen = dataclasses.replace(settings, recipients=tuple(recipients))
             by_name = {r.name: r for r in recipients}

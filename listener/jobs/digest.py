@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -22,6 +25,7 @@ from listener.digest.watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.feeds.schedule import health_of
 from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
+from listener.mail import deliver
 from listener.render.digest import message_id, render_digest
 from listener.store import Store
 
@@ -95,6 +99,38 @@ def preview_digest(
         sender=settings.digest.sender,
         generated_at=now,
         message_domain=settings.digest.message_domain,
+    )
+
+
+TEST_WINDOW = timedelta(hours=24)
+
+
+def send_test_digest(
+    store: Store, settings: Settings, recipient: Recipient, now: datetime
+) -> DigestOutcome:
+    """The digest of the last 24 hours, marked as a test ("[test]" in the subject, its own
+    Message-ID), delivered now. Nothing is claimed: the day's real digest still goes out.
+    A MailError propagates: the person who asked sees why."""
+    day = now.astimezone(ZoneInfo(recipient.timezone)).date()
+    period = DigestPeriod(
+        recipient=recipient.name, day=day, starts_at=now - TEST_WINDOW, ends_at=now, send_at=now
+    )
+    digest = make_digest(recipient, period, digest_data(store, settings, recipient, period, now))
+    message = render_digest(
+        digest,
+        sender=settings.digest.sender,
+        generated_at=now,
+        message_domain=settings.digest.message_domain,
+    )
+    subject = str(message["Subject"])
+    message.replace_header("Subject", f"[test] {subject}")
+    message.replace_header("Message-ID", make_msgid("digest-test", settings.digest.message_domain))
+    message["X-Listener-Test"] = "yes"
+    outbox_name = f"test-{now:%Y%m%dT%H%M%S}-{recipient.name}"
+    delivery = deliver(message, settings.smtp, Path(settings.digest.outbox), outbox_name)
+    log.info("digest_sent", test=True, items=digest.total_items, delivery=delivery)
+    return DigestOutcome(
+        recipient.name, day.isoformat(), "sent", "test", digest.total_items, delivery
     )
 
 
