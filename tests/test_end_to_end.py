@@ -253,6 +253,22 @@ def test_a_test_digest_goes_out_now_and_leaves_the_day_alone(env: dict[str, Any]
     assert not real["Subject"].startswith("[test]")
 
 
+def test_the_first_digest_after_install_covers_what_was_stored_since_the_first_poll(
+    env: dict[str, Any],
+) -> None:
+    poll_now(env)  # a new install: the first poll, at 11:00 in Paris
+    # Today's 07:30 digest (about yesterday, when nothing was stored) is still due: it
+    # covers what the first poll stored instead of an empty "yesterday".
+    with time_machine.travel(POLLED_AT + timedelta(hours=1), tick=False):
+        first = cli_run(env, "digest", "--send")
+    assert ": sent, 5 items via smtp" in first.output
+    # The next morning's digest starts where that one ended: nothing is shown twice.
+    with time_machine.travel(next_morning(), tick=False):
+        second = cli_run(env, "digest", "--send")
+    assert ": sent, 0 items via smtp" in second.output
+    assert len(env["smtp"].inbox.messages) == 2
+
+
 def test_test_digest_needs_send_and_a_recipient(env: dict[str, Any]) -> None:
     result = cli_run(env, "digest", "--send", "--test")
     assert result.exit_code == 2

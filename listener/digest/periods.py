@@ -7,6 +7,7 @@ long across DST); everything handed back is aware UTC.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,6 +46,28 @@ def latest_due_period(recipient: Recipient, now: datetime) -> DigestPeriod:
     if period.send_at <= now:
         return period
     return digest_period(recipient, today - timedelta(days=1))
+
+
+def fit_to_history(
+    period: DigestPeriod,
+    *,
+    history_since: datetime | None,
+    previous_end: datetime | None,
+    now: datetime,
+) -> DigestPeriod:
+    """The period a digest really covers, given what is stored.
+
+    A recipient's first digest whose day ended before anything was stored (a new install:
+    "yesterday" is empty by construction) covers what was stored since the first poll, up
+    to `now`, instead. And a digest never covers again what the previous one did: it starts
+    where that one ended, when that is later than its own start (the day after such a first
+    digest).
+    """
+    if previous_end is None and history_since is not None and period.ends_at <= history_since < now:
+        return replace(period, ends_at=now)
+    if previous_end is not None and period.starts_at < previous_end:
+        return replace(period, starts_at=min(previous_end, period.ends_at))
+    return period
 
 
 def next_send_period(recipient: Recipient, now: datetime) -> DigestPeriod:

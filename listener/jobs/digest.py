@@ -20,7 +20,12 @@ import structlog
 from listener.config import Settings
 from listener.digest.build import build_digest, is_empty
 from listener.digest.model import Digest
-from listener.digest.periods import digest_period, is_digest_due, latest_due_period
+from listener.digest.periods import (
+    digest_period,
+    fit_to_history,
+    is_digest_due,
+    latest_due_period,
+)
 from listener.digest.watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.feeds.schedule import health_of
@@ -137,9 +142,16 @@ def send_test_digest(
 def send_due_digests(store: Store, settings: Settings, now: datetime) -> list[DigestOutcome]:
     """Send every recipient's due digest exactly once (claim, send, mark; release on error)."""
     outcomes = []
+    history_since = store.first_fetched_at()
     for recipient in settings.recipients:
         period = latest_due_period(recipient, now)
         day = period.day.isoformat()
+        period = fit_to_history(
+            period,
+            history_since=history_since,
+            previous_end=store.last_digest_end(recipient.name, day),
+            now=now,
+        )
         with structlog.contextvars.bound_contextvars(recipient=recipient.name, day=day):
             outcome = _send_one(store, settings, recipient, period, day, now)
         outcomes.append(outcome)
