@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from listener.domain import (
@@ -198,6 +199,8 @@ def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
             problems.append(f"{key}.timezone: unknown time zone {recipient.timezone!r}")
         if not _HH_MM.fullmatch(recipient.send_at):
             problems.append(f"{key}.send_at: expected HH:MM, got {recipient.send_at!r}")
+        if recipient.webhook_url and not is_http_url(recipient.webhook_url):
+            problems.append(f"{key}.webhook_url: not an http(s) URL")
         for label in recipient.functions:
             if label not in LABELS:
                 problems.append(f"{key}.functions: unknown function {label!r}")
@@ -338,6 +341,10 @@ def redacted(settings: Settings) -> dict[str, Any]:
     `check-config`."""
     data: dict[str, Any] = _as_toml(settings)
     data["smtp_password"] = "********" if settings.smtp.password else "(not set)"
+    for recipient in data.get("recipients", []):
+        if recipient.get("webhook_url"):  # its path is the webhook's secret token
+            parts = urlsplit(recipient["webhook_url"])
+            recipient["webhook_url"] = f"{parts.scheme}://{parts.netloc}/********"
     return data
 
 

@@ -465,6 +465,8 @@ class Recipient:
     send_when_empty: bool = True  # a short "nothing new" email on quiet days
     watches: tuple[str, ...] = ()  # watch names followed; empty: every watch
     alerts: bool = True  # spike alerts for the watches followed
+    webhook_url: str = ""  # spike alerts also go to this chat webhook; "" for none
+    webhook_format: Literal["slack", "teams"] = "slack"  # the webhook's JSON payload
 
 
 @dataclass(frozen=True, slots=True)
