@@ -26,6 +26,7 @@ from listener.cli.service import alerts_group, digest_command, run_command, stat
 from listener.cli.stats import stats_command
 from listener.cli.support import Context, handle_errors, plural
 from listener.cli.watch import watch_group
+from listener.cli.web import web_command
 from listener.config import redacted
 
 
@@ -108,6 +109,7 @@ cli.add_command(model_group)
 cli.add_command(label_command)
 cli.add_command(review_command)
 cli.add_command(reclassify_command)
+cli.add_command(web_command)
 
 
 def main() -> None:
