@@ -86,7 +86,7 @@ def stats_command(
     ranked = sorted(per_feed.items(), key=lambda pair: (-pair[1][TOTAL], feeds[pair[0]].url))
     names = [(feeds[feed_id].title or feeds[feed_id].url, counts) for feed_id, counts in ranked]
     click.echo(_table("feed", header, names) if names else "(no items)")
-    legend = ", ".join(f"{short}={label}" for label, short in _SHORT.items() if label in LABELS)
+    legend = ", ".join(f"{_SHORT[label]}={label}" for label in LABELS if label in _SHORT)
     click.echo(f"\n{legend}; an item with two labels counts under both")
 
 
