@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DB ?= listener.db
-CONFIG ?= config/listener.toml
+# Empty: the settings file is found as the CLI finds it (./listener.toml, ~/.config/listener/,
+# /etc/listener/), else the built-in defaults, which config/listener.toml documents.
+CONFIG ?=
+CONFIG_OPTION := $(if $(CONFIG),--config $(CONFIG))
 
 .PHONY: help check install fmt lint typecheck test test-any-day cov run poll-once digest-preview status bench bench-quick model eval-real clean
 
@@ -43,11 +46,11 @@ test-any-day: $(STAMP)  ## the suite a year ahead at 23:30, in two time zones fa
 cov: $(STAMP)  ## coverage run -m pytest && coverage report
 	$(BIN)/coverage run -m pytest -q -p no:randomly && $(BIN)/coverage report --skip-covered
 
-run: $(STAMP)  ## the daemon on the embedded defaults (config/listener.toml, ./listener.db)
-	$(BIN)/listener --config $(CONFIG) --db $(DB) run
+run: $(STAMP)  ## the daemon, with the settings file the CLI finds (CONFIG=... to choose), ./listener.db
+	$(BIN)/listener $(CONFIG_OPTION) --db $(DB) run
 
 poll-once: $(STAMP)  ## one poll pass over every feed, then exit
-	$(BIN)/listener --config $(CONFIG) --db $(DB) poll --all
+	$(BIN)/listener $(CONFIG_OPTION) --db $(DB) poll --all
 
 model: $(STAMP)  ## retrain models/ from models/training/ (bit-for-bit reproducible)
 	$(BIN)/python -m listener.classify.training
@@ -58,10 +61,10 @@ eval-real: $(STAMP)  ## the shipped model on the real-item dev set (DEV_LABELS=.
 	$(BIN)/listener model evaluate --real-labels $(DEV_LABELS)
 
 digest-preview: $(STAMP)  ## render today's digest to stdout and digest.html; send nothing
-	$(BIN)/listener --config $(CONFIG) --db $(DB) digest --preview --out digest.html
+	$(BIN)/listener $(CONFIG_OPTION) --db $(DB) digest --preview --out digest.html
 
 status: $(STAMP)  ## is the daemon alive, next jobs, feed health, last digests
-	$(BIN)/listener --config $(CONFIG) --db $(DB) status
+	$(BIN)/listener $(CONFIG_OPTION) --db $(DB) status
 
 bench: $(STAMP)  ## benchmarks on generated data (about 14 min, 3 GB of temp disk); prints tables
 	$(BIN)/python -m bench

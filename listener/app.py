@@ -90,9 +90,10 @@ def daemon_jobs(services: Services) -> list[ScheduledJob]:
     return jobs
 
 
-def run_daemon(settings: Settings, store: Store) -> None:
+def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> None:
     """Run the jobs on their schedules until SIGTERM or SIGINT; the job in progress finishes
-    first. The caller holds the database's daemon lock (daemon.daemon_lock).
+    first. The caller holds the database's daemon lock (daemon.daemon_lock). `config_note`
+    (which settings file is in effect) goes into the start-up log line.
 
     A second connection writes the heartbeat from its own thread, so `listener status` sees
     a live daemon during a long poll.
@@ -128,6 +129,7 @@ def run_daemon(settings: Settings, store: Store) -> None:
         log.info(
             "daemon_starting",
             pid=pid,
+            config=config_note,
             database=str(store.path),
             version=__version__,
             model=services.classifier.version if services.classifier else None,

@@ -1,8 +1,10 @@
 """Settings: parsed once from TOML into frozen dataclasses, every problem reported at once.
 
-Pure apart from `load_settings`, which reads one file. Precedence: the defaults (the same
-values, commented, in config/listener.toml), then the file given with --config or
-LISTENER_CONFIG, then environment variables, which are for secrets only.
+Pure apart from `load_settings` and `choose_config_file`, which read files. Precedence: the
+defaults (the same values, commented, in config/listener.toml), then one settings file (the
+one given with --config or LISTENER_CONFIG, else the first of ./listener.toml, the user's
+config folder and /etc/listener/listener.toml that exists), then environment variables,
+which are for secrets only.
 
 `Settings` holds the components' own settings (`PollPolicy`, `FetchLimits`, `SmtpSettings`,
 `SpikeRule`, defined with their defaults in domain.py), so nothing copies them field by
@@ -13,6 +15,7 @@ keys, [alerts] the spike rule's, and `poll.max_body_mb` sets `FetchLimits.max_bo
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from listener.domain import (
@@ -101,7 +105,6 @@ DEFAULT_RECIPIENT = Recipient(
     email="team@localhost",
     timezone="Europe/Paris",
     send_at="07:30",
-    send_when_empty=True,
 )
 
 
@@ -198,6 +201,8 @@ def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
             problems.append(f"{key}.timezone: unknown time zone {recipient.timezone!r}")
         if not _HH_MM.fullmatch(recipient.send_at):
             problems.append(f"{key}.send_at: expected HH:MM, got {recipient.send_at!r}")
+        if recipient.webhook_url and not is_http_url(recipient.webhook_url):
+            problems.append(f"{key}.webhook_url: not an http(s) URL")
         for label in recipient.functions:
             if label not in LABELS:
                 problems.append(f"{key}.functions: unknown function {label!r}")
@@ -231,6 +236,65 @@ def _check_watches(watches: tuple[Watch, ...]) -> list[str]:
         names.add(watch.name)
         problems += [f"watches[{index}].{problem}" for problem in check_watch(watch)]
     return problems
+
+
+# The places a settings file is looked for, first found wins, when none is given; this
+# variable (paths separated by os.pathsep) replaces them, for packagers and for the tests,
+# which must never read the host's /etc/listener or ~/.config/listener.
+CONFIG_SEARCH_ENV = "LISTENER_CONFIG_SEARCH"
+SYSTEM_CONFIG = Path("/etc/listener/listener.toml")
+
+
+def config_search_paths(environ: Mapping[str, str], cwd: Path) -> tuple[Path, ...]:
+    """Where a settings file is looked for, in order: ./listener.toml, the user's config
+    folder ($XDG_CONFIG_HOME/listener/listener.toml, by default ~/.config/…), then
+    /etc/listener/listener.toml; or the paths LISTENER_CONFIG_SEARCH lists."""
+    if CONFIG_SEARCH_ENV in environ:
+        return tuple(Path(p) for p in environ[CONFIG_SEARCH_ENV].split(os.pathsep) if p)
+    paths = [cwd / "listener.toml"]
+    user = environ.get("XDG_CONFIG_HOME") or (
+        str(Path(environ["HOME"]) / ".config") if environ.get("HOME") else ""
+    )
+    if user:
+        paths.append(Path(user) / "listener" / "listener.toml")
+    paths.append(SYSTEM_CONFIG)
+    return tuple(paths)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """Which settings file applies (None: the built-in defaults) and how it was chosen."""
+
+    path: Path | None
+    found_by: Literal["--config", "LISTENER_CONFIG", "search", "defaults"]
+    searched: tuple[Path, ...] = ()
+
+    def describe(self) -> str:
+        """One line for people: `config: /etc/listener/listener.toml (found in the search
+        path)`, or the built-in defaults and where no file was found."""
+        if self.path is not None:
+            how = {
+                "--config": "given with --config",
+                "LISTENER_CONFIG": "from LISTENER_CONFIG",
+                "search": "found",
+            }
+            return f"{self.path} ({how.get(self.found_by, self.found_by)})"
+        where = ", ".join(str(p) for p in self.searched) or "nowhere"
+        return f"built-in defaults (no settings file in {where})"
+
+
+def choose_config_file(
+    given: Path | None, *, from_env: bool, environ: Mapping[str, str], cwd: Path
+) -> ConfigFile:
+    """The file given (with --config, or LISTENER_CONFIG when `from_env`), else the first
+    of the search paths that exists, else the defaults."""
+    if given is not None:
+        return ConfigFile(given, "LISTENER_CONFIG" if from_env else "--config")
+    searched = config_search_paths(environ, cwd)
+    for path in searched:
+        if path.is_file():
+            return ConfigFile(path, "search", searched)
+    return ConfigFile(None, "defaults", searched)
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
@@ -279,6 +343,10 @@ def redacted(settings: Settings) -> dict[str, Any]:
     `check-config`."""
     data: dict[str, Any] = _as_toml(settings)
     data["smtp_password"] = "********" if settings.smtp.password else "(not set)"
+    for recipient in data.get("recipients", []):
+        if recipient.get("webhook_url"):  # its path is the webhook's secret token
+            parts = urlsplit(recipient["webhook_url"])
+            recipient["webhook_url"] = f"{parts.scheme}://{parts.netloc}/********"
     return data
 
 

@@ -20,6 +20,27 @@ LABELS: tuple[str, ...] = (
     "business_intelligence",
     "other",
 )
+# Short forms people type for the functions (`listener label 12 hr`, `--function pr`).
+LABEL_ALIASES: Mapping[str, str] = {
+    "mkt": "marketing",
+    "pr": "communication",
+    "comms": "communication",
+    "hr": "human_resources",
+    "cs": "customer_service",
+    "cx": "customer_service",
+    "bi": "business_intelligence",
+}
+
+
+def parse_label(text: str) -> str:
+    """A function's name as a person types it: any case, `-` or space for `_`, or a short
+    form (`HR`, `customer-service`, `bi`). ValueError names the choices."""
+    folded = text.strip().lower().replace("-", "_").replace(" ", "_")
+    label = LABEL_ALIASES.get(folded, folded)
+    if label not in LABELS:
+        shorts = ", ".join(f"{short}={long}" for short, long in LABEL_ALIASES.items())
+        raise ValueError(f"unknown label {text!r}; choose from {', '.join(LABELS)} ({shorts})")
+    return label
 
 
 def is_http_url(url: str) -> bool:
@@ -32,6 +53,22 @@ def is_http_url(url: str) -> bool:
         return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:  # "http://[::1" (an unclosed IPv6 literal), a port out of range
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFilter:
+    """Which stored items `search`, `export` and `stats` read. `functions` match an item's
+    effective labels (a person's correction, else the confident model's labels; for
+    `uncertain` items, the model's best guess); `min_score` asks one of those labels (of
+    `functions`, when given) to score at least that much, a person's label counting 1.0."""
+
+    since: datetime | None = None
+    feed_url: str | None = None
+    tag: str | None = None
+    watch: str | None = None
+    functions: tuple[str, ...] = ()
+    uncertain: bool = False
+    min_score: float | None = None
 
 
 # -- the components' settings: config.Settings holds them, and each default is written here ---
@@ -431,9 +468,11 @@ class Recipient:
     functions: tuple[str, ...] = ()  # labels followed; empty: all of them
     tags: tuple[str, ...] = ()  # feed tags followed; empty: every feed
     items_per_section: int = 5
-    send_when_empty: bool = False
+    send_when_empty: bool = True  # a short "nothing new" email on quiet days
     watches: tuple[str, ...] = ()  # watch names followed; empty: every watch
     alerts: bool = True  # spike alerts for the watches followed
+    webhook_url: str = ""  # spike alerts also go to this chat webhook; "" for none
+    webhook_format: Literal["slack", "teams"] = "slack"  # the webhook's JSON payload
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,8 +104,16 @@ class OpmlError(ListenerError):
     """The document is not OPML we can read."""
 
 
-class MailError(ListenerError):
+class DeliveryError(ListenerError):
+    """A message could not be delivered (email or chat webhook); sending retries it later."""
+
+
+class MailError(DeliveryError):
     """The SMTP server refused the message or could not be reached."""
+
+
+class WebhookError(DeliveryError):
+    """A chat webhook refused the message (HTTP >= 400) or could not be reached."""
 
 
 def _caret_lines(query: str, position: int) -> str:

@@ -30,7 +30,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Shift the clock before collection, so module-level dates see the shifted "today" too."""
+    """Search no folder for a settings file (the host's ./listener.toml, ~/.config/listener or
+    /etc/listener must never leak into a test, nor into the processes tests start), and shift
+    the clock before collection, so module-level dates see the shifted "today" too."""
+    os.environ["LISTENER_CONFIG_SEARCH"] = ""
     value = config.getoption("--clock")
     if not value:
         return

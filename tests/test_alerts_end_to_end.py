@@ -4,6 +4,7 @@ watch, and never twice: not on the next check, not after a restart."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -137,6 +138,10 @@ def test_a_volume_jump_sends_one_alert_to_the_followers(env: dict[str, Any]) -> 
     run(env, T0 - timedelta(days=1), "poll", "--all")
     quiet = run(env, T0 - timedelta(days=1), "alerts", "check")
     assert "0 new spikes" in quiet.output
+    # The first poll was a day ago: the baselines lean on the feed's archive for a week more.
+    warm_until = T0 - timedelta(days=1) + timedelta(days=8)
+    assert f"in baseline warm-up until {warm_until:%Y-%m-%d %H:%M}Z (the 7-day" in quiet.output
+    assert "warm-up" not in run(env, warm_until, "alerts", "check").output
     assert env["smtp"].inbox.messages == []
 
     # The burst: twelve stories in the last hours, and the next poll and check.
@@ -169,3 +174,67 @@ def test_a_volume_jump_sends_one_alert_to_the_followers(env: dict[str, Any]) -> 
     listed = run(env, T0 + timedelta(hours=1), "alerts", "list").output
     assert "OPEN" in listed
     assert "acme -> brand: 2026-11-20T12:30:00Z" in listed
+
+
+class Hook:
+    """A chat incoming webhook on loopback: refuses the first `fail` posts with a 500, keeps
+    the JSON of the others."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail = fail
+        self.posts: list[dict[str, Any]] = []
+
+    def respond(self, request: Request) -> Response:
+        if self.fail:
+            self.fail -= 1
+            return Response("busy", status=500)
+        self.posts.append(json.loads(request.get_data()))
+        return Response("ok")
+
+
+@pytest.mark.parametrize("fmt", ["slack", "teams"])
+def test_a_spike_goes_to_the_chat_webhook_once_with_retries(
+    env: dict[str, Any], httpserver: HTTPServer, fmt: str
+) -> None:
+    hook = Hook(fail=1)
+    httpserver.expect_request("/hooks/T000/SECRET", method="POST").respond_with_handler(
+        hook.respond
+    )
+    url = httpserver.url_for("/hooks/T000/SECRET")
+    config = env["config"].read_text()
+    env["config"].write_text(
+        config.replace(
+            'email = "brand@example.com"\n',
+            f'email = "brand@example.com"\nwebhook_url = "{url}"\nwebhook_format = "{fmt}"\n',
+        )
+    )
+    shown = run(env, T0, "check-config").stdout
+    assert "SECRET" not in shown  # the webhook's token is a secret
+    feed = env["feed"]
+    run(env, T0 - timedelta(days=10), "feeds", "add", env["url"])
+    for days_ago in range(1, 9):
+        for hour, title in zip((9, 15), QUIET_TOPICS, strict=True):
+            published = (T0 - timedelta(days=days_ago)).replace(hour=hour, minute=0)
+            feed.items.append((f"{title} ({days_ago} days ago)", published))
+    run(env, T0 - timedelta(days=1), "poll", "--all")
+    for n, title in enumerate(BURST):
+        feed.items.append((title, T0 - timedelta(hours=2, minutes=10 * n)))
+    run(env, T0, "poll", "--all")
+    checked = run(env, T0, "alerts", "check").output
+    assert "-> brand: sent" in checked
+    assert "-> brand#webhook: failed (webhook " in checked
+    assert "HTTP 500" in checked
+    # The retry (5 minutes later) posts it; the email is not sent again.
+    retried = run(env, T0 + timedelta(minutes=6), "alerts", "check").output
+    assert "-> brand#webhook: sent via webhook " in retried
+    run(env, T0 + timedelta(hours=1, minutes=5), "alerts", "check")
+    assert len(hook.posts) == 1
+    assert len(env["smtp"].inbox.messages) == 1
+    (post,) = hook.posts
+    if fmt == "slack":
+        assert post["text"].startswith("*listener alert · acme: 13 mentions in 24 h")
+        assert "*Acme Corp* recall" in post["text"]
+    else:
+        assert post["@type"] == "MessageCard"
+        assert post["title"].startswith("listener alert · acme: 13 mentions in 24 h")
+        assert "*Acme Corp* recall" in post["text"]

@@ -55,7 +55,7 @@ def test_bad_config_lists_every_problem(tmp_path: Path) -> None:
 def test_check_config_prints_effective_settings(tmp_path: Path) -> None:
     result = invoke(tmp_path / "l.db", "check-config", config=ROOT / "config" / "listener.toml")
     assert result.exit_code == 0
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["poll"]["interval_minutes"] == 60
     assert data["database"] == str(tmp_path / "l.db")
 
@@ -159,7 +159,7 @@ def test_search_prints_matches(filled_db: Path) -> None:
     result = invoke(filled_db, "search", "equipe")
     assert result.exit_code == 0
     assert "L'équipe RH recrute" in result.stdout
-    assert "1 items" in result.stderr
+    assert "1 item" in result.stderr
     rows = [
         json.loads(line)
         for line in invoke(filled_db, "search", "recru*", "--json").stdout.splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 from pathlib import Path
@@ -136,11 +137,22 @@ def test_poll_classifies_new_items_then_label_review_reclassify(
     view = conn.execute("SELECT labels FROM items_view WHERE id = ?", [item_id]).fetchone()
     assert view == ("communication,business_intelligence",)
 
+    # Labels in any case and short forms; --clear gives the model its say back.
+    result = invoke(tmp_path, "label", str(item_id), "PR", "Bi")
+    assert f"item {item_id}: communication, business_intelligence (was" in result.output
+    cleared = invoke(tmp_path, "label", str(item_id), "--clear")
+    assert "correction removed, the model's business_intelligence" in cleared.output
+    assert conn.execute("SELECT count(*) FROM labels").fetchone()[0] == 0
+    again = invoke(tmp_path, "label", str(item_id), "--clear")
+    assert "no correction to remove (business_intelligence" in again.output
+
 
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
-        (["sales"], "unknown label sales"),
+        (["sales"], "unknown label 'sales'"),
+        (["MKT", "marketing"], "one or two different labels"),  # the same label twice
+        ([], "give one or two LABELS (or --clear"),
         (["other", "marketing"], "'other' cannot be combined"),
         (["marketing", "marketing"], "one or two different labels"),
         (["marketing", "communication", "other"], "one or two different labels"),
@@ -282,3 +294,35 @@ def test_model_evaluate_real_reads_the_dev_set_or_says_it_is_absent(tmp_path: Pa
     missing = invoke(tmp_path, "model", "evaluate", "--real-labels", str(tmp_path / "none"))
     assert missing.exit_code == 0
     assert "real-item evaluation skipped" in missing.stderr
+
+
+def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None:
+    from tests.classifier_data import TINY
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for lang in ("en", "fr"):
+        with (corpus / f"labelled_{lang}.csv").open("w", encoding="utf-8", newline="") as file:
+            csv.writer(file).writerows(
+                [
+                    ["id", "lang", "labels", "title", "summary"],
+                    *(
+                        [f"{lang}-{n}", lang, labels, title, summary]
+                        for n, (row_lang, labels, title, summary) in enumerate(TINY)
+                        if row_lang == lang
+                    ),
+                ]
+            )
+    model = tmp_path / "m.skops"
+    train = ("model", "train", "--corpus", str(corpus), "--output", str(model))
+    first = invoke(tmp_path, *train)
+    assert first.exit_code == 0, first.output
+    # A new file replaces nothing: the comparison is with the configured (shipped) model.
+    assert "against the previous model (" in first.stdout
+    second = invoke(tmp_path, *train)
+    assert f"against the previous model ({model}), same held-out rows:" in second.stdout
+    table = second.stdout.split("same held-out rows:\n")[1]
+    assert table.splitlines()[0].split() == ["previous", "new", "change"]
+    assert table.splitlines()[1].split()[0] == "macro-F1"
+    assert table.splitlines()[1].split()[-1] == "+0.000"  # retraining is deterministic
+    assert any(line.startswith("F1 human_resources") for line in table.splitlines())

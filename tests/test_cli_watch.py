@@ -62,7 +62,7 @@ def test_watch_add_again_changes_the_query_and_matches_again(db: Path) -> None:
     assert "0 mentions" in result.output
     assert "backfill pending" in invoke(db, "watch", "list").output
     assert "matched 4 items" in invoke(db, "watch", "backfill").output
-    assert "1 mentions" in invoke(db, "watch", "list").output
+    assert "1 mention," in invoke(db, "watch", "list").output
     assert "every watch is up to date" in invoke(db, "watch", "backfill").output
 
 

@@ -110,3 +110,27 @@ def test_every_toml_key_is_commented() -> None:
         if line and not line.startswith(("#", "[")) and "=" in line:
             assert lines[index - 1].startswith("#"), f"uncommented setting: {line}"
     tomllib.loads("\n".join(lines))
+
+
+def test_a_recipient_that_omits_a_key_gets_the_value_the_default_file_documents() -> None:
+    """Every key of the shipped file's [[recipients]] entry is the built-in default for a
+    recipient that leaves it out, or its comment says which value applies "when omitted",
+    or it is required: the documented defaults cannot drift from the code again."""
+    lines = (ROOT / "config" / "listener.toml").read_text().splitlines()
+    (documented,) = tomllib.loads("\n".join(lines))["recipients"]
+    minimal = parse_settings({"recipients": [{"name": "ana", "email": "ana@example.com"}]}, {})
+    (recipient,) = minimal.recipients
+    assert recipient.send_when_empty is True  # documented as true, once was false
+    comments = {
+        line.split("=")[0].strip(): lines[index - 1]
+        for index, line in enumerate(lines)
+        if index > 0 and "=" in line and not line.startswith(("#", "["))
+    }
+    assert set(documented) == {f.name for f in dataclasses.fields(recipient)}
+    for key, value in documented.items():
+        actual = getattr(recipient, key)
+        expected = tuple(value) if isinstance(value, list) else value
+        if key in ("name", "email"):
+            assert "Required." in comments[key]
+        elif actual != expected:
+            assert f'"{actual}" when omitted' in comments[key], f"recipients.{key}"

@@ -20,8 +20,14 @@ from listener.digest.build import (
     url_key,
 )
 from listener.digest.model import Story
-from listener.digest.periods import digest_period, is_digest_due, latest_due_period, parse_send_time
-from listener.domain import LABELS, DigestData, DigestItem, FeedHealth, Recipient
+from listener.digest.periods import (
+    digest_period,
+    fit_to_history,
+    is_digest_due,
+    latest_due_period,
+    parse_send_time,
+)
+from listener.domain import LABELS, DigestData, DigestItem, DigestPeriod, FeedHealth, Recipient
 
 TEAM = Recipient(name="team", email="team@example.com", timezone="Europe/Paris", send_at="07:30")
 DAY = date(2026, 11, 26)
@@ -567,3 +573,43 @@ def test_build_digest_shows_every_source_when_there_is_room(items: list[DigestIt
         feeds = {i.feed_url for s in section.stories for i in (s.lead, *s.others)}
         labelled = {i.feed_url for i in items if section.label in i.labels and not i.uncertain}
         assert labelled <= feeds
+
+
+def _period(day: date) -> DigestPeriod:
+    return digest_period(TEAM, day)
+
+
+@pytest.mark.parametrize(
+    ("history_hours", "previous_end_hours", "expected"),
+    [
+        # History starts after the period ended, never sent before: up to now.
+        (1, None, "stretched"),
+        # History reaches into the period: as it is.
+        (-2, None, "same"),
+        # No history at all: as it is.
+        (None, None, "same"),
+        # A previous digest ended after this period's start: start there.
+        (-30, 2, "shifted"),
+        # A previous digest ended at this period's start (the usual case): as it is.
+        (-30, 0, "same"),
+    ],
+)
+def test_fit_to_history(
+    history_hours: int | None, previous_end_hours: int | None, expected: str
+) -> None:
+    period = _period(date(2026, 11, 26))
+    now = period.send_at + timedelta(hours=3)
+    history = None if history_hours is None else period.ends_at + timedelta(hours=history_hours)
+    previous = (
+        None
+        if previous_end_hours is None
+        else period.starts_at + timedelta(hours=previous_end_hours)
+    )
+    fitted = fit_to_history(period, history_since=history, previous_end=previous, now=now)
+    if expected == "stretched":
+        assert (fitted.starts_at, fitted.ends_at) == (period.starts_at, now)
+    elif expected == "shifted":
+        assert previous is not None
+        assert (fitted.starts_at, fitted.ends_at) == (previous, period.ends_at)
+    else:
+        assert fitted == period

@@ -164,7 +164,9 @@ def test_poll_classify_digest_over_real_smtp(env: dict[str, Any]) -> None:
     # Exactly once: a second run (or a restart) sends nothing more.
     with time_machine.travel(next_morning(7, 50), tick=False):
         again = cli_run(env, "digest", "--send")
-    assert "already_sent" in again.output
+    assert "already sent" in again.output
+    following = (next_morning() + timedelta(days=1)).astimezone(PARIS).date()
+    assert f"next at 07:30 Europe/Paris on {following}" in again.output
     assert len(env["smtp"].inbox.messages) == 1
 
 
@@ -177,7 +179,7 @@ def test_smtp_down_then_up_is_retried_and_sent_once(env: dict[str, Any]) -> None
     assert env["smtp"].inbox.messages == []
     with time_machine.travel(next_morning(7, 37), tick=False):
         waiting = cli_run(env, "digest", "--send")  # the back-off is not over
-    assert "claimed_or_waiting_retry" in waiting.output
+    assert "claimed or waiting retry" in waiting.output
     with time_machine.travel(next_morning(7, 45), tick=False):
         status = json.loads(cli_run(env, "status", "--json").output)
         second = cli_run(env, "digest", "--send")
@@ -202,12 +204,12 @@ def test_a_crash_after_the_claim_is_recovered_without_a_double_send(env: dict[st
     store.close()
     assert claim is not None
     with time_machine.travel(morning + timedelta(minutes=5), tick=False):
-        assert "claimed_or_waiting_retry" in cli_run(env, "digest", "--send").output
+        assert "claimed or waiting retry" in cli_run(env, "digest", "--send").output
     assert env["smtp"].inbox.messages == []
     with time_machine.travel(morning + timedelta(minutes=20), tick=False):
         assert ": sent" in cli_run(env, "digest", "--send").output
     with time_machine.travel(morning + timedelta(minutes=40), tick=False):
-        assert "already_sent" in cli_run(env, "digest", "--send").output
+        assert "already sent" in cli_run(env, "digest", "--send").output
     assert len(env["smtp"].inbox.messages) == 1
 
 
@@ -222,6 +224,55 @@ def test_preview_sends_and_claims_nothing(env: dict[str, Any], tmp_path: Path) -
     assert env["smtp"].inbox.messages == []
     conn = sqlite3.connect(env["db"])
     assert conn.execute("SELECT count(*) FROM digests").fetchone()[0] == 0
+
+
+def test_a_test_digest_goes_out_now_and_leaves_the_day_alone(env: dict[str, Any]) -> None:
+    poll_now(env)
+    # An hour after the poll: the items were stored today, so yesterday's digest (due since
+    # 07:30) would show none of them; the test digest shows the last 24 hours.
+    with time_machine.travel(POLLED_AT + timedelta(hours=1), tick=False):
+        result = cli_run(env, "digest", "--send", "--test", "--recipient", "hr")
+    assert result.exit_code == 0, result.output
+    assert "hr: test digest of the last 24 hours sent, 5 items via smtp" in result.output
+    today = POLLED_AT.astimezone(PARIS).date()
+    assert f"the daily digest is unaffected (next: due now ({today}))" in result.output
+    (received,) = env["smtp"].inbox.messages
+    test_message = received.message
+    assert test_message["Subject"].startswith("[test] listener · ")
+    assert test_message["X-Listener-Test"] == "yes"
+    text = test_message.get_body(preferencelist=("plain",)).get_content()
+    assert "Acme hires 200 engineers" in text
+    conn = sqlite3.connect(env["db"])
+    assert conn.execute("SELECT count(*) FROM digests").fetchone()[0] == 0  # nothing claimed
+    # The real digest still goes out, with its own Message-ID.
+    with time_machine.travel(next_morning(), tick=False):
+        assert ": sent" in cli_run(env, "digest", "--send").output
+    assert len(env["smtp"].inbox.messages) == 2
+    real = env["smtp"].inbox.messages[1].message
+    assert real["Message-ID"] != test_message["Message-ID"]
+    assert not real["Subject"].startswith("[test]")
+
+
+def test_the_first_digest_after_install_covers_what_was_stored_since_the_first_poll(
+    env: dict[str, Any],
+) -> None:
+    poll_now(env)  # a new install: the first poll, at 11:00 in Paris
+    # Today's 07:30 digest (about yesterday, when nothing was stored) is still due: it
+    # covers what the first poll stored instead of an empty "yesterday".
+    with time_machine.travel(POLLED_AT + timedelta(hours=1), tick=False):
+        first = cli_run(env, "digest", "--send")
+    assert ": sent, 5 items via smtp" in first.output
+    # The next morning's digest starts where that one ended: nothing is shown twice.
+    with time_machine.travel(next_morning(), tick=False):
+        second = cli_run(env, "digest", "--send")
+    assert ": sent, 0 items via smtp" in second.output
+    assert len(env["smtp"].inbox.messages) == 2
+
+
+def test_test_digest_needs_send_and_a_recipient(env: dict[str, Any]) -> None:
+    result = cli_run(env, "digest", "--send", "--test")
+    assert result.exit_code == 2
+    assert "--test goes with --send and --recipient NAME" in result.output
 
 
 # -- the daemon as a real process ---------------------------------------------------------
@@ -295,8 +346,12 @@ def test_daemon_polls_sends_stops_cleanly_and_survives_kill_9(
         assert "running (pid" in status.output
         # SIGTERM: a clean stop within seconds.
         daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=30)
+        _, log_text = daemon.communicate(timeout=30)
         assert daemon.returncode == 0
+        (starting,) = [
+            json.loads(line) for line in log_text.splitlines() if '"daemon_starting"' in line
+        ]
+        assert starting["config"] == f"{config} (given with --config)"
         assert "stopped" in cli_run(env, "status").output
         # kill -9, then a restart: the lock is free, nothing is sent twice.
         daemon = start_daemon(env, config)

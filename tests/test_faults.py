@@ -165,7 +165,7 @@ def test_a_signal_stops_a_poll_at_once_and_keeps_what_was_fetched(
     assert took < 10, took  # the fetches in flight had 30 s left
     assert poll.returncode == 130, err
     assert "stopped by a signal" in err
-    assert "1 new items" in out, "the summary is printed"
+    assert "1 new item," in out, "the summary is printed"
     rows = feeds_table(tmp_path)
     assert rows[server.url("/a")]["items"] == 1, "what was fetched before the signal is saved"
     hung = [rows[server.url(f"/hang{n}")] for n in range(7)]
@@ -389,7 +389,7 @@ def test_a_broken_url_is_one_clear_message(tmp_path: Path, url: str) -> None:
     )
     imported = run(base, "feeds", "import", str(opml))
     assert "Traceback" not in imported.stderr
-    assert "1 feeds added" in imported.stdout + imported.stderr
+    assert "1 feed added" in imported.stdout + imported.stderr
     config = tmp_path / "bad.toml"
     config.write_text(f"[[feeds]]\nurl = {json.dumps(url)}\n")
     checked = run([sys.executable, "-m", "listener", "--config", str(config)], "check-config")

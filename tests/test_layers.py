@@ -26,6 +26,7 @@ LAYERS = (
     "render",
     "logs",
     "mail",
+    "webhook",
     "daemon",
     "config",
     "jobs",

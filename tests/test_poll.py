@@ -274,5 +274,5 @@ def test_conditional_get_304_costs_no_parsing(tmp_path: Path, httpserver: HTTPSe
 def test_poll_without_all_only_polls_due_feeds(tmp_path: Path, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/feed").respond_with_data(GOOD)
     run(tmp_path, "feeds", "add", str(httpserver.url_for("/feed")))
-    assert "polled 1 feeds" in run(tmp_path, "poll", workers=1).output
+    assert "polled 1 feed " in run(tmp_path, "poll", workers=1).output
     assert "nothing due" in run(tmp_path, "poll", workers=1).output

@@ -6,10 +6,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from listener.config import parse_settings
 from listener.domain import FeedSource, Fetched, FetchOutcome, Item, ParsedFeed
 from listener.errors import FetchError
-from listener.jobs.poll import poll_feeds
+from listener.jobs.poll import poll_feeds, poll_job
 from listener.jobs.services import Services
 from listener.store import open_store
 from tests.conftest import NOW
@@ -64,3 +66,28 @@ def test_poll_feeds_runs_on_the_fetcher_and_parser_it_is_given(tmp_path: Path) -
     assert feeds["https://b.example/feed"].error_count == 1
     again = poll_feeds(services, NOW, all_feeds=True)  # the same bytes: nothing to parse
     assert {r.url: r.status for r in again}["https://a.example/feed"] == "unchanged"
+
+
+def test_the_poll_job_says_no_network_once_when_every_feed_fails_to_connect(
+    tmp_path: Path,
+) -> None:
+    settings = parse_settings({"poll": {"parse_workers": 1}}, {})
+    store = open_store(tmp_path / "l.db")
+    urls = [f"https://{name}.example/feed" for name in "abc"]
+    for url in urls:
+        store.add_feed(url, now=NOW)
+    fetcher = FakeFetcher(
+        {url: FetchError(url, "cannot connect: [Errno 101] Network is unreachable") for url in urls}
+    )
+    services = Services(settings, store, fetcher, parse=two_items, rand=lambda: 0.5)
+    with capture_logs() as logs:
+        poll_job(services, NOW)
+    unreachable = [entry for entry in logs if entry["event"] == "network_unreachable"]
+    assert unreachable == [
+        {
+            "event": "network_unreachable",
+            "log_level": "warning",
+            "feeds": 3,
+            "error": "cannot connect: [Errno 101] Network is unreachable",
+        }
+    ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from listener.domain import Item, PollResult
+from listener.domain import Item, ItemFilter, PollResult
 from listener.errors import QuerySyntaxError as QueryError
 from listener.errors import StoreError
 from listener.store import Store, open_store
@@ -155,7 +155,7 @@ def french_store(store: Store) -> Store:
 def test_search_folds_accents_and_filters(
     french_store: Store, query: str, kwargs: dict[str, object], titles: set[str]
 ) -> None:
-    rows = french_store.search(query, **kwargs)  # type: ignore[arg-type]
+    rows = french_store.search(query, ItemFilter(**kwargs))  # type: ignore[arg-type]
     assert {row["title"] for row in rows} == titles
 
 

@@ -38,6 +38,12 @@ from listener.feeds.text import clean_text, truncate
         ("Lâ€™Ã©tÃ© arrive", "L’été arrive"),
         ("Ã\u00a0 la maison", "à la maison"),
         ("pay.Â\u00a0While", "pay. While"),
+        # A no-break space mis-decoded and its \xa0 lost or made a plain space: "Â" is left.
+        ("RERÂ A en grève", "RER A en grève"),
+        ("RERÂ\u00a0A", "RER A"),
+        ("20Â€ ou 25 Â€", "20 € ou 25 €"),
+        ("100Â % en ligneÂ ; venezÂ ! «Â oui Â»", "100 % en ligne ; venez ! « oui »"),
+        ("CHÂTEAU, Âge, Âme", "CHÂTEAU, Âge, Âme"),  # a real Â is a letter: left alone
         ("don\x92t", "don’t"),
         ("Ð¿Ñ€Ð¸Ð²ÐµÑ‚", "привет"),
         ("Noe\u0308l", "Noël"),  # NFD becomes NFC

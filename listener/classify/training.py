@@ -552,6 +552,23 @@ def report_as_dict(report: EvaluationReport) -> dict[str, Any]:
     return asdict(report)
 
 
+def format_comparison(previous: EvaluationReport, new: EvaluationReport) -> str:
+    """Pure: the new model against the previous one on the same held-out rows: macro-F1,
+    uncertain rate and each label's F1, with the change."""
+    rows = [
+        ("macro-F1", previous.overall.macro_f1, new.overall.macro_f1),
+        ("uncertain", previous.overall.uncertain_rate, new.overall.uncertain_rate),
+        *(
+            (f"F1 {label}", previous.overall.per_label[label].f1, new.overall.per_label[label].f1)
+            for label in new.labels
+            if label in previous.overall.per_label
+        ),
+    ]
+    out = [f"{'':24} {'previous':>8} {'new':>8} {'change':>8}"]
+    out += [f"{name:24} {old:>8.3f} {now:>8.3f} {now - old:>+8.3f}" for name, old, now in rows]
+    return "\n".join(out)
+
+
 def format_evaluation(report: EvaluationReport) -> str:
     """Pure: the report as plain-text tables."""
     out = []

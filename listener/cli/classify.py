@@ -6,7 +6,6 @@ backfill loop in `jobs.reclassify_items`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -16,12 +15,14 @@ from typing import Any, TextIO
 import click
 
 from listener.cli.support import (
+    FUNCTION,
     LIMIT_OPTION,
     MODEL_OPTION,
     SINCE_OPTION,
     Context,
     handle_errors,
     now_utc,
+    plural,
     since_time,
 )
 from listener.config import model_path
@@ -162,9 +163,13 @@ def model_train(
                 for row in store.corrections()
             ]
     target = output or model_path(obj.settings)
+    # The model this one replaces: the file it overwrites, else the configured model.
+    previous_path = target if target.exists() else model_path(obj.settings)
     previous = None
-    with contextlib.suppress(ClassifierError):  # no model yet, or an unusable one
-        previous = training.evaluate(_load(obj, target), heldout)
+    try:
+        previous = training.evaluate(_load(obj, previous_path), heldout)
+    except ClassifierError as exc:  # no model yet, or an unusable one: say so, train anyway
+        click.echo(f"no comparison with the previous model: {exc}", err=True)
     pipeline, metadata = training.train_classifier(train_rows, corrections=corrections)
     report = training.evaluate(make_classifier(pipeline, metadata), heldout)
     metadata["heldout_rows"] = len(heldout)
@@ -177,6 +182,8 @@ def model_train(
     click.echo(training.format_evaluation(report))
     if previous is not None:
         delta = report.overall.macro_f1 - previous.overall.macro_f1
+        click.echo(f"\nagainst the previous model ({previous_path}), same held-out rows:")
+        click.echo(training.format_comparison(previous, report))
         click.echo(
             f"\nheld-out macro-F1: {report.overall.macro_f1:.3f} "
             f"(previous model {previous.overall.macro_f1:.3f}, {delta:+.3f})"
@@ -226,7 +233,7 @@ def model_evaluate(
             return
         rows = rows_of(read_dev_set(labels_path))
         if not as_json:
-            click.echo(f"real items: {labels_path} ({len(rows)} items)")
+            click.echo(f"real items: {labels_path} ({plural(len(rows), 'item')})")
     elif data is None:
         _, rows = training.split_heldout(training.read_corpus(training.CORPUS_DIR))
     else:
@@ -318,23 +325,27 @@ def _short(value: Any) -> str:
 
 @click.command("label")
 @click.argument("item", type=int)
-@click.argument("labels", nargs=-1, required=True)
+@click.argument("labels", nargs=-1, type=FUNCTION)
 @click.option("--by", help="Who made the correction (kept with it).")
+@click.option(
+    "--clear", is_flag=True, help="Remove ITEM's correction: the model's labels count again."
+)
 @click.pass_obj
 @handle_errors
-def label_command(obj: Context, item: int, labels: tuple[str, ...], by: str | None) -> None:
+def label_command(
+    obj: Context, item: int, labels: tuple[str, ...], by: str | None, clear: bool
+) -> None:
     """Set ITEM's labels by hand (1-2 labels; they always win over the model).
 
-    ITEM is the item id shown by `search`, `review` and the `items` table.
+    ITEM is the item id shown by `search`, `review` and the `items` table. LABELS are
+    function names in any case or their short forms: mkt (marketing), pr (communication),
+    hr (human_resources), cs (customer_service), bi (business_intelligence), other.
+    `--clear` undoes a correction.
     """
-    from listener.domain import LABELS
-
-    unknown = [label for label in labels if label not in LABELS]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown label {', '.join(unknown)}; choose from {', '.join(LABELS)}",
-            param_hint="LABELS",
-        )
+    if clear and labels:
+        raise click.UsageError("give LABELS or --clear, not both")
+    if not clear and not labels:
+        raise click.UsageError("give one or two LABELS (or --clear to remove a correction)")
     if len(set(labels)) != len(labels) or len(labels) > 2:
         raise click.BadParameter("give one or two different labels", param_hint="LABELS")
     if "other" in labels and len(labels) > 1:
@@ -345,9 +356,22 @@ def label_command(obj: Context, item: int, labels: tuple[str, ...], by: str | No
         before = store.item_brief(item)
         if before is None:
             raise click.ClickException(f"no item with id {item}")
-        store.set_labels(item, labels, by=by, now=now_utc())
+        if clear:
+            had = store.clear_labels(item)
+            after = store.item_brief(item) or before
+        else:
+            store.set_labels(item, labels, by=by, now=now_utc())
     was = before["labels"] or ("uncertain" if before["uncertain"] else "unclassified")
-    click.echo(f"item {item}: {', '.join(labels)} (was {was}) - {before['title']}")
+    if not clear:
+        click.echo(f"item {item}: {', '.join(labels)} (was {was}) - {before['title']}")
+    elif had:
+        model_says = after["labels"] or ("uncertain" if after["uncertain"] else "unclassified")
+        click.echo(
+            f"item {item}: correction removed, the model's {model_says} counts again (was {was})"
+            f" - {before['title']}"
+        )
+    else:
+        click.echo(f"item {item}: no correction to remove ({was}) - {before['title']}")
 
 
 @click.command("review")
@@ -380,7 +404,7 @@ def review_command(obj: Context, limit: int, as_json: bool) -> None:
                 f"  (feed corrections {item['feed_corrections']})  {item['url'] or ''}"
             )
     if not as_json:
-        click.echo(f"{len(chosen)} items to review", err=True)
+        click.echo(f"{plural(len(chosen), 'item')} to review", err=True)
 
 
 @click.command("reclassify")
@@ -411,4 +435,4 @@ def reclassify_command(obj: Context, since: int | None) -> None:
                 batch_size=obj.settings.classifier.batch_size,
                 on_batch=bar.update,
             )
-    click.echo(f"{done} items classified with model {classifier.version}")
+    click.echo(f"{plural(done, 'item')} classified with model {classifier.version}")

@@ -12,12 +12,12 @@ from typing import Any
 
 import click
 
-from listener.cli.support import DURATION, Context, handle_errors, now_utc
+from listener.cli.support import DURATION, Context, handle_errors, now_utc, plural
 from listener.daemon import install_signal_handlers
 from listener.domain import FeedRow, is_http_url
 from listener.errors import OpmlError
 from listener.feeds.opml import OpmlFeed, parse_opml, render_opml
-from listener.feeds.schedule import health_of
+from listener.feeds.schedule import health_of, is_network_down
 
 
 @click.group("feeds")
@@ -61,7 +61,7 @@ def feeds_remove(obj: Context, urls: tuple[str, ...]) -> None:
                 click.echo(f"not a known feed: {url}", err=True)
                 missing = True
             else:
-                click.echo(f"removed {url} ({removed} items)")
+                click.echo(f"removed {url} ({plural(removed, 'item')})")
     if missing:
         sys.exit(1)
 
@@ -80,12 +80,17 @@ def feeds_list(obj: Context, as_json: bool) -> None:
         data = [_feed_json(row, now, silent_days) for row in rows]
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
+    if rows:
+        click.echo(f"{'items':>6}  {'last poll (UTC)':<16}  {'state':<40}  {'tags':<16}  feed")
     for row in rows:
         state = health_of(row, now, silent_days)
         last = row.last_polled_at.strftime("%Y-%m-%d %H:%M") if row.last_polled_at else "never"
         tags = ",".join(row.tags) or "-"
-        click.echo(f"{row.item_count:>6}  {last:<16}  {state:<40}  {tags:<24}  {row.url}")
-    click.echo(f"{len(rows)} feeds", err=True)
+        name = f"{row.title}  {row.url}" if row.title else row.url
+        click.echo(f"{row.item_count:>6}  {last:<16}  {state:<40}  {tags:<16}  {name}")
+        if row.last_error and (row.error_count or row.gone_at):
+            click.echo(f"{'':>6}  last error: {row.last_error}")
+    click.echo(f"{plural(len(rows), 'feed')}", err=True)
 
 
 def _feed_json(row: FeedRow, now: datetime, silent_days: int) -> dict[str, Any]:
@@ -132,7 +137,7 @@ def feeds_import(obj: Context, path: Path, tags: tuple[str, ...]) -> None:
             added += store.add_feed(
                 feed.url, now=now, tags=[*feed.tags, *(t.lower() for t in tags)], title=feed.title
             )
-    click.echo(f"{path}: {added} feeds added, {len(found) - added} already known")
+    click.echo(f"{path}: {plural(added, 'feed')} added, {len(found) - added} already known")
 
 
 @feeds_group.command("export")
@@ -194,12 +199,18 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
         or "nothing due"
     )
     click.echo(
-        f"polled {len(results)} feeds in {elapsed:.1f} s: {statuses}; "
-        f"{new} new items, {updated} updated"
+        f"polled {plural(len(results), 'feed')} in {elapsed:.1f} s: {statuses}; "
+        f"{plural(new, 'new item')}, {updated} updated"
     )
-    for result in results:
-        if result.status in ("failed", "gone"):
-            click.echo(f"  {result.status:<6} {result.url}: {result.error}")
+    if is_network_down(results):
+        click.echo(
+            f"no network? every feed failed to connect ({plural(len(results), 'feed')}): "
+            f"{results[0].error}"
+        )
+    else:
+        for result in results:
+            if result.status in ("failed", "gone"):
+                click.echo(f"  {result.status:<6} {result.url}: {result.error}")
     if stopped:
         click.echo("stopped by a signal: what was fetched is saved, the rest stays due", err=True)
         sys.exit(130)  # 128 + SIGINT, the shell's convention for an interrupted command

@@ -10,23 +10,19 @@ import click
 
 from listener.cli.support import (
     LIMIT_OPTION,
-    SINCE_OPTION,
-    WATCH_OPTION,
     Context,
-    check_watch_name,
     handle_errors,
-    since_time,
+    item_filter,
+    item_filter_options,
+    plural,
 )
 from listener.errors import QuerySyntaxError
-from listener.store.search_query import to_fts_query
+from listener.watches.fts import to_fts_query
 
 
 @click.command("search")
 @click.argument("query")
-@SINCE_OPTION
-@click.option("--feed", "feed_url", help="Only items of this feed URL.")
-@click.option("--tag", help="Only items of feeds with this tag.")
-@WATCH_OPTION
+@item_filter_options
 @LIMIT_OPTION
 @click.option(
     "--order",
@@ -40,45 +36,51 @@ from listener.store.search_query import to_fts_query
 @handle_errors
 def search_command(
     obj: Context,
+    /,
     query: str,
-    since: int | None,
-    feed_url: str | None,
-    tag: str | None,
-    watch: str | None,
     limit: int,
     order: str,
     as_json: bool,
+    **filters: Any,
 ) -> None:
     """Full-text search over titles and summaries (accents and case folded).
 
-    QUERY: words, "exact phrases", AND / OR / NOT, parentheses, prefix*.
+    QUERY: the watch language: words, "exact phrases", AND / OR / NOT, parentheses,
+    prefix*, NEAR/n (see `listener watch test`). Each item is
+    printed with its id (for `listener label`) and its labels with their scores.
     """
     try:
         fts_query = to_fts_query(query)
     except QuerySyntaxError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(f"bad query: {exc}") from exc
     with obj.store() as store:
-        check_watch_name(store, watch)
-        rows = store.search(
-            fts_query,
-            since=since_time(since),
-            feed_url=feed_url,
-            tag=tag,
-            watch=watch,
-            limit=limit,
-            order=order,
-        )
+        rows = store.search(fts_query, item_filter(store, filters), limit=limit, order=order)
     for row in rows:
-        row.pop("rank", None)
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:
             click.echo(
-                f"{row['published_at'][:10]}  {row['title']}\n            {row['url'] or ''}"
-                f"  ({row['feed_title'] or row['feed_url']})\n            {row['snippet']}"
+                f"#{row['id']}  {row['published_at'][:10]}  {row['title']}\n"
+                f"    {describe_labels(row)}\n"
+                f"    {row['url'] or ''}  ({row['feed_title'] or row['feed_url']})\n"
+                f"    {row['snippet']}"
             )
     if not as_json:
-        click.echo(f"{len(rows)} items", err=True)
+        click.echo(plural(len(rows), "item"), err=True)
+
+
+def describe_labels(row: dict[str, Any]) -> str:
+    """`human_resources 0.91, communication 0.42`, `human_resources (corrected by hand)`,
+    `uncertain (best guess: marketing 0.31)` or `not classified yet`."""
+    scores: dict[str, float] = row["scores"]
+    if row["label_source"] == "human":
+        return f"{', '.join(row['labels'])} (corrected by hand)"
+    if row["labels"]:
+        return ", ".join(f"{label} {scores.get(label, 0.0):.2f}" for label in row["labels"])
+    if row["uncertain"]:
+        label, score = max(scores.items(), key=lambda pair: (pair[1], pair[0]))
+        return f"uncertain (best guess: {label} {score:.2f})"
+    return "not classified yet"
 
 
 EXPORT_COLUMNS = [
@@ -94,6 +96,12 @@ EXPORT_COLUMNS = [
     "published_at",
     "fetched_at",
     "lang",
+    "labels",
+    "label_source",
+    "uncertain",
+    "scores",
+    "model_version",
+    "watches",
 ]
 
 
@@ -118,10 +126,7 @@ def spreadsheet_safe(value: Any) -> Any:
     show_default=True,
     help="JSON lines or CSV (with a header row).",
 )
-@SINCE_OPTION
-@click.option("--feed", "feed_url", help="Only items of this feed URL.")
-@click.option("--tag", help="Only items of feeds with this tag.")
-@WATCH_OPTION
+@item_filter_options
 @click.option(
     "-o",
     "--output",
@@ -133,22 +138,30 @@ def spreadsheet_safe(value: Any) -> Any:
 @handle_errors
 def export_command(
     obj: Context,
+    /,
     fmt: str,
-    since: int | None,
-    feed_url: str | None,
-    tag: str | None,
-    watch: str | None,
     output: Any,
+    **filters: Any,
 ) -> None:
-    """Stream every item (oldest first) as JSON lines or CSV, in bounded memory."""
+    """Stream every item (oldest first) as JSON lines or CSV, in bounded memory.
+
+    Each row carries the item's labels (a person's correction, else the model's), whether
+    they are a person's, whether the model was uncertain, the model's scores per label,
+    the model version and the watches that mention it. In CSV, lists are joined with `;`
+    and the scores are a JSON object.
+    """
     with obj.store() as store:
-        check_watch_name(store, watch)
-        rows = store.iter_items(since=since_time(since), feed_url=feed_url, tag=tag, watch=watch)
+        rows = store.iter_items(item_filter(store, filters))
         if fmt == "csv":
             writer = csv.DictWriter(output, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
             for row in rows:
-                writer.writerow({name: spreadsheet_safe(value) for name, value in row.items()})
+                cells = row | {
+                    "labels": ";".join(row["labels"]),
+                    "watches": ";".join(row["watches"]),
+                    "scores": json.dumps(row["scores"], sort_keys=True),
+                }
+                writer.writerow({name: spreadsheet_safe(value) for name, value in cells.items()})
         else:
             for row in rows:
                 output.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -23,8 +23,10 @@ from listener.cli.classify import (
 from listener.cli.feeds import feeds_group, poll_command
 from listener.cli.items import export_command, search_command
 from listener.cli.service import alerts_group, digest_command, run_command, status_command
-from listener.cli.support import Context, handle_errors
+from listener.cli.stats import stats_command
+from listener.cli.support import Context, handle_errors, plural
 from listener.cli.watch import watch_group
+from listener.cli.web import web_command
 from listener.config import redacted
 
 
@@ -35,7 +37,9 @@ from listener.config import redacted
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="LISTENER_CONFIG",
-    help="TOML settings file (default: the embedded defaults). Env: LISTENER_CONFIG.",
+    help="TOML settings file (default: the first of ./listener.toml,"
+    " ~/.config/listener/listener.toml, /etc/listener/listener.toml, else the built-in"
+    " defaults). Env: LISTENER_CONFIG.",
 )
 @click.option(
     "--db",
@@ -61,16 +65,20 @@ def cli(
     Polls RSS/Atom/JSON feeds politely, stores every item once in SQLite, and lets you
     search and export them.
     """
-    ctx.obj = Context(config_path, db_path, log_format, log_level)
+    from_env = ctx.get_parameter_source("config_path") == click.core.ParameterSource.ENVIRONMENT
+    ctx.obj = Context(config_path, db_path, log_format, log_level, config_from_env=from_env)
 
 
 @cli.command("check-config")
 @click.pass_obj
 @handle_errors
 def check_config(obj: Context) -> None:
-    """Validate the settings and print the effective values (secrets hidden)."""
+    """Validate the settings and print the effective values (secrets hidden), and which
+    settings file they come from."""
     data = redacted(obj.settings)
     data["database"] = str(obj.database_path())
+    data["config_file"] = obj.config_file.describe()
+    click.echo(f"config: {obj.config_file.describe()}", err=True)
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -81,13 +89,16 @@ def init(obj: Context) -> None:
     """Create the database (and import the default feeds) if it does not exist."""
     with obj.store() as store:
         counts = store.counts()
-    click.echo(f"{store.path}: {counts['feeds']} feeds, {counts['items']} items")
+    click.echo(
+        f"{store.path}: {plural(counts['feeds'], 'feed')}, {plural(counts['items'], 'item')}"
+    )
 
 
 cli.add_command(feeds_group)
 cli.add_command(poll_command)
 cli.add_command(search_command)
 cli.add_command(export_command)
+cli.add_command(stats_command)
 cli.add_command(run_command)
 cli.add_command(status_command)
 cli.add_command(digest_command)
@@ -98,6 +109,7 @@ cli.add_command(model_group)
 cli.add_command(label_command)
 cli.add_command(review_command)
 cli.add_command(reclassify_command)
+cli.add_command(web_command)
 
 
 def main() -> None:

@@ -11,9 +11,17 @@ from typing import Any
 import click
 import structlog
 
-from listener.cli.support import Context, handle_errors, now_utc
+from listener.cli.support import Context, handle_errors, now_utc, plural
+from listener.digest.periods import (
+    describe_send_time,
+    is_digest_due,
+    latest_due_period,
+    next_send_period,
+)
 from listener.domain import LABELS, Recipient
 from listener.feeds.schedule import health_of
+from listener.store import Store
+from listener.watches.spikes import warm_up_ends_at
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +41,7 @@ def run_command(obj: Context) -> None:
 
     obj.configure_logging(cache=True)
     with daemon_lock(obj.database_path()), obj.store() as store:
-        run_daemon(obj.settings, store)
+        run_daemon(obj.settings, store, config_note=obj.config_file.describe())
 
 
 @click.command("status")
@@ -56,12 +64,18 @@ def status_command(obj: Context, as_json: bool) -> None:
         watches = store.list_watches()
         newest = store.max_item_id()
         open_spikes = store.open_spikes()
+        next_digests = {
+            person.name: _next_digest(store, person, now, settings.digest.catch_up_hours)
+            for person in settings.recipients
+        }
     health: dict[str, int] = {}
     for feed in feeds:
         state = health_of(feed, now, settings.poll.silent_after_days).split(" ")[0]
         health[state] = health.get(state, 0) + 1
     alive = _daemon_alive(daemon, beat, now, settings.daemon.heartbeat_s)
     report: dict[str, Any] = {
+        "config_file": obj.config_file.describe(),
+        "database": str(obj.database_path()),
         "daemon": {
             **(daemon or {}),
             "alive": alive,
@@ -74,6 +88,7 @@ def status_command(obj: Context, as_json: bool) -> None:
             "last_7d_by_function": {k: week.get(k, 0) for k in LABELS},
         },
         "digests": digests,
+        "next_digests": next_digests,
         "watches": {
             "total": len(watches),
             "backfill_pending": [w.name for w in watches if w.matched_through < newest],
@@ -87,6 +102,8 @@ def status_command(obj: Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
+    click.echo(f"config:   {report['config_file']}")
+    click.echo(f"database: {report['database']}")
     if daemon is None:
         click.echo("daemon:   never started on this database")
     else:
@@ -96,8 +113,11 @@ def status_command(obj: Context, as_json: bool) -> None:
             f"daemon:   {state} (pid {daemon['pid']} on {daemon['host']}, "
             f"started {daemon['started_at']}, last heartbeat {ago})"
         )
-        for name, at in sorted(report["daemon"]["next_runs"].items()):
-            click.echo(f"  next {name:<12} {at or '-'}")
+        if alive:
+            for name, at in sorted(report["daemon"]["next_runs"].items()):
+                click.echo(f"  next {name:<12} {at or '-'}")
+        else:
+            click.echo("  nothing polls, sends or checks until `listener run` starts again")
     click.echo(
         "feeds:    "
         + ", ".join(f"{n} {state}" for state, n in sorted(health.items()))
@@ -112,12 +132,28 @@ def status_command(obj: Context, as_json: bool) -> None:
         + (f", backfill pending: {', '.join(pending)}" if pending else "")
         + (f"; open spikes: {', '.join(report['watches']['open_spikes'])}" if open_spikes else "")
     )
+    for name, when in report["next_digests"].items():
+        click.echo(f"next digest: {name} at {when}" + ("" if alive else " (once the daemon runs)"))
     for row in digests:
         sent = row["sent_at"] or f"not sent ({row['attempts']} attempts, {row['last_error']})"
         click.echo(
             f"digest:   {row['day']} {row['recipient']}: {sent}"
-            + (f", {row['item_count']} items, {row['delivery']}" if row["sent_at"] else "")
+            + (
+                f", {plural(row['item_count'], 'item')}, {row['delivery']}"
+                if row["sent_at"]
+                else ""
+            )
         )
+
+
+def _next_digest(store: Store, person: Recipient, now: datetime, catch_up_hours: int) -> str:
+    """`due now (2026-12-05)` when the latest digest is due and not sent, else when the next
+    one goes out, on the recipient's clock."""
+    latest = latest_due_period(person, now)
+    sent = store.digest_sent_at(person.name, latest.day.isoformat()) is not None
+    if is_digest_due(latest, now, already_sent=sent, catch_up=timedelta(hours=catch_up_hours)):
+        return f"due now ({latest.day})"
+    return describe_send_time(person, next_send_period(person, now))
 
 
 def _daemon_alive(
@@ -144,6 +180,12 @@ def _daemon_alive(
 )
 @click.option("--recipient", help="Only this recipient (by name).")
 @click.option(
+    "--test",
+    is_flag=True,
+    help="With --send and --recipient: send the last 24 hours now, marked as a test;"
+    " the day's real digest still goes out.",
+)
+@click.option(
     "--date",
     "day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -157,10 +199,22 @@ def _daemon_alive(
 @click.pass_obj
 @handle_errors
 def digest_command(
-    obj: Context, mode: str, recipient: str | None, day: datetime | None, out: Path | None
+    obj: Context,
+    mode: str,
+    recipient: str | None,
+    test: bool,
+    day: datetime | None,
+    out: Path | None,
 ) -> None:
-    """Preview a recipient's digest (text on stdout, HTML with --out), or send due ones."""
-    from listener.jobs.digest import preview_digest, send_due_digests
+    """Preview a recipient's digest (text on stdout, HTML with --out), or send due ones.
+
+    `--send --test --recipient NAME` sends NAME the digest of the last 24 hours at once,
+    marked as a test, to check the mail setup and see a digest with something in it.
+    """
+    from listener.jobs.digest import preview_digest, send_due_digests, send_test_digest
+
+    if test and (mode != "send" or recipient is None):
+        raise click.UsageError("--test goes with --send and --recipient NAME")
 
     settings = obj.settings
     recipients = [r for r in settings.recipients if recipient in (None, r.name)]
@@ -171,17 +225,33 @@ def digest_command(
         )
     now = now_utc()
     with obj.store() as store:
+        if test:
+            (person,) = recipients
+            sent = send_test_digest(store, settings, person, now)
+            when = _next_digest(store, person, now, settings.digest.catch_up_hours)
+            click.echo(
+                f"{sent.recipient}: test digest of the last 24 hours sent,"
+                f" {plural(sent.items, 'item')} via {sent.delivery}; the daily digest is"
+                f" unaffected (next: {when})"
+            )
+            return
         if mode == "send":
             chosen = dataclasses.replace(settings, recipients=tuple(recipients))
+            by_name = {r.name: r for r in recipients}
             for outcome in send_due_digests(store, chosen, now):
+                person = by_name[outcome.recipient]
+                later = ""
+                if outcome.status == "skipped" and outcome.reason in ("not_due", "already_sent"):
+                    later = f"; next at {describe_send_time(person, next_send_period(person, now))}"
                 click.echo(
                     f"{outcome.recipient} {outcome.day}: {outcome.status}"
-                    + (f" ({outcome.reason})" if outcome.reason else "")
+                    + (f" ({outcome.reason.replace('_', ' ')})" if outcome.reason else "")
                     + (
-                        f", {outcome.items} items via {outcome.delivery}"
+                        f", {plural(outcome.items, 'item')} via {outcome.delivery}"
                         if outcome.delivery
                         else ""
                     )
+                    + later
                 )
             return
         for person in recipients:
@@ -222,7 +292,17 @@ def alerts_check(obj: Context) -> None:
     with obj.store() as store:
         opened = check_spikes(store, settings, now)
         outcomes = send_due_alerts(store, settings, now)
-    click.echo(f"{opened} new spike{'' if opened == 1 else 's'}")
+        watches = store.list_watches()
+        since = store.first_fetched_at()
+    click.echo(plural(opened, "new spike"))
+    until = warm_up_ends_at(since, settings.alerts.rule)
+    if watches and since is not None and until is not None and now < until:
+        click.echo(
+            f"{plural(len(watches), 'watch', 'watches')} in baseline warm-up until"
+            f" {until:%Y-%m-%d %H:%M}Z (the {settings.alerts.rule.baseline_days}-day baseline"
+            f" reaches back before the first poll, {since:%Y-%m-%d %H:%M}Z, and sees only what"
+            " the feeds still listed then)"
+        )
     for outcome in outcomes:
         click.echo(
             f"{outcome.watch} ({', '.join(outcome.functions)}) -> {outcome.recipient}: "

@@ -16,6 +16,7 @@ from listener.cli.support import (
     Context,
     handle_errors,
     now_utc,
+    plural,
     since_time,
 )
 from listener.config import check_watch
@@ -87,7 +88,7 @@ def watch_add(
         if not no_backfill:
             _backfill(store)
         row = _row(store, name)
-        click.echo(f"{name}: {row.mention_count} mentions in stored items")
+        click.echo(f"{name}: {plural(row.mention_count, 'mention')} in stored items")
 
 
 @watch_group.command("list")
@@ -113,7 +114,7 @@ def watch_list(obj: Context, as_json: bool) -> None:
         state = "" if row.matched_through >= newest else "  (backfill pending)"
         scope = f"  tags: {', '.join(row.tags)}" if row.tags else ""
         click.echo(
-            f"{row.name:<20} {row.kind:<10} {row.mention_count:>7} mentions, last {last}"
+            f"{row.name:<20} {row.kind:<10} {plural(row.mention_count, 'mention'):>11}, last {last}"
             f"  [{row.origin}]{scope}{state}\n    {row.query}"
         )
 
@@ -133,7 +134,7 @@ def watch_remove(obj: Context, names: tuple[str, ...]) -> None:
                     f"watch {name!r} is defined in the config file; remove it there"
                 )
             store.remove_watch(name)
-            click.echo(f"removed watch {name!r} ({row.mention_count} mentions)")
+            click.echo(f"removed watch {name!r} ({plural(row.mention_count, 'mention')})")
 
 
 @watch_group.command("test")
@@ -196,7 +197,7 @@ def watch_test(
         click.echo(f"    terms: {', '.join(terms)}")
     if not as_json:
         click.echo(
-            f"{len(result.matches)} of {result.scanned} items match"
+            f"{len(result.matches)} of {plural(result.scanned, 'item')} match"
             + (f" (showing the newest {len(shown)})" if len(shown) < len(result.matches) else "")
         )
 
@@ -210,7 +211,7 @@ def watch_backfill(obj: Context) -> None:
     with obj.store() as store:
         sync_config_watches(store, obj.settings, now_utc())
         read = _backfill(store)
-        click.echo(f"matched {read} items" if read else "every watch is up to date")
+        click.echo(f"matched {plural(read, 'item')}" if read else "every watch is up to date")
 
 
 def _backfill(store: Store) -> int:

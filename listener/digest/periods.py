@@ -7,6 +7,7 @@ long across DST); everything handed back is aware UTC.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -47,6 +48,41 @@ def latest_due_period(recipient: Recipient, now: datetime) -> DigestPeriod:
     return digest_period(recipient, today - timedelta(days=1))
 
 
+def fit_to_history(
+    period: DigestPeriod,
+    *,
+    history_since: datetime | None,
+    previous_end: datetime | None,
+    now: datetime,
+) -> DigestPeriod:
+    """The period a digest really covers, given what is stored.
+
+    A recipient's first digest whose day ended before anything was stored (a new install:
+    "yesterday" is empty by construction) covers what was stored since the first poll, up
+    to `now`, instead. And a digest never covers again what the previous one did: it starts
+    where that one ended, when that is later than its own start (the day after such a first
+    digest).
+    """
+    if previous_end is None and history_since is not None and period.ends_at <= history_since < now:
+        return replace(period, ends_at=now)
+    if previous_end is not None and period.starts_at < previous_end:
+        return replace(period, starts_at=min(previous_end, period.ends_at))
+    return period
+
+
+def next_send_period(recipient: Recipient, now: datetime) -> DigestPeriod:
+    """The first period whose send time is after `now`."""
+    period = latest_due_period(recipient, now)
+    return digest_period(recipient, period.day + timedelta(days=1))
+
+
+def describe_send_time(recipient: Recipient, period: DigestPeriod) -> str:
+    """`07:30 Europe/Paris on 2026-12-06`: when a period's digest goes out, as its recipient
+    reads a clock."""
+    local = period.send_at.astimezone(ZoneInfo(recipient.timezone))
+    return f"{local:%H:%M} {recipient.timezone} on {local:%Y-%m-%d}"
+
+
 def is_digest_due(
     period: DigestPeriod, now: datetime, *, already_sent: bool, catch_up: timedelta
 ) -> bool:
@@ -56,6 +92,26 @@ def is_digest_due(
     one: yesterday's news the next evening helps nobody.
     """
     return not already_sent and period.send_at <= now <= period.send_at + catch_up
+
+
+def local_days(timezone: str, days: int, now: datetime) -> list[tuple[date, datetime, datetime]]:
+    """The last `days` local days up to and including today in `timezone`, oldest first:
+    (day, its local midnight, the next one), in UTC, as a digest's period is cut."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    zone = ZoneInfo(timezone)
+    today = now.astimezone(zone).date()
+    found = []
+    for back in range(days - 1, -1, -1):
+        day = today - timedelta(days=back)
+        found.append(
+            (
+                day,
+                _local_to_utc(day, time(0), zone),
+                _local_to_utc(day + timedelta(days=1), time(0), zone),
+            )
+        )
+    return found
 
 
 def _local_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:

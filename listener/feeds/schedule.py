@@ -8,11 +8,11 @@ never silently dropped.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from listener.domain import FeedRow, PollPolicy
+from listener.domain import FeedRow, PollPolicy, PollResult
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
@@ -104,6 +104,19 @@ def feed_health(
     if silent_days >= silent_after_days:
         return f"silent for {silent_days} days"
     return "ok"
+
+
+# How fetch reports that the network, not the feed, failed (FetchError kinds dns, connect).
+_NETWORK_ERRORS = ("DNS lookup failed", "cannot connect")
+
+
+def is_network_down(results: Sequence[PollResult]) -> bool:
+    """Every feed of a poll (two or more) failed to resolve or connect: more likely this
+    machine's network than all the feeds at once."""
+    return len(results) >= 2 and all(
+        result.status == "failed" and (result.error or "").startswith(_NETWORK_ERRORS)
+        for result in results
+    )
 
 
 def health_of(feed: FeedRow, now: datetime, silent_after_days: int) -> str:

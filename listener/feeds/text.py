@@ -42,6 +42,13 @@ _MOJIBAKE = re.compile(
     f"|(?<=[\xc2-\xdf]){_CONTINUATION}|(?<=[\xe0-\xef]){_CONTINUATION}{{2}}"
     f"|(?<=[\xf0-\xf4]){_CONTINUATION}{{3}})"
 )
+# A no-break space written as UTF-8 (C2 A0) and read as Latin-1 is "Â\xa0"; when a later
+# step turned the \xa0 into a plain space or dropped it, "Â" is left stuck to the word
+# before it ("RERÂ A", "20Â€", "projetÂ : ", "«Â oui"), which ftfy leaves alone as
+# ambiguous. After a letter, a digit or "«", and before a space or the characters French puts
+# a no-break space before (€ % : ; ! ? »), "Â" is never a letter in English or French: it
+# is that space.
+_LOST_NBSP = re.compile("(?:(?<=[^\\W_])|(?<=«))\xc2(?:[ \xa0]|(?=[€%:;!?»]))")
 # Control characters and invisible format characters (ZWJ/ZWNJ stay: scripts need them).
 _INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f\xad\u200b\u2060\ufeff]")
 _MARKUP_START = re.compile(r"<[a-zA-Z/!?]")
@@ -75,7 +82,7 @@ def _clean_once(text: str, max_chars: int | None) -> tuple[str, bool]:
         text = text[: _PRECUT_FACTOR * max_chars]  # bounds the repair's cost on whole articles
     # Repair before folding spaces: "Â\xa0" (a UTF-8 no-break space read as Latin-1) is
     # recognisable, "Â " much less so.
-    repaired = ftfy.fix_encoding(text) if _looks_mojibaked(text) else text
+    repaired = ftfy.fix_encoding(_LOST_NBSP.sub(" ", text)) if _looks_mojibaked(text) else text
     if not repaired.isascii() and not unicodedata.is_normalized("NFC", repaired):
         repaired = unicodedata.normalize("NFC", repaired)
     folded = " ".join(repaired.split())

@@ -30,6 +30,7 @@ from listener.domain import (
 from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
 from listener.render.alert import alert_message_id, render_alert
 from listener.store import Store
+from listener.webhook import post_webhook
 
 if TYPE_CHECKING:
     from listener.jobs.services import Services
@@ -49,6 +50,8 @@ from listener.watches.spikes import (
 )
 
 log = structlog.get_logger(__name__)
+
+WEBHOOK_SUFFIX = "#webhook"  # an alert's row for a recipient's chat webhook
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +138,14 @@ def send_due_alerts(store: Store, settings: Settings, now: datetime) -> list[Ale
                 opened_at=f"{opened_at:%Y-%m-%dT%H:%M:%SZ}",
             ):
                 outcome = _send_one(store, settings, recipient, row, opened_at, episodes, now)
-            if outcome is not None:
-                outcomes.append(outcome)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                if recipient.webhook_url:
+                    outcome = _send_one(
+                        store, settings, recipient, row, opened_at, episodes, now, webhook=True
+                    )
+                    if outcome is not None:
+                        outcomes.append(outcome)
     return outcomes
 
 
@@ -195,8 +204,13 @@ def _send_one(
     opened_at: datetime,
     episodes: Sequence[SpikeRow],
     now: datetime,
+    *,
+    webhook: bool = False,
 ) -> AlertOutcome | None:
+    """The alert to one recipient by email, or (`webhook`) to its chat webhook: each channel
+    has its own exactly-once row (the webhook's recipient is `NAME#webhook`)."""
     functions = tuple(e.function for e in episodes)
+    channel = f"{recipient.name}{WEBHOOK_SUFFIX}" if webhook else recipient.name
 
     def compose() -> Letter:
         alert = spike_alert(store, settings, row, opened_at, episodes)
@@ -211,18 +225,21 @@ def _send_one(
         name = f"alert-{opened_at:%Y-%m-%dT%H}-{row.name}-{recipient.name}"
         return Letter(message, alert_id, name)
 
-    alert_row = _AlertRow(store, recipient.name, row.id, opened_at, functions)
-    outcome = send_once(alert_row, compose, settings, now)
+    def to_webhook(letter: Letter) -> str:
+        return post_webhook(letter.message, recipient.webhook_url, recipient.webhook_format)
+
+    alert_row = _AlertRow(store, channel, row.id, opened_at, functions)
+    outcome = send_once(
+        alert_row, compose, settings, now, deliver_letter=to_webhook if webhook else None
+    )
     if isinstance(outcome, NotClaimed | NothingToSend):
-        log.debug("alert_skipped", reason="sent_claimed_or_waiting_retry")
+        log.debug("alert_skipped", reason="sent_claimed_or_waiting_retry", channel=channel)
         return None
     if isinstance(outcome, Failed):
-        log.warning("alert_failed", error=outcome.error, attempts=outcome.attempts)
-        return AlertOutcome(recipient.name, row.name, opened_at, "failed", functions, outcome.error)
-    log.info("alert_sent", functions=list(functions), delivery=outcome.delivery)
-    return AlertOutcome(
-        recipient.name, row.name, opened_at, "sent", functions, None, outcome.delivery
-    )
+        log.warning("alert_failed", error=outcome.error, attempts=outcome.attempts, channel=channel)
+        return AlertOutcome(channel, row.name, opened_at, "failed", functions, outcome.error)
+    log.info("alert_sent", functions=list(functions), delivery=outcome.delivery, channel=channel)
+    return AlertOutcome(channel, row.name, opened_at, "sent", functions, None, outcome.delivery)
 
 
 @dataclass(frozen=True, slots=True)

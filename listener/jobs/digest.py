@@ -10,18 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import structlog
 
 from listener.config import Settings
 from listener.digest.build import build_digest, is_empty
 from listener.digest.model import Digest
-from listener.digest.periods import digest_period, is_digest_due, latest_due_period
+from listener.digest.periods import (
+    digest_period,
+    fit_to_history,
+    is_digest_due,
+    latest_due_period,
+)
 from listener.digest.watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.feeds.schedule import health_of
 from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
+from listener.mail import deliver
 from listener.render.digest import message_id, render_digest
 from listener.store import Store
 
@@ -98,12 +107,51 @@ def preview_digest(
     )
 
 
+TEST_WINDOW = timedelta(hours=24)
+
+
+def send_test_digest(
+    store: Store, settings: Settings, recipient: Recipient, now: datetime
+) -> DigestOutcome:
+    """The digest of the last 24 hours, marked as a test ("[test]" in the subject, its own
+    Message-ID), delivered now. Nothing is claimed: the day's real digest still goes out.
+    A MailError propagates: the person who asked sees why."""
+    day = now.astimezone(ZoneInfo(recipient.timezone)).date()
+    period = DigestPeriod(
+        recipient=recipient.name, day=day, starts_at=now - TEST_WINDOW, ends_at=now, send_at=now
+    )
+    digest = make_digest(recipient, period, digest_data(store, settings, recipient, period, now))
+    message = render_digest(
+        digest,
+        sender=settings.digest.sender,
+        generated_at=now,
+        message_domain=settings.digest.message_domain,
+    )
+    subject = str(message["Subject"])
+    message.replace_header("Subject", f"[test] {subject}")
+    message.replace_header("Message-ID", make_msgid("digest-test", settings.digest.message_domain))
+    message["X-Listener-Test"] = "yes"
+    outbox_name = f"test-{now:%Y%m%dT%H%M%S}-{recipient.name}"
+    delivery = deliver(message, settings.smtp, Path(settings.digest.outbox), outbox_name)
+    log.info("digest_sent", test=True, items=digest.total_items, delivery=delivery)
+    return DigestOutcome(
+        recipient.name, day.isoformat(), "sent", "test", digest.total_items, delivery
+    )
+
+
 def send_due_digests(store: Store, settings: Settings, now: datetime) -> list[DigestOutcome]:
     """Send every recipient's due digest exactly once (claim, send, mark; release on error)."""
     outcomes = []
+    history_since = store.first_fetched_at()
     for recipient in settings.recipients:
         period = latest_due_period(recipient, now)
         day = period.day.isoformat()
+        period = fit_to_history(
+            period,
+            history_since=history_since,
+            previous_end=store.last_digest_end(recipient.name, day),
+            now=now,
+        )
         with structlog.contextvars.bound_contextvars(recipient=recipient.name, day=day):
             outcome = _send_one(store, settings, recipient, period, day, now)
         outcomes.append(outcome)

@@ -39,6 +39,7 @@ from listener.domain import (
 )
 from listener.errors import FetchError, ParseError, StoreError
 from listener.feeds.decide import PollOutcome, decide
+from listener.feeds.schedule import is_network_down
 from listener.jobs.classify import classify_items
 from listener.jobs.services import Parser, Services
 from listener.jobs.watches import match_poll_items, poll_matcher, sync_config_watches
@@ -52,7 +53,10 @@ def poll_job(services: Services, now: datetime) -> list[PollResult]:
     """The daemon's poll job: the config's feeds and watches into the store, then every
     feed that is due."""
     sync_config(services, now)
-    return poll_feeds(services, now)
+    results = poll_feeds(services, now)
+    if is_network_down(results):  # once, rather than only one warning per feed
+        log.warning("network_unreachable", feeds=len(results), error=results[0].error)
+    return results
 
 
 def sync_config_feeds(services: Services, now: datetime) -> int:

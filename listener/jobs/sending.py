@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from listener.config import Settings
-from listener.errors import MailError
+from listener.errors import DeliveryError
 from listener.mail import deliver
 
 _RETRY_FIRST = timedelta(minutes=5)
@@ -86,9 +86,12 @@ def send_once(
     compose: Callable[[], Letter | None],
     settings: Settings,
     now: datetime,
+    *,
+    deliver_letter: Callable[[Letter], str] | None = None,
 ) -> SendOutcome:
-    """Claim `row`, compose its letter, deliver it and mark the row sent; on a MailError,
-    release the claim with a retry time (retry_time)."""
+    """Claim `row`, compose its letter, deliver it (by email, or with `deliver_letter`) and
+    mark the row sent; on a DeliveryError, release the claim with a retry time
+    (retry_time)."""
     stale = now - timedelta(minutes=settings.digest.claim_timeout_minutes)
     claim = row.claim(now=now, stale_before=stale)
     if claim is None:
@@ -98,10 +101,13 @@ def send_once(
         row.mark_sent(claim, None, now=now, delivery=NOTHING_TO_SEND)
         return NothingToSend()
     try:
-        delivery = deliver(
-            letter.message, settings.smtp, Path(settings.digest.outbox), letter.outbox_name
-        )
-    except MailError as exc:
+        if deliver_letter is not None:  # another channel (a chat webhook)
+            delivery = deliver_letter(letter)
+        else:
+            delivery = deliver(
+                letter.message, settings.smtp, Path(settings.digest.outbox), letter.outbox_name
+            )
+    except DeliveryError as exc:
         attempts = row.attempts()
         retry_at = retry_time(now, attempts)
         row.release(claim, error=str(exc), retry_at=retry_at)

@@ -2,10 +2,11 @@
 
 `Store` is one connection with a mixin per table family, side by side over `_base`:
 `_feeds`, `_items` (search, export), `_poll` (a poll's one transaction), `_labels`,
-`_digests` (with `_period`, the SQL of a digest period), `_watches` (and mentions),
-`_spikes`, `_alerts`, `_daemon` (heartbeat, maintenance); `_claims` is the exactly-once row
-that digests and alerts share; `migrations` is the schema's history. `search_query` turns
-what a person types into the FTS5 query `Store.search` takes.
+`_digests` (with `_period`, the SQL of a digest period), `_stats` (counts per feed and
+function, as a digest counts), `_watches` (and mentions), `_spikes`, `_alerts`, `_daemon`
+(heartbeat, maintenance); `_claims` is the exactly-once row
+that digests and alerts share; `migrations` is the schema's history. `Store.search` takes an
+FTS5 query (`watches.fts` writes it from what a person types).
 
 One writer (the job's thread), any number of readers (WAL). Times cross this package's
 boundary as aware datetimes, never as the text the columns hold.
@@ -29,10 +30,11 @@ from listener.store._items import ItemsMixin
 from listener.store._labels import LabelsMixin
 from listener.store._poll import PollMixin
 from listener.store._spikes import SpikesMixin
+from listener.store._stats import TOTAL, UNCERTAIN, StatsMixin
 from listener.store._watches import WatchesMixin
 from listener.store.migrations import migrations
 
-__all__ = ["Store", "open_store"]
+__all__ = ["TOTAL", "UNCERTAIN", "Store", "open_store"]
 
 
 class Store(
@@ -43,6 +45,7 @@ class Store(
     DigestsMixin,
     WatchesMixin,
     SpikesMixin,
+    StatsMixin,
     AlertsMixin,
     DaemonMixin,
 ):

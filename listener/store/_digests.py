@@ -128,6 +128,17 @@ class DigestsMixin(StoreBase):
             ).fetchone()
         return from_db_time(row[0]) if row else None
 
+    def last_digest_end(self, recipient: str, before_day: str) -> datetime | None:
+        """The end of the period the recipient's latest sent digest before `before_day`
+        covered (None: never sent one)."""
+        with wrap_errors("reading digests"):
+            row = self.db.execute(
+                "SELECT period_end FROM digests WHERE recipient = ? AND day < ?"
+                " AND sent_at IS NOT NULL ORDER BY day DESC LIMIT 1",
+                [recipient, before_day],
+            ).fetchone()
+        return from_db_time(row[0]) if row else None
+
     def digest_attempts(self, recipient: str, day: str) -> int:
         return row_attempts(self.db, "digests", {"recipient": recipient, "day": day})
 

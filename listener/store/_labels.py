@@ -90,6 +90,13 @@ class LabelsMixin(StoreBase):
                 [(item_id, label, rank, by, to_db_time(now)) for rank, label in enumerate(labels)],
             )
 
+    def clear_labels(self, item_id: int) -> bool:
+        """Remove a person's labels for an item (the model's count again); False when it had
+        none."""
+        with wrap_errors("removing labels"), self.db.atomic():
+            cursor = self.db.execute("DELETE FROM labels WHERE item_id = ?", [item_id])
+            return cursor.rowcount > 0
+
     def review_items(self, limit: int) -> list[dict[str, Any]]:
         """Candidates for review, newest first: the current model's uncertain or close calls
         without a correction, with how many items of their feed people have corrected.

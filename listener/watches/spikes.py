@@ -83,6 +83,15 @@ def window_start(check_at: datetime, rule: SpikeRule) -> datetime:
     return check_at - DAY * (rule.baseline_days + 1)
 
 
+def warm_up_ends_at(history_since: datetime | None, rule: SpikeRule) -> datetime | None:
+    """When the stored history (items first seen since `history_since`) first covers every
+    baseline day of a check; before then, a baseline averages days with no data. None with
+    no history at all."""
+    if history_since is None:
+        return None
+    return history_since + DAY * (rule.baseline_days + 1)
+
+
 def daily_counts(
     mentions: Iterable[tuple[datetime, Sequence[str]]], check_at: datetime, rule: SpikeRule
 ) -> dict[str, list[int]]:

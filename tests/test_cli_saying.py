@@ -1,0 +1,78 @@
+"""Say what is happening: `feeds list` with a header, titles and the last error's reason,
+"no network?" once when every feed fails to connect, when the next digest goes out, and a
+stopped daemon said to be stopped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import time_machine
+from pytest_httpserver import HTTPServer
+
+from listener.store import open_store
+from tests.smtp import free_port
+from tests.test_cli import invoke, no_starter_feeds
+
+# 10:00 in Paris, after the default recipient's 07:30 digest.
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def test_feeds_list_has_a_header_the_titles_and_the_last_error(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    db, config = tmp_path / "l.db", no_starter_feeds(tmp_path)
+    httpserver.expect_request("/missing").respond_with_data("no", status=404)
+    missing = str(httpserver.url_for("/missing"))
+    invoke(db, "feeds", "add", missing, config=config)
+    store = open_store(db)
+    store.add_feed("https://rh.example/feed", now=NOW, title="Le blog RH")
+    store.close()
+    assert invoke(db, "poll", "--all", config=config).exit_code == 0
+    lines = invoke(db, "feeds", "list", config=config).stdout.splitlines()
+    assert lines[0].split() == ["items", "last", "poll", "(UTC)", "state", "tags", "feed"]
+    failing = lines.index(next(line for line in lines if line.endswith(missing)))
+    assert "failing since" in lines[failing]
+    assert lines[failing + 1].strip() == "last error: HTTP 404 Not Found"
+    assert any("Le blog RH  https://rh.example/feed" in line for line in lines)
+
+
+def test_every_feed_failing_to_connect_says_no_network_once(tmp_path: Path) -> None:
+    db, config = tmp_path / "l.db", no_starter_feeds(tmp_path)
+    closed = free_port()  # nothing listens there: connections are refused
+    urls = [f"http://127.0.0.1:{closed}/feed{n}" for n in range(3)]
+    invoke(db, "feeds", "add", *urls, config=config)
+    out = invoke(db, "poll", "--all", config=config).stdout
+    assert "polled 3 feeds" in out
+    assert out.count("no network? every feed failed to connect (3 feeds): cannot connect") == 1
+    assert "failed http" not in out  # not one line per feed
+
+
+def test_status_says_when_each_digest_goes_out_and_that_a_stopped_daemon_is_stopped(
+    tmp_path: Path,
+) -> None:
+    db, config = tmp_path / "l.db", no_starter_feeds(tmp_path)
+    store = open_store(db)
+    store.record_heartbeat(
+        pid=4242,
+        host="h",
+        version="0",
+        started_at=NOW - timedelta(hours=2),
+        now=NOW - timedelta(hours=1),
+        next_runs={"poll": NOW - timedelta(minutes=55)},
+    )
+    store.record_daemon_stopped(4242, NOW - timedelta(hours=1))
+    # Today's digest (07:30 Paris) went out: the next one is tomorrow's.
+    period = (NOW - timedelta(days=1), NOW)
+    claim = store.claim_digest("team", "2026-11-26", period=period, now=NOW, stale_before=NOW)
+    assert claim is not None
+    store.mark_digest_sent(
+        "team", "2026-11-26", claim, now=NOW, item_count=0, message_id=None, delivery="outbox"
+    )
+    store.close()
+    with time_machine.travel(NOW, tick=False):
+        out = invoke(db, "status", config=config).stdout
+    assert "daemon:   stopped (pid 4242" in out
+    assert "next poll" not in out  # no stale "next" times
+    assert "nothing polls, sends or checks until `listener run` starts again" in out
+    assert "next digest: team at 07:30 Europe/Paris on 2026-11-27 (once the daemon runs)" in out
