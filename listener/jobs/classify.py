@@ -8,7 +8,7 @@ from datetime import datetime
 
 import structlog
 
-from listener.classify.model import Classifier, Prediction, item_text
+from listener.classify.decision import Classifier, Prediction, item_text
 from listener.domain import Item
 from listener.store import Store
 
