@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from listener.domain import Item, PollResult
+from listener.domain import FeedUpdate, Item, PollResult
 from listener.errors import QuerySyntaxError as QueryError
 from listener.errors import StoreError
 from listener.store import Store, open_store
@@ -213,3 +213,23 @@ def test_not_a_database_is_a_clear_store_error(tmp_path: Path) -> None:
 def test_missing_folder_is_a_clear_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open the database file"):
         open_store(tmp_path / "no" / "such" / "dir" / "x.db")
+
+
+def test_apply_all_writes_every_feed_of_a_batch_or_none(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l.db")
+    store.add_feed("https://a.example/feed", now=NOW)
+    feed_id = store.feed_sources(None)[0].id
+    ok = FeedUpdate(
+        result=PollResult(feed_id, "https://a.example/feed", "ok", NOW, 1, 200, new=1),
+        error_count=0,
+        failing_since=None,
+        next_poll_at=None,
+        new=(Item(feed_id, "k1", None, None, "One", "", None, None, None, "en", "h"),),
+    )
+    broken = replace(ok, result=replace(ok.result, feed_id=feed_id + 99))  # no such feed
+    with pytest.raises(sqlite3.IntegrityError):
+        store.apply_all([ok, broken])
+    assert store.db.execute("SELECT count(*) FROM items").fetchone()[0] == 0
+    assert store.db.execute("SELECT count(*) FROM polls").fetchone()[0] == 0
+    store.apply_all([ok])
+    assert store.db.execute("SELECT count(*) FROM items").fetchone()[0] == 1

@@ -1,9 +1,10 @@
 """Wiring of the poll job; reads like the data-flow diagram in README.md.
 
 poll: poll_matcher (watches caught up) ─► fetcher.fetch_many ─bytes─► parse (worker
-      processes) ─ParsedFeed─► store.known_hashes ─► decide ─FeedUpdate─► classify_items
-      + match_poll_items (new and changed items) ─► store.apply (one transaction per feed:
-      items, predictions, mentions, feed state, polls row)
+      processes) ─ParsedFeed─► store.known_hashes ─► decide ─FeedUpdate─► (a batch of feeds)
+      classify_items (all their new and changed items at once) + match_poll_items ─►
+      store.apply_all (one transaction per batch: each feed's items, predictions, mentions,
+      feed state and polls row together)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,13 +38,22 @@ from listener.domain import (
 )
 from listener.errors import FetchError, ParseError
 from listener.feeds.decide import PollOutcome, decide
-from listener.jobs.classify import classify_items
+from listener.jobs.classify import predict_items
 from listener.jobs.services import Services
 from listener.jobs.watches import match_poll_items, poll_matcher, sync_config_watches
 from listener.store import Store
 from listener.watches.matcher import WatchMatcher
 
 log = structlog.get_logger(__name__)
+
+# A poll writes and classifies its feeds in batches (issue 14): one transaction per feed made
+# a warm poll of 1,000 unchanged feeds 1,000 commits, and the model is several times faster
+# per item on hundreds of texts than on one feed's 30. A batch is written when it holds this
+# many feeds or new/changed items; each feed's items stay atomic with its state (the batch
+# is one transaction), and a crash loses only unwritten feeds, which keep their validators
+# and are fetched again.
+BATCH_FEEDS = 250
+BATCH_ITEMS = 1000
 
 
 def sync_config_feeds(services: Services, now: datetime) -> int:
@@ -72,7 +82,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     results: list[PollResult] = []
     if not sources:
         return results
-    matcher = poll_matcher(services.store)
+    writer = _BatchWriter(services, poll_matcher(services.store), now, results)
     workers = services.settings.poll.parse_workers or os.cpu_count() or 1
     max_pending = 2 * workers + 2  # bounds the bodies held in memory while parsing
     with _parse_executor(workers) as executor:
@@ -83,9 +93,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     source, fetched, body_hash = pending.pop(future)
-                    results.append(
-                        _store_parsed(services, matcher, now, source, fetched, body_hash, future)
-                    )
+                    _add_parsed(writer, source, fetched, body_hash, future)
 
         for source, outcome in services.fetcher.fetch_many(sources):
             if isinstance(outcome, Fetched):
@@ -96,9 +104,9 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                     pending[future] = (source, outcome, body_hash)
                     collect(max_pending)
                     continue
-            known = _known(services.store, source, (), _permanent_url(outcome))
-            results.append(_store(services, matcher, now, source, outcome, known))
+            writer.add(source, outcome, _known(services.store, source, (), _permanent_url(outcome)))
         collect(0)
+    writer.flush()
     return results
 
 
@@ -129,24 +137,22 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _store_parsed(
-    services: Services,
-    matcher: WatchMatcher,
-    now: datetime,
+def _add_parsed(
+    writer: _BatchWriter,
     source: FeedSource,
     fetched: Fetched,
     body_hash: str,
     future: Future[ParsedFeed],
-) -> PollResult:
+) -> None:
     try:
         parsed = future.result()
     except ParseError as exc:
-        return _store(services, matcher, now, source, ParseFailure(fetched, exc), Known())
+        writer.add(source, ParseFailure(fetched, exc), Known())
+        return
     started = time.monotonic()
-    known = _known(services.store, source, parsed.items, fetched.permanent_url)
+    known = _known(writer.services.store, source, parsed.items, fetched.permanent_url)
     duration_ms = fetched.duration_ms + int((time.monotonic() - started) * 1000)
-    outcome = Parsed(fetched, parsed, body_hash, duration_ms)
-    return _store(services, matcher, now, source, outcome, known)
+    writer.add(source, Parsed(fetched, parsed, body_hash, duration_ms), known)
 
 
 def _known(
@@ -167,35 +173,64 @@ def _permanent_url(outcome: FetchOutcome | FetchError) -> str | None:
     return None if isinstance(outcome, FetchError) else outcome.permanent_url
 
 
-def _store(
-    services: Services,
-    matcher: WatchMatcher,
-    now: datetime,
-    source: FeedSource,
-    outcome: PollOutcome,
-    known: Known,
-) -> PollResult:
-    """Decide the poll's update, add the new and changed items' labels and mentions, write
-    it, and log it."""
-    policy = services.settings.poll.policy
-    update = decide(source, outcome, known, now, policy, rand=services.rand())
-    if update.new or update.changed:
-        items = [*update.new, *update.changed]
-        classifier = services.classifier
-        update = replace(
-            update,
-            predictions=(
-                Predictions(classifier.version, classify_items(classifier, items))
-                if classifier
-                else None
-            ),
-            mentions=match_poll_items(matcher, items, source.tags),
-        )
-    if update.move is not None and update.move.refused is None:
-        log.info("feed_moved", old_url=update.move.previous_url, new_url=update.move.url)
-    services.store.apply(update)
-    _log_result(update, outcome)
-    return update.result
+@dataclass
+class _BatchWriter:
+    """Decides each feed's update as it comes, and classifies, matches and writes them a
+    batch at a time (BATCH_FEEDS, BATCH_ITEMS); results are appended once written."""
+
+    services: Services
+    matcher: WatchMatcher
+    now: datetime
+    results: list[PollResult]
+    batch: list[tuple[FeedUpdate, PollOutcome, tuple[str, ...]]] = field(default_factory=list)
+    items: int = 0
+
+    def add(self, source: FeedSource, outcome: PollOutcome, known: Known) -> None:
+        policy = self.services.settings.poll.policy
+        update = decide(source, outcome, known, self.now, policy, rand=self.services.rand())
+        # The unchanged items are not written: holding them for a batch only costs memory.
+        update = replace(update, unchanged=())
+        if update.move is not None:
+            # A move changes a feed's URL, which later feeds' decisions read from the store
+            # (is the new URL taken?): it is written alone, with what came before it.
+            self.flush()
+            if update.move.refused is None:
+                log.info("feed_moved", old_url=update.move.previous_url, new_url=update.move.url)
+        self.batch.append((update, outcome, source.tags))
+        self.items += len(update.new) + len(update.changed)
+        if update.move is not None or len(self.batch) >= BATCH_FEEDS or self.items >= BATCH_ITEMS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Classify the batch's new and changed items in one call, add each feed's labels
+        and mentions, write the batch in one transaction, then log each feed."""
+        if not self.batch:
+            return
+        items = [item for update, _, _ in self.batch for item in (*update.new, *update.changed)]
+        classifier = self.services.classifier
+        predicted = iter(predict_items(classifier, items) if classifier else ())
+        updates = []
+        for update, _, tags in self.batch:
+            if update.new or update.changed:
+                own = [*update.new, *update.changed]
+                # The predictions come in the batch's item order: feed by feed, item by item.
+                by_key = {item.key: next(predicted) for item in own} if classifier else None
+                update = replace(
+                    update,
+                    predictions=(
+                        Predictions(classifier.version, by_key)
+                        if classifier and by_key is not None
+                        else None
+                    ),
+                    mentions=match_poll_items(self.matcher, own, tags),
+                )
+            updates.append(update)
+        self.services.store.apply_all(updates)
+        for update, (_, outcome, _) in zip(updates, self.batch, strict=True):
+            _log_result(update, outcome)
+            self.results.append(update.result)
+        self.batch.clear()
+        self.items = 0
 
 
 def _log_result(update: FeedUpdate, outcome: PollOutcome) -> None:
