@@ -233,3 +233,30 @@ def test_apply_all_writes_every_feed_of_a_batch_or_none(tmp_path: Path) -> None:
     assert store.db.execute("SELECT count(*) FROM polls").fetchone()[0] == 0
     store.apply_all([ok])
     assert store.db.execute("SELECT count(*) FROM items").fetchone()[0] == 1
+
+
+def test_apply_all_indexes_a_batch_of_new_items_for_search_once(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l.db")
+    for url in ("https://a.example/feed", "https://b.example/feed"):
+        store.add_feed(url, now=NOW)
+    updates = [
+        FeedUpdate(
+            result=PollResult(source.id, source.url, "ok", NOW, 1, 200, new=1),
+            error_count=0,
+            failing_since=None,
+            next_poll_at=None,
+            new=(
+                Item(
+                    source.id, f"k{n}", None, None, f"Recrutement {n}", "", *[None] * 3, "fr", "h"
+                ),
+            ),
+        )
+        for n, source in enumerate(store.feed_sources(None))
+    ]
+    store.apply_all(updates)
+    assert sorted(r["title"] for r in store.search("recrutement")) == [
+        "Recrutement 0",
+        "Recrutement 1",
+    ]
+    store.apply_all([replace(updates[0], new=())])  # no new items: nothing indexed twice
+    assert store.db.execute("SELECT count(*) FROM items_fts_docsize").fetchone()[0] == 2
