@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 import structlog
 
 from listener import __version__
-from listener.classify.model import Classifier, load_classifier
+from listener.classify.decision import Classifier
+from listener.classify.deferred import DeferredClassifier
 from listener.config import Settings, model_path
 from listener.daemon import DaemonScheduler, ScheduledJob, install_signal_handlers
 from listener.feeds.fetch import HttpFetcher
@@ -30,16 +31,27 @@ from listener.store import Store, open_store
 log = structlog.get_logger(__name__)
 
 
-def load_model(settings: Settings) -> Classifier:
-    """The configured classifier (or the shipped one), loaded and checked."""
-    return load_classifier(
-        model_path(settings), uncertain_below=settings.classifier.uncertain_below
-    )
+def load_model(settings: Settings, *, deferred: bool = False) -> Classifier:
+    """The configured classifier (or the shipped one), checked; loaded now unless `deferred`
+    (then scikit-learn is imported at its first prediction: a poll with nothing new never
+    pays for it)."""
+    path, uncertain_below = model_path(settings), settings.classifier.uncertain_below
+
+    def load() -> Classifier:
+        from listener.classify.model import load_classifier  # scikit-learn: ~1.2 s of imports
+
+        return load_classifier(path, uncertain_below=uncertain_below)
+
+    return DeferredClassifier(path, load) if deferred else load()
 
 
-def make_services(settings: Settings, store: Store, *, classify: bool = True) -> Services:
-    """The services the jobs run on; with `classify`, the model in use is recorded."""
-    classifier = load_model(settings) if classify else None
+def make_services(
+    settings: Settings, store: Store, *, classify: bool = True, defer_model: bool = False
+) -> Services:
+    """The services the jobs run on; with `classify`, the model in use is recorded. With
+    `defer_model` (one-shot commands), the model is loaded when something needs classifying;
+    the daemon loads it at start-up."""
+    classifier = load_model(settings, deferred=defer_model) if classify else None
     if classifier is not None:
         store.record_model(classifier.version, {"path": str(model_path(settings))}, _now())
     return Services(
@@ -51,9 +63,11 @@ def make_services(settings: Settings, store: Store, *, classify: bool = True) ->
 
 
 @contextmanager
-def open_services(settings: Settings, store: Store, *, classify: bool = True) -> Iterator[Services]:
+def open_services(
+    settings: Settings, store: Store, *, classify: bool = True, defer_model: bool = False
+) -> Iterator[Services]:
     """make_services, and the fetcher's connections closed at the end."""
-    services = make_services(settings, store, classify=classify)
+    services = make_services(settings, store, classify=classify, defer_model=defer_model)
     try:
         yield services
     finally:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from listener.classify.decision import Prediction
 from listener.config import parse_settings
-from listener.domain import FeedSource, Fetched, FetchOutcome, Item, ParsedFeed
+from listener.domain import LABELS, FeedSource, Fetched, FetchOutcome, Item, ParsedFeed
 from listener.errors import FetchError
 from listener.jobs.poll import poll_feeds, poll_job
 from listener.jobs.services import Services
@@ -91,3 +92,44 @@ def test_the_poll_job_says_no_network_once_when_every_feed_fails_to_connect(
             "error": "cannot connect: [Errno 101] Network is unreachable",
         }
     ]
+
+
+class CountingClassifier:
+    """Labels every text "sales" from its title; records each predict call's batch size."""
+
+    version = "counting-1"
+    labels = LABELS
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def predict(self, texts: Sequence[str], *, explain: bool = False) -> list[Prediction]:
+        self.batches.append(list(texts))
+        # The text's own number as its score: a prediction stored on the wrong item shows.
+        return [
+            Prediction(("sales",), {"sales": float(text.split()[1]) / 100}, False) for text in texts
+        ]
+
+
+def test_poll_feeds_classifies_many_feeds_in_one_call_and_keeps_each_item_own(
+    tmp_path: Path,
+) -> None:
+    settings = parse_settings({"poll": {"parse_workers": 1}}, {})
+    store = open_store(tmp_path / "l.db")
+    urls = [f"https://f{n}.example/feed" for n in range(3)]
+    for url in urls:
+        store.add_feed(url, now=NOW)
+    classifier = CountingClassifier()
+    services = Services(
+        settings, store, FakeFetcher({}), parse=two_items, classifier=classifier, rand=lambda: 0.5
+    )
+    results = poll_feeds(services, NOW, all_feeds=True)
+    assert sorted(r.url for r in results) == urls
+    assert [len(batch) for batch in classifier.batches] == [6]  # 3 feeds x 2 items, one call
+    stored = store.db.execute(
+        "SELECT items.title, predictions.top_score FROM items"
+        " JOIN predictions ON predictions.item_id = items.id"
+    ).fetchall()
+    assert len(stored) == 6
+    assert all(float(title.split()[1]) / 100 == score for title, score in stored)
+    assert store.db.execute("SELECT count(*) FROM polls").fetchone()[0] == 3

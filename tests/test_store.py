@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from listener.domain import Item, ItemFilter, PollResult
+from listener.domain import FeedUpdate, Item, ItemFilter, PollResult
 from listener.errors import QuerySyntaxError as QueryError
 from listener.errors import StoreError
 from listener.store import Store, open_store
@@ -213,3 +213,50 @@ def test_not_a_database_is_a_clear_store_error(tmp_path: Path) -> None:
 def test_missing_folder_is_a_clear_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"the folder .* does not exist"):
         open_store(tmp_path / "no" / "such" / "dir" / "x.db")
+
+
+def test_apply_all_writes_every_feed_of_a_batch_or_none(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l.db")
+    store.add_feed("https://a.example/feed", now=NOW)
+    feed_id = store.feed_sources(None)[0].id
+    ok = FeedUpdate(
+        result=PollResult(feed_id, "https://a.example/feed", "ok", NOW, 1, 200, new=1),
+        error_count=0,
+        failing_since=None,
+        next_poll_at=None,
+        new=(Item(feed_id, "k1", None, None, "One", "", None, None, None, "en", "h"),),
+    )
+    broken = replace(ok, result=replace(ok.result, feed_id=feed_id + 99))  # no such feed
+    with pytest.raises(sqlite3.IntegrityError):
+        store.apply_all([ok, broken])
+    assert store.db.execute("SELECT count(*) FROM items").fetchone()[0] == 0
+    assert store.db.execute("SELECT count(*) FROM polls").fetchone()[0] == 0
+    store.apply_all([ok])
+    assert store.db.execute("SELECT count(*) FROM items").fetchone()[0] == 1
+
+
+def test_apply_all_indexes_a_batch_of_new_items_for_search_once(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l.db")
+    for url in ("https://a.example/feed", "https://b.example/feed"):
+        store.add_feed(url, now=NOW)
+    updates = [
+        FeedUpdate(
+            result=PollResult(source.id, source.url, "ok", NOW, 1, 200, new=1),
+            error_count=0,
+            failing_since=None,
+            next_poll_at=None,
+            new=(
+                Item(
+                    source.id, f"k{n}", None, None, f"Recrutement {n}", "", *[None] * 3, "fr", "h"
+                ),
+            ),
+        )
+        for n, source in enumerate(store.feed_sources(None))
+    ]
+    store.apply_all(updates)
+    assert sorted(r["title"] for r in store.search("recrutement")) == [
+        "Recrutement 0",
+        "Recrutement 1",
+    ]
+    store.apply_all([replace(updates[0], new=())])  # no new items: nothing indexed twice
+    assert store.db.execute("SELECT count(*) FROM items_fts_docsize").fetchone()[0] == 2

@@ -8,19 +8,15 @@ and checks it against `models/classifier.json` before anything uses it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
-import unicodedata
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import sklearn
 import skops.io
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
@@ -32,25 +28,53 @@ from sklearn.utils import murmurhash3_32
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 from skops.io.exceptions import UntrustedTypesFoundException
 
+# Re-exported: the model's API (training, the CLI, benches, tests) stays one import.
+from listener.classify.decision import (
+    DEFAULT_UNCERTAIN_BELOW,
+    ITEM_TEXT_VERSION,
+    LEAD_CHARS,
+    MAX_LABELS,
+    METADATA_FORMAT,
+    OTHER,
+    REVIEW_MIN_PRIORITY,
+    TITLE_REPEAT,
+    WHY_TERMS,
+    Classifier,
+    Prediction,
+    check_metadata,
+    decide_labels,
+    item_text,
+    rank_for_review,
+    review_priority,
+    strip_boilerplate,
+)
+from listener.classify.deferred import read_model_files
 from listener.domain import LABELS
 from listener.errors import ClassifierError
-from listener.feeds.text import clean_text
 
-OTHER = "other"
-MAX_LABELS = 2
-DEFAULT_UNCERTAIN_BELOW = 0.5
-METADATA_FORMAT = 1
-
-# Bump when item_text changes what the model sees: a model trained on other text is refused.
-ITEM_TEXT_VERSION = 2
-# The title is the densest signal and feed summaries run to hundreds of words; the lead
-# carries the topic, and vectorising only it keeps classification at several thousand
-# items/s per core (the cost is linear in the characters the analyzers see). A 400-char
-# lead scored the same on real items (issue 10) at 30% more cost.
-LEAD_CHARS = 250
-TITLE_REPEAT = 2
-_MAX_TITLE_CHARS = 300
-WHY_TERMS = 5
+__all__ = [
+    "DEFAULT_UNCERTAIN_BELOW",
+    "ITEM_TEXT_VERSION",
+    "LEAD_CHARS",
+    "MAX_LABELS",
+    "METADATA_FORMAT",
+    "OTHER",
+    "REVIEW_MIN_PRIORITY",
+    "TITLE_REPEAT",
+    "TRUSTED_TYPES",
+    "WHY_TERMS",
+    "Classifier",
+    "LinearClassifier",
+    "Prediction",
+    "check_metadata",
+    "decide_labels",
+    "item_text",
+    "load_classifier",
+    "make_classifier",
+    "rank_for_review",
+    "review_priority",
+    "strip_boilerplate",
+]
 
 # Every type the shipped pipeline is made of (skops trusts numpy/builtin containers itself).
 # Loading anything else fails, so a tampered artifact cannot smuggle in a callable.
@@ -70,45 +94,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
 # What a corrupt or foreign file makes skops raise while reading it.
 _UNREADABLE = (zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError, AttributeError)
 
-_COMBINING = re.compile("[\u0300-\u036f]")
-_FOLD = str.maketrans({"’": "'", "‘": "'", "œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE"})
-# Cheap signs that text was not cleaned (markup, entities, UTF-8 read as windows-1252);
-# only then is clean_text worth its cost.
-_DIRTY_MARKERS = ("<", "&", "Ã", "Â", "â€")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
-# What feed software wraps around a summary and says nothing about its topic: WordPress's
-# "The post X appeared first on Y." (and its French version), a "By NAME Posted on DATE"
-# byline, "Read more" / "Continue reading" links and what follows them, "[…]".
-_BOILERPLATE = (
-    (
-        ("appeared first on", "apparu en premier sur"),
-        re.compile(
-            r"\b(?:the post|l['’]article)\b.{0,300}?"
-            r"\b(?:appeared first on|est apparu en premier sur)\b.*",
-            re.I | re.S,
-        ),
-    ),
-    (
-        ("posted on", "publié le", "publie le"),
-        re.compile(
-            r"\b(?:by|par)\s[^.]{1,60}?\s(?:posted on|publi[ée] le)\s"
-            r"\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}",
-            re.I,
-        ),
-    ),
-    (
-        ("continue reading", "share this", "partager"),
-        re.compile(r"\b(?:continue reading|share this\s*:|partager\s*:).*", re.I | re.S),
-    ),
-    (
-        ("read more", "lire la suite"),
-        re.compile(r"\b(?:read more|lire la suite)\s*[→»›.…]*\s*$", re.I),
-    ),
-    (("[…]", "[...]"), re.compile(r"\[(?:…|\.\.\.)\]")),
-)
-# Link aggregators put only this in the summary of a discussion item.
-_EMPTY_SUMMARIES = frozenset({"comments", "commentaires"})
-_TITLE_ECHO_TRIM = " :.-–—|"
 # Function words carry weight in a linear model but explain nothing to a reader.
 _FUNCTION_WORDS = """
     a about after all also an and any are as at be been but by can could did do does for from
@@ -120,126 +106,6 @@ _FUNCTION_WORDS = """
     par pas peut plus pour pres qu que qui sa sans se ses son sont sur tous tout tres un une
     vos votre vous"""
 _WHY_SKIPPED = frozenset(_FUNCTION_WORDS.split())
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """Labels for one item: 0-2 labels ordered by score, every label's score, and why."""
-
-    labels: tuple[str, ...]  # when nothing passes a threshold: the best guess, uncertain
-    scores: Mapping[str, float]  # every label -> calibrated probability, 4 decimals
-    uncertain: bool
-    # label -> top terms that pushed it (only with explain=True), for the assigned labels
-    # (or the top label when none is assigned)
-    why: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-class Classifier(Protocol):
-    version: str
-    labels: tuple[str, ...]
-
-    def predict(self, texts: Sequence[str], *, explain: bool = False) -> list[Prediction]:
-        """One Prediction per text; texts come from `item_text`."""
-        ...
-
-
-def item_text(title: str, summary: str) -> str:
-    """What the model sees: the title (twice) and the summary's lead, lower-cased, unaccented.
-
-    The summary loses what feed software adds to it (the title repeated at its start,
-    bylines, "The post ... appeared first on ...", "Read more"), so the lead is its topic.
-    """
-    title = title[:_MAX_TITLE_CHARS]
-    summary = strip_boilerplate(title, summary[: LEAD_CHARS + len(title) + 200])
-    if len(summary) > LEAD_CHARS:
-        cut = summary[:LEAD_CHARS]
-        space = cut.rfind(" ")
-        summary = cut[:space] if space > LEAD_CHARS // 2 else cut  # no half word at the end
-    text = " ".join([title] * TITLE_REPEAT + [summary])
-    if any(marker in text for marker in _DIRTY_MARKERS):
-        text = clean_text(text)  # text from `listener classify` may not have been parsed
-    text = text.lower()
-    if not text.isascii():
-        # "Équipe" and "equipe" must be one feature: feeds and people drop accents.
-        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_FOLD)))
-    return " ".join(text.split())
-
-
-def strip_boilerplate(title: str, summary: str) -> str:
-    """Pure: the summary without the title echoed at its start and feed boilerplate."""
-    if title and summary.startswith(title):
-        summary = summary[len(title) :].lstrip(_TITLE_ECHO_TRIM)
-    folded = summary.lower()
-    for markers, pattern in _BOILERPLATE:
-        # Substring tests first: the regexes cost a tenth of classification when always run.
-        if any(marker in folded for marker in markers):
-            summary = pattern.sub(" ", summary)
-    summary = summary.strip()
-    return "" if summary.lower() in _EMPTY_SUMMARIES else summary
-
-
-def decide_labels(
-    scores: Mapping[str, float],
-    thresholds: Mapping[str, float],
-    uncertain_below: float,
-    max_labels: int = MAX_LABELS,
-) -> tuple[tuple[str, ...], bool]:
-    """Labels whose score reaches their threshold, best first, at most `max_labels`.
-
-    "other" is exclusive: it wins alone when it is the best passing label and is dropped
-    otherwise. Uncertain when nothing passes or the best score is below `uncertain_below`.
-    When nothing passes, the best-scored label is still given as a guess, flagged uncertain:
-    `listener classify` users get an answer, while the store's `item_labels` view and the
-    digest leave uncertain items out of every function until a person decides.
-    """
-    ranked = sorted(scores, key=lambda label: -scores[label])  # stable: ties keep label order
-    passing = [label for label in ranked if scores[label] >= thresholds.get(label, 0.5)]
-    if passing and passing[0] == OTHER:
-        chosen: tuple[str, ...] = (OTHER,)
-    else:
-        chosen = tuple(label for label in passing if label != OTHER)[:max_labels]
-    best = scores[ranked[0]] if ranked else 0.0
-    if not chosen:
-        return ((ranked[0],) if best > 0 else ()), True
-    return chosen, best < uncertain_below
-
-
-# A label at 0.6 with the next at 0.1 is still worth a look (priority 0.46); one at 0.95 with
-# the next at 0.03 is not (0.07).
-REVIEW_MIN_PRIORITY = 0.35
-
-
-def review_priority(scores: Mapping[str, float], feed_corrections: int) -> float:
-    """Pure: how much a correction of this item would teach the model, in 0..1.
-
-    Near a decision boundary (the two best scores close, or the best one low) a correction
-    moves the model most; a feed nobody has corrected yet has the most to gain, so each
-    correction already made on the item's feed halves the priority of the next one.
-    """
-    ranked = [*sorted(scores.values(), reverse=True), 0.0, 0.0]
-    best, second = ranked[0], ranked[1]
-    closeness = 1.0 - min(1.0, max(0.0, best - second))  # 1 when two labels tie
-    doubt = 1.0 - min(1.0, max(0.0, best))  # 1 when no label is likely
-    return (0.6 * closeness + 0.4 * doubt) / 2.0 ** max(0, feed_corrections)
-
-
-def rank_for_review(candidates: Sequence[Mapping[str, Any]], limit: int) -> list[Mapping[str, Any]]:
-    """Pure: the `limit` candidates (with `scores`, `uncertain` and `feed_corrections`) worth
-    most, best first; ties keep the candidates' order (newest first from the store). A
-    confident prediction (priority below REVIEW_MIN_PRIORITY before the feed's corrections
-    are counted) is left out unless it is flagged uncertain."""
-    priorities = [
-        review_priority(candidate["scores"], int(candidate["feed_corrections"]))
-        for candidate in candidates
-    ]
-    kept = [
-        at
-        for at, candidate in enumerate(candidates)
-        if candidate.get("uncertain")
-        or review_priority(candidate["scores"], 0) >= REVIEW_MIN_PRIORITY
-    ]
-    order = sorted(kept, key=lambda at: -priorities[at])
-    return [{**candidates[at], "priority": round(priorities[at], 4)} for at in order[:limit]]
 
 
 class LinearClassifier:
@@ -423,23 +289,7 @@ def make_classifier(
 
 def load_classifier(model_path: Path, *, uncertain_below: float | None = None) -> Classifier:
     """I/O: read and check `model_path` (.skops) and its `.json` metadata; ClassifierError."""
-    metadata_path = model_path.with_suffix(".json")
-    for path in (model_path, metadata_path):
-        if not path.is_file():
-            raise ClassifierError(f"model file {path} not found: run `make model` to build it")
-    try:
-        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-        data = model_path.read_bytes()
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ClassifierError(f"cannot read the model in {model_path}: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise ClassifierError(f"{metadata_path}: not a JSON object: run `make model`")
-    check_metadata(metadata, metadata_path)
-    if metadata.get("artifact_sha256") != hashlib.sha256(data).hexdigest():
-        raise ClassifierError(
-            f"{metadata_path} does not describe {model_path} (checksum differs): "
-            "the two files come from different trainings; run `make model`"
-        )
+    metadata, data = read_model_files(model_path)
     started = time.perf_counter()
     try:
         pipeline = skops.io.loads(data, trusted=list(TRUSTED_TYPES))
@@ -454,33 +304,6 @@ def load_classifier(model_path: Path, *, uncertain_below: float | None = None) -
     classifier = make_classifier(pipeline, metadata, uncertain_below=uncertain_below)
     classifier.load_ms = round((time.perf_counter() - started) * 1000, 1)
     return classifier
-
-
-def check_metadata(metadata: Mapping[str, Any], where: Path | str) -> None:
-    """ClassifierError unless the metadata's labels, sklearn version and input match ours."""
-    labels = metadata.get("labels")
-    if labels != list(LABELS):
-        raise ClassifierError(
-            f"{where}: the model's labels {labels} differ from listener's {list(LABELS)}: "
-            "retrain it with `make model`"
-        )
-    trained_with = str(metadata.get("sklearn_version", "unknown"))
-    if _major_minor(trained_with) != _major_minor(sklearn.__version__):
-        raise ClassifierError(
-            f"{where}: model trained with scikit-learn {trained_with}, this environment has "
-            f"{sklearn.__version__}: install scikit-learn {'.'.join(_major_minor(trained_with))}.x "
-            "(listener's own requirement) or retrain it with `listener model train`"
-        )
-    if metadata.get("item_text_version") != ITEM_TEXT_VERSION:
-        raise ClassifierError(
-            f"{where}: the model was trained on item text version "
-            f"{metadata.get('item_text_version')}, this listener makes version "
-            f"{ITEM_TEXT_VERSION}: run `make model`"
-        )
-
-
-def _major_minor(version: str) -> tuple[str, ...]:
-    return tuple(version.split(".")[:2])
 
 
 def _check_pipeline(pipeline: Any, where: Path) -> None:

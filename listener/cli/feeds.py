@@ -176,7 +176,7 @@ def _poll_once(obj: Context, *, all_feeds: bool) -> None:
     from listener.app import open_services
     from listener.jobs.poll import poll_feeds, sync_config
 
-    with obj.store() as store, open_services(obj.settings, store) as services:
+    with obj.store() as store, open_services(obj.settings, store, defer_model=True) as services:
         sync_config(services, now_utc())
         started = time.monotonic()
         # Ctrl-C or SIGTERM: stop fetching, save what was fetched, print the summary.

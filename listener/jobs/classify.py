@@ -8,7 +8,7 @@ from datetime import datetime
 
 import structlog
 
-from listener.classify.model import Classifier, Prediction, item_text
+from listener.classify.decision import Classifier, Prediction, item_text
 from listener.domain import Item
 from listener.store import Store
 
@@ -17,10 +17,15 @@ log = structlog.get_logger(__name__)
 
 def classify_items(classifier: Classifier, items: Sequence[Item]) -> dict[str, Prediction]:
     """Predictions for items, by item key (one batch: the model is fastest on many texts)."""
-    if not items:
-        return {}
-    predictions = classifier.predict([item_text(item.title, item.summary) for item in items])
+    predictions = predict_items(classifier, items)
     return {item.key: prediction for item, prediction in zip(items, predictions, strict=True)}
+
+
+def predict_items(classifier: Classifier, items: Sequence[Item]) -> list[Prediction]:
+    """One prediction per item, in order (a poll classifies many feeds' items in one call)."""
+    if not items:
+        return []
+    return classifier.predict([item_text(item.title, item.summary) for item in items])
 
 
 def reclassify_items(

@@ -1,9 +1,10 @@
 """Wiring of the poll job; reads like the data-flow diagram in README.md.
 
 poll: poll_matcher (watches caught up) ─► fetcher.fetch_many ─bytes─► parse (worker
-      processes) ─ParsedFeed─► store.known_hashes ─► decide ─FeedUpdate─► classify_items
-      + match_poll_items (new and changed items) ─► store.apply (one transaction per feed:
-      items, predictions, mentions, feed state, polls row)
+      processes) ─ParsedFeed─► store.known_hashes ─► decide ─FeedUpdate─► (a batch of feeds)
+      classify_items (all their new and changed items at once) + match_poll_items ─►
+      store.apply_all (one transaction per batch: each feed's items, predictions, mentions,
+      feed state and polls row together)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -40,13 +41,22 @@ from listener.domain import (
 from listener.errors import FetchError, ParseError, StoreError
 from listener.feeds.decide import PollOutcome, decide
 from listener.feeds.schedule import is_network_down
-from listener.jobs.classify import classify_items
+from listener.jobs.classify import predict_items
 from listener.jobs.services import Parser, Services
 from listener.jobs.watches import match_poll_items, poll_matcher, sync_config_watches
 from listener.store import Store
 from listener.watches.matcher import WatchMatcher
 
 log = structlog.get_logger(__name__)
+
+# A poll writes and classifies its feeds in batches (issue 14): one transaction per feed made
+# a warm poll of 1,000 unchanged feeds 1,000 commits, and the model is several times faster
+# per item on hundreds of texts than on one feed's 30. A batch is written when it holds this
+# many feeds or new/changed items; each feed's items stay atomic with its state (the batch
+# is one transaction), and a crash loses only unwritten feeds, which keep their validators
+# and are fetched again.
+BATCH_FEEDS = 250
+BATCH_ITEMS = 1000
 
 
 def poll_job(services: Services, now: datetime) -> list[PollResult]:
@@ -88,6 +98,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     matcher = poll_matcher(services.store, services.stop)
     if services.stop.is_set():  # stopped while catching watches up: poll next time
         return results
+    writer = _BatchWriter(services, matcher, now, results)
     poll = services.settings.poll
     workers = poll.parse_workers or os.cpu_count() or 1
     max_pending = 2 * workers + 2  # bounds the bodies held in memory while parsing
@@ -95,10 +106,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
         pending: dict[Future[ParsedFeed], tuple[FeedSource, Fetched, str]] = {}
 
         def write(entry: tuple[FeedSource, Fetched, str], future: Future[ParsedFeed]) -> None:
-            source, fetched, body_hash = entry
-            results.append(
-                _write_parsed(services, matcher, now, source, fetched, body_hash, future)
-            )
+            _add_parsed(writer, *entry, future)
 
         def collect(block_until: int) -> None:
             while len(pending) > block_until:
@@ -136,9 +144,9 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
                     pending[future] = (source, outcome, body_hash)
                     collect(max_pending)
                     continue
-            known = _known(services.store, source, (), _permanent_url(outcome))
-            results.append(_write(services, matcher, now, source, outcome, known))
+            writer.add(source, outcome, _known(services.store, source, (), _permanent_url(outcome)))
         collect(0)
+    writer.flush()
     if services.stop.is_set():
         log.info("poll_stopped", polled=len(results), not_polled=len(sources) - len(results))
     return results
@@ -249,24 +257,22 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _write_parsed(
-    services: Services,
-    matcher: WatchMatcher,
-    now: datetime,
+def _add_parsed(
+    writer: _BatchWriter,
     source: FeedSource,
     fetched: Fetched,
     body_hash: str,
     future: Future[ParsedFeed],
-) -> PollResult:
+) -> None:
     try:
         parsed = future.result()
     except ParseError as exc:
-        return _write(services, matcher, now, source, ParseFailure(fetched, exc), Known())
+        writer.add(source, ParseFailure(fetched, exc), Known())
+        return
     started = time.monotonic()
-    known = _known(services.store, source, parsed.items, fetched.permanent_url)
+    known = _known(writer.services.store, source, parsed.items, fetched.permanent_url)
     duration_ms = fetched.duration_ms + int((time.monotonic() - started) * 1000)
-    outcome = Parsed(fetched, parsed, body_hash, duration_ms)
-    return _write(services, matcher, now, source, outcome, known)
+    writer.add(source, Parsed(fetched, parsed, body_hash, duration_ms), known)
 
 
 def _known(
@@ -275,68 +281,112 @@ def _known(
     """What the store holds that deciding this feed's poll needs."""
     keys = list(dict.fromkeys(item.key for item in items))
     hashes = store.known_hashes(source.id, keys) if keys else {}
-    moved = permanent_url if permanent_url and permanent_url != source.url else None
-    taken = moved is not None and store.feed_id_for_url(moved) is not None
-    return Known(hashes, frozenset({moved}) if moved and taken else frozenset())
+    taken = (
+        permanent_url is not None
+        and permanent_url != source.url
+        and store.feed_id_for_url(permanent_url) is not None
+    )
+    return Known(hashes, frozenset({permanent_url}) if taken and permanent_url else frozenset())
 
 
 def _permanent_url(outcome: FetchOutcome | FetchError) -> str | None:
     return None if isinstance(outcome, FetchError) else outcome.permanent_url
 
 
-def _write(
-    services: Services,
-    matcher: WatchMatcher,
-    now: datetime,
-    source: FeedSource,
-    outcome: PollOutcome,
-    known: Known,
-) -> PollResult:
-    """Decide the poll's update, add the new and changed items' predictions and mentions,
-    write it (one transaction), and log it."""
-    policy = services.settings.poll.policy
-    update = decide(source, outcome, known, now, policy, rand=services.rand())
-    if update.new or update.changed:
-        items = [*update.new, *update.changed]
-        classifier = services.classifier
-        update = replace(
-            update,
-            predictions=(
-                Predictions(classifier.version, classify_items(classifier, items))
-                if classifier
-                else None
-            ),
-            mentions=match_poll_items(matcher, items, source.tags),
-        )
-    if update.move is not None and update.move.refused is None:
-        log.info("feed_moved", old_url=update.move.previous_url, new_url=update.move.url)
-    try:
-        services.store.apply(update)
-    except StoreError as exc:
-        return _record_save_failure(services, source, now, exc)
-    _log_result(update, outcome)
-    return update.result
+@dataclass
+class _BatchWriter:
+    """Decides each feed's update as it comes, and classifies, matches and writes them a
+    batch at a time (BATCH_FEEDS, BATCH_ITEMS); results are appended once written."""
 
+    services: Services
+    matcher: WatchMatcher
+    now: datetime
+    results: list[PollResult]
+    batch: list[tuple[FeedUpdate, PollOutcome, tuple[str, ...]]] = field(default_factory=list)
+    items: int = 0
+    _sources: list[FeedSource] = field(default_factory=list)  # the batch's, for failures
 
-def _record_save_failure(
-    services: Services, source: FeedSource, now: datetime, exc: StoreError
-) -> PollResult:
-    """A feed's poll that could not be written (disk full, I/O error) is that feed's failure:
-    recorded on the feed, with its back-off, when the database can still take that small
-    write; the poll goes on with the other feeds either way (their writes may still fit)."""
-    error = FetchError(source.url, f"cannot save: {exc}", kind="store")
-    update = decide(source, error, Known(), now, services.settings.poll.policy, rand=0.5)
-    result = replace(update.result, extra={**update.result.extra, "save_failed": True})
-    update = replace(update, result=result)
-    try:
-        services.store.apply(update)
-    except StoreError as again:
-        log.error(
-            "feed_save_failed", feed=source.url, error=str(exc), recorded=False, why=str(again)
-        )
+    def add(self, source: FeedSource, outcome: PollOutcome, known: Known) -> None:
+        policy = self.services.settings.poll.policy
+        update = decide(source, outcome, known, self.now, policy, rand=self.services.rand())
+        # The unchanged items are not written: holding them for a batch only costs memory.
+        update = replace(update, unchanged=())
+        if update.move is not None:
+            # A move changes a feed's URL, which later feeds' decisions read from the store
+            # (is the new URL taken?): it is written alone, with what came before it.
+            self.flush()
+            if update.move.refused is None:
+                log.info("feed_moved", old_url=update.move.previous_url, new_url=update.move.url)
+        self.batch.append((update, outcome, source.tags))
+        self._sources.append(source)
+        self.items += len(update.new) + len(update.changed)
+        if update.move is not None or len(self.batch) >= BATCH_FEEDS or self.items >= BATCH_ITEMS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Classify the batch's new and changed items in one call, add each feed's labels
+        and mentions, write the batch in one transaction, then log each feed."""
+        if not self.batch:
+            return
+        items = [item for update, _, _ in self.batch for item in (*update.new, *update.changed)]
+        classifier = self.services.classifier
+        predicted = iter(predict_items(classifier, items) if classifier else ())
+        updates = []
+        for update, _, tags in self.batch:
+            if update.new or update.changed:
+                own = [*update.new, *update.changed]
+                # The predictions come in the batch's item order: feed by feed, item by item.
+                by_key = {item.key: next(predicted) for item in own} if classifier else None
+                update = replace(
+                    update,
+                    predictions=(
+                        Predictions(classifier.version, by_key)
+                        if classifier and by_key is not None
+                        else None
+                    ),
+                    mentions=match_poll_items(self.matcher, own, tags),
+                )
+            updates.append(update)
+        try:
+            self.services.store.apply_all(updates)
+            written = [update.result for update in updates]
+        except StoreError:
+            # Something in the batch could not be written (disk full, I/O error): write the
+            # feeds one by one, so each failure is its own feed's and the others are kept.
+            written = [self._apply_alone(update) for update in updates]
+        for update, result, (_, outcome, _) in zip(updates, written, self.batch, strict=True):
+            if not result.extra.get("save_failed"):
+                _log_result(update, outcome)
+            self.results.append(result)
+        self.batch.clear()
+        self._sources.clear()
+        self.items = 0
+
+    def _apply_alone(self, update: FeedUpdate) -> PollResult:
+        try:
+            self.services.store.apply(update)
+        except StoreError as exc:
+            return self._record_save_failure(update, exc)
+        return update.result
+
+    def _record_save_failure(self, update: FeedUpdate, exc: StoreError) -> PollResult:
+        """A feed's poll that could not be written is that feed's failure: recorded on the
+        feed, with its back-off, when the database can still take that small write; the poll
+        goes on with the other feeds either way (their writes may still fit)."""
+        source = next(s for s in self._sources if s.id == update.result.feed_id)
+        error = FetchError(source.url, f"cannot save: {exc}", kind="store")
+        policy = self.services.settings.poll.policy
+        failed = decide(source, error, Known(), self.now, policy, rand=0.5)
+        result = replace(failed.result, extra={**failed.result.extra, "save_failed": True})
+        try:
+            self.services.store.apply(replace(failed, result=result))
+        except StoreError as again:
+            log.error(
+                "feed_save_failed", feed=source.url, error=str(exc), recorded=False, why=str(again)
+            )
+            return result
+        log.error("feed_save_failed", feed=source.url, error=str(exc), recorded=True)
         return result
-    log.error("feed_save_failed", feed=source.url, error=str(exc), recorded=True)
-    return result
 
 
 def _log_result(update: FeedUpdate, outcome: PollOutcome) -> None:

@@ -8,16 +8,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from listener.classify.decision import Classifier  # light: no scikit-learn
 from listener.config import Settings
 from listener.domain import FeedSource, Fetched, FetchOutcome, ParsedFeed
 from listener.errors import FetchError
 from listener.feeds.parse import parse_feed
 from listener.store import Store
-
-if TYPE_CHECKING:  # the model's imports are heavy: only the jobs that classify load them
-    from listener.classify.model import Classifier
 
 
 class Fetcher(Protocol):

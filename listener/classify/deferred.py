@@ -1,0 +1,83 @@
+"""I/O: the model's files read and checked without scikit-learn, and a classifier that
+imports scikit-learn and loads the pipeline only when it is first asked to predict.
+
+A one-shot `listener poll` whose feeds are all unchanged has nothing to classify; importing
+scikit-learn, scipy and skops and loading the model cost it about 1.2 s of its ~1.9 s of
+start-up (issue 14). The cheap checks (files present, metadata matching this listener and
+this scikit-learn, the artifact's checksum) still run at start-up, so a wrong model fails
+there as before; only the unpacking of the checked artifact waits for the first item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from listener.classify.decision import Classifier, Prediction, check_metadata
+from listener.domain import LABELS
+from listener.errors import ClassifierError
+
+
+def read_model_files(model_path: Path) -> tuple[dict[str, Any], bytes]:
+    """The model's metadata and artifact bytes, checked against each other and against this
+    listener (labels, scikit-learn version, item text); ClassifierError."""
+    metadata_path = model_path.with_suffix(".json")
+    for path in (model_path, metadata_path):
+        if not path.is_file():
+            raise ClassifierError(f"model file {path} not found: run `make model` to build it")
+    try:
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        data = model_path.read_bytes()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ClassifierError(f"cannot read the model in {model_path}: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise ClassifierError(f"{metadata_path}: not a JSON object: run `make model`")
+    check_metadata(metadata, metadata_path)
+    if metadata.get("artifact_sha256") != hashlib.sha256(data).hexdigest():
+        raise ClassifierError(
+            f"{metadata_path} does not describe {model_path} (checksum differs): "
+            "the two files come from different trainings; run `make model`"
+        )
+    return metadata, data
+
+
+class DeferredClassifier:
+    """A Classifier whose model is loaded (scikit-learn imported) at the first prediction.
+
+    `load` loads and checks the model (app.load_model hands in classify.model's
+    load_classifier); the model files are checked at once, so a wrong model still fails at
+    start-up.
+    """
+
+    def __init__(self, model_path: Path, load: Callable[[], Classifier]) -> None:
+        metadata, _ = read_model_files(model_path)
+        self.model_path = model_path
+        self.version = str(metadata.get("model_version", "unsaved"))
+        self.labels: tuple[str, ...] = LABELS
+        self._load = load
+        self._loaded: Classifier | None = None
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded is not None
+
+    def load(self) -> Classifier:
+        """The loaded classifier (loaded now if it was not yet); ClassifierError."""
+        if self._loaded is None:
+            loaded = self._load()
+            if loaded.version != self.version:  # the files were replaced since start-up
+                raise ClassifierError(
+                    f"{self.model_path} changed while listener ran (model {self.version} at "
+                    f"start-up, {loaded.version} now): restart it"
+                )
+            self._loaded = loaded
+        return self._loaded
+
+    def predict(self, texts: Sequence[str], *, explain: bool = False) -> list[Prediction]:
+        """One Prediction per text (the model is loaded on the first call with texts)."""
+        if not texts:
+            return []
+        return self.load().predict(texts, explain=explain)
