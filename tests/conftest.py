@@ -12,12 +12,18 @@ from pathlib import Path
 import pytest
 import structlog
 import time_machine
+from hypothesis import settings
 
 from tests.smtp import SmtpServer, smtp_server
 
 DATA = Path(__file__).parent / "data"
 NOW = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 CLOCK_SHIFT = Path(__file__).parent / "clockshift"
+
+# No per-example deadline: speed is measured in `make bench`, not asserted here, and a first
+# example that loads a model (py3langid: half a second on a loaded CI machine) is not a bug.
+settings.register_profile("listener", deadline=None)
+settings.load_profile("listener")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
