@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from listener.jobs.services import Services
 from listener.jobs.watches import backfill_watches
 from listener.store import open_store
 from tests.conftest import NOW
-from tests.hostile import hostile_server, ok, silent, trickle_headers, unterminated_body
+from tests.hostile import Hostile, hostile_server, ok, silent, trickle_headers, unterminated_body
 from tests.polls import apply_poll
 from tests.test_poll import rss
 from tests.test_poll_job import FakeFetcher, two_items
@@ -137,24 +138,34 @@ def wait_for_requests(server: Any, path: str, count: int, timeout_s: float = 20)
         time.sleep(0.05)  # the server counts from its own threads
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_a_poll_at_once_and_keeps_what_was_fetched(
-    tmp_path: Path, sig: signal.Signals
-) -> None:
-    # Seven feeds that never answer on one host (max_per_host 2): without a prompt stop the
-    # poll would wait 2 s for each pair, then more for the queued ones.
+@contextmanager
+def one_prompt_and_seven_hung(tmp_path: Path) -> Iterator[tuple[Hostile, list[str]]]:
+    """One feed that answers and seven that never do, on one host (max_per_host 2), added to a
+    database whose fetch deadline is 30 s: a stop that waited for them would take minutes."""
     routes: dict[str, Any] = {"/a": ok(feed("a"))}
     routes.update({f"/hang{n}": silent() for n in range(7)})
     with hostile_server(routes) as server:
         base = listener(tmp_path, read_s=30.0, total_s=30.0)
         urls = [server.url("/a"), *(server.url(f"/hang{n}") for n in range(7))]
         assert run(base, "feeds", "add", *urls).returncode == 0
-        poll = subprocess.Popen(
-            [*base, "--log-format", "json", "poll", "--all"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        yield server, base
+
+
+def start(base: list[str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*base, "--log-format", "json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_poll_at_once_and_keeps_what_was_fetched(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    with one_prompt_and_seven_hung(tmp_path) as (server, base):
+        poll = start(base, "poll", "--all")
         wait_for_requests(server, "/hang0", 1)
         wait_for_requests(server, "/a", 1)
         time.sleep(0.3)  # let the fast feed be parsed before the signal (it is, in ms)
@@ -174,18 +185,8 @@ def test_a_signal_stops_a_poll_at_once_and_keeps_what_was_fetched(
 
 
 def test_sigterm_stops_the_daemon_in_the_middle_of_a_poll(tmp_path: Path) -> None:
-    routes: dict[str, Any] = {"/a": ok(feed("a"))}
-    routes.update({f"/hang{n}": silent() for n in range(7)})
-    with hostile_server(routes) as server:
-        base = listener(tmp_path, read_s=30.0, total_s=30.0)
-        urls = [server.url("/a"), *(server.url(f"/hang{n}") for n in range(7))]
-        assert run(base, "feeds", "add", *urls).returncode == 0
-        daemon = subprocess.Popen(
-            [*base, "--log-format", "json", "run"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    with one_prompt_and_seven_hung(tmp_path) as (server, base):
+        daemon = start(base, "run")
         try:
             wait_for_requests(server, "/hang0", 1, timeout_s=60)
             daemon.send_signal(signal.SIGTERM)
