@@ -203,6 +203,8 @@ def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
             problems.append(f"{key}.send_at: expected HH:MM, got {recipient.send_at!r}")
         if recipient.webhook_url and not is_http_url(recipient.webhook_url):
             problems.append(f"{key}.webhook_url: not an http(s) URL")
+        if recipient.webhook_digest and not recipient.webhook_url:
+            problems.append(f"{key}.webhook_digest: needs a webhook_url")
         for label in recipient.functions:
             if label not in LABELS:
                 problems.append(f"{key}.functions: unknown function {label!r}")

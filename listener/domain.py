@@ -473,6 +473,7 @@ class Recipient:
     alerts: bool = True  # spike alerts for the watches followed
     webhook_url: str = ""  # spike alerts also go to this chat webhook; "" for none
     webhook_format: Literal["slack", "teams"] = "slack"  # the webhook's JSON payload
+    webhook_digest: bool = False  # also post a one-paragraph digest summary to the webhook
 
 
 @dataclass(frozen=True, slots=True)

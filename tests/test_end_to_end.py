@@ -25,6 +25,7 @@ from listener.cli import cli
 from listener.store import open_store
 from tests.conftest import NOW
 from tests.smtp import SmtpServer
+from tests.test_alerts_end_to_end import Hook
 from tests.test_poll import rss
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -372,3 +373,36 @@ def test_daemon_polls_sends_stops_cleanly_and_survives_kill_9(
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
+
+
+def test_the_digest_summary_goes_to_the_chat_webhook_once(
+    env: dict[str, Any], httpserver: HTTPServer
+) -> None:
+    hook = Hook(fail=1)
+    httpserver.expect_request("/hooks/T1/SECRET", method="POST").respond_with_handler(hook.respond)
+    url = httpserver.url_for("/hooks/T1/SECRET")
+    env["config"].write_text(
+        env["config"]
+        .read_text()
+        .replace(
+            'send_at = "07:30"\n',
+            f'send_at = "07:30"\nwebhook_url = "{url}"\nwebhook_digest = true\n',
+        )
+    )
+    poll_now(env)
+    with time_machine.travel(next_morning(), tick=False):
+        first = cli_run(env, "digest", "--send")
+    lines = dict(line.split(" ", 1) for line in first.output.splitlines() if " 20" in line)
+    assert ": sent" in lines["hr"], first.output  # the email went
+    assert ": failed" in lines["hr#webhook"], first.output  # the chat said 500
+    with time_machine.travel(next_morning(7, 45), tick=False):
+        second = cli_run(env, "digest", "--send")
+    with time_machine.travel(next_morning(8, 30), tick=False):
+        cli_run(env, "digest", "--send")
+    assert "hr#webhook" in second.output
+    (post,) = hook.posts
+    text = post["text"]
+    assert text.startswith("*listener · ")
+    assert "Acme hires 200 engineers" in text  # the top HR story, in one paragraph
+    assert "The whole digest went to hr@example.com" in text
+    assert len(env["smtp"].inbox.messages) == 1, "the email is not sent again"

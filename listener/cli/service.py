@@ -239,7 +239,8 @@ def digest_command(
             chosen = dataclasses.replace(settings, recipients=tuple(recipients))
             by_name = {r.name: r for r in recipients}
             for outcome in send_due_digests(store, chosen, now):
-                person = by_name[outcome.recipient]
+                # A chat channel's outcome is NAME#webhook: its schedule is NAME's.
+                person = by_name[outcome.recipient.partition("#")[0]]
                 later = ""
                 if outcome.status == "skipped" and outcome.reason in ("not_due", "already_sent"):
                     later = f"; next at {describe_send_time(person, next_send_period(person, now))}"

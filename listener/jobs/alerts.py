@@ -27,7 +27,14 @@ from listener.domain import (
     SpikeRule,
     WatchRow,
 )
-from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
+from listener.jobs.sending import (
+    WEBHOOK_SUFFIX,
+    Failed,
+    Letter,
+    NotClaimed,
+    NothingToSend,
+    send_once,
+)
 from listener.render.alert import alert_message_id, render_alert
 from listener.store import Store
 from listener.webhook import post_webhook
@@ -50,8 +57,6 @@ from listener.watches.spikes import (
 )
 
 log = structlog.get_logger(__name__)
-
-WEBHOOK_SUFFIX = "#webhook"  # an alert's row for a recipient's chat webhook
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,18 @@ from listener.digest.periods import (
 from listener.digest.watches import followed_watches, with_watches
 from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
 from listener.feeds.schedule import health_of
-from listener.jobs.sending import Failed, Letter, NotClaimed, NothingToSend, send_once
+from listener.jobs.sending import (
+    WEBHOOK_SUFFIX,
+    Failed,
+    Letter,
+    NotClaimed,
+    NothingToSend,
+    send_once,
+)
 from listener.mail import deliver
-from listener.render.digest import message_id, render_digest
+from listener.render.digest import message_id, render_digest, render_digest_summary
 from listener.store import Store
+from listener.webhook import post_webhook
 
 if TYPE_CHECKING:
     from listener.jobs.services import Services
@@ -155,6 +163,13 @@ def send_due_digests(store: Store, settings: Settings, now: datetime) -> list[Di
         with structlog.contextvars.bound_contextvars(recipient=recipient.name, day=day):
             outcome = _send_one(store, settings, recipient, period, day, now)
         outcomes.append(outcome)
+        if recipient.webhook_digest and recipient.webhook_url:
+            # Its own exactly-once row (`NAME#webhook`), like a spike alert's chat message.
+            channel = f"{recipient.name}{WEBHOOK_SUFFIX}"
+            with structlog.contextvars.bound_contextvars(recipient=channel, day=day):
+                outcomes.append(
+                    _send_one(store, settings, recipient, period, day, now, webhook=True)
+                )
     return outcomes
 
 
@@ -165,35 +180,52 @@ def _send_one(
     period: DigestPeriod,
     day: str,
     now: datetime,
+    *,
+    webhook: bool = False,
 ) -> DigestOutcome:
+    """The digest to one recipient by email, or (`webhook`) its one-paragraph summary to the
+    recipient's chat webhook, each channel claimed, sent and marked once."""
+    channel = f"{recipient.name}{WEBHOOK_SUFFIX}" if webhook else recipient.name
     catch_up = timedelta(hours=settings.digest.catch_up_hours)
-    sent = store.digest_sent_at(recipient.name, day) is not None
+    sent = store.digest_sent_at(channel, day) is not None
     if not is_digest_due(period, now, already_sent=sent, catch_up=catch_up):
         reason = "already_sent" if sent else "not_due"
         log.debug("digest_skipped", reason=reason)
-        return DigestOutcome(recipient.name, day, "skipped", reason)
+        return DigestOutcome(channel, day, "skipped", reason)
 
     def compose() -> Letter | None:
         data = digest_data(store, settings, recipient, period, now)
         digest = make_digest(recipient, period, data)
         if is_empty(digest) and not recipient.send_when_empty:
             return None
+        digest_id = message_id(digest, settings.digest.message_domain)
+        if webhook:
+            summary = render_digest_summary(digest)
+            return Letter(summary, digest_id, f"{day}-{channel}", digest.total_items)
         message = render_digest(
             digest,
             sender=settings.digest.sender,
             generated_at=now,
             message_domain=settings.digest.message_domain,
         )
-        digest_id = message_id(digest, settings.digest.message_domain)
         return Letter(message, digest_id, f"{day}-{recipient.name}", digest.total_items)
 
-    outcome = send_once(_DigestRow(store, recipient.name, day, period), compose, settings, now)
+    def to_webhook(letter: Letter) -> str:
+        return post_webhook(letter.message, recipient.webhook_url, recipient.webhook_format)
+
+    outcome = send_once(
+        _DigestRow(store, channel, day, period),
+        compose,
+        settings,
+        now,
+        deliver_letter=to_webhook if webhook else None,
+    )
     if isinstance(outcome, NotClaimed):
         log.info("digest_skipped", reason="claimed_or_waiting_retry")
-        return DigestOutcome(recipient.name, day, "skipped", "claimed_or_waiting_retry")
+        return DigestOutcome(channel, day, "skipped", "claimed_or_waiting_retry")
     if isinstance(outcome, NothingToSend):
         log.info("digest_skipped", reason="empty")
-        return DigestOutcome(recipient.name, day, "skipped", "empty")
+        return DigestOutcome(channel, day, "skipped", "empty")
     if isinstance(outcome, Failed):
         log.warning(
             "digest_failed",
@@ -201,10 +233,10 @@ def _send_one(
             attempts=outcome.attempts,
             retry_at=outcome.retry_at.isoformat(),
         )
-        return DigestOutcome(recipient.name, day, "failed", outcome.error)
+        return DigestOutcome(channel, day, "failed", outcome.error)
     items = outcome.letter.items
     log.info("digest_sent", items=items, delivery=outcome.delivery)
-    return DigestOutcome(recipient.name, day, "sent", None, items, outcome.delivery)
+    return DigestOutcome(channel, day, "sent", None, items, outcome.delivery)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,10 @@ _RETRY_MAX = timedelta(hours=2)
 NOTHING_TO_SEND = "nothing to send"  # the delivery a row is marked with when compose gives none
 
 
+# The row of a recipient's chat webhook: each channel (email, webhook) is sent exactly once.
+WEBHOOK_SUFFIX = "#webhook"
+
+
 @dataclass(frozen=True, slots=True)
 class Letter:
     """A rendered email, ready to deliver."""

@@ -138,6 +138,24 @@ def digest_subject(digest: Digest) -> str:
     return f"{head} · {items}" + (f" — {' · '.join(counts)}" if counts else "")
 
 
+def render_digest_summary(digest: Digest) -> EmailMessage:
+    """The digest in one paragraph, for a chat webhook: the subject's counts, then the top
+    story of each followed function and how many items need a human eye."""
+    parts = [
+        f"{section.title}: {section.stories[0].lead.title}"
+        for section in digest.sections
+        if section.stories
+    ]
+    if digest.uncertain:
+        parts.append(f"{len(digest.uncertain)} uncertain to review")
+    paragraph = " · ".join(parts) if parts else "Nothing new yesterday."
+    email = digest.recipient.email
+    summary = EmailMessage()
+    summary["Subject"] = digest_subject(digest)
+    summary.set_content(f"{paragraph}\n(The whole digest went to {email}.)")
+    return summary
+
+
 def message_id(digest: Digest, domain: str) -> str:
     """Deterministic per (recipient, day), so a retried send is recognisable as the same."""
     recipient = digest.period.recipient
