@@ -302,9 +302,8 @@ class _BatchWriter:
     matcher: WatchMatcher
     now: datetime
     results: list[PollResult]
-    batch: list[tuple[FeedUpdate, PollOutcome, tuple[str, ...]]] = field(default_factory=list)
+    batch: list[tuple[FeedUpdate, PollOutcome, FeedSource]] = field(default_factory=list)
     items: int = 0
-    _sources: list[FeedSource] = field(default_factory=list)  # the batch's, for failures
 
     def add(self, source: FeedSource, outcome: PollOutcome, known: Known) -> None:
         policy = self.services.settings.poll.policy
@@ -317,8 +316,7 @@ class _BatchWriter:
             self.flush()
             if update.move.refused is None:
                 log.info("feed_moved", old_url=update.move.previous_url, new_url=update.move.url)
-        self.batch.append((update, outcome, source.tags))
-        self._sources.append(source)
+        self.batch.append((update, outcome, source))
         self.items += len(update.new) + len(update.changed)
         if update.move is not None or len(self.batch) >= BATCH_FEEDS or self.items >= BATCH_ITEMS:
             self.flush()
@@ -332,7 +330,7 @@ class _BatchWriter:
         classifier = self.services.classifier
         predicted = iter(predict_items(classifier, items) if classifier else ())
         updates = []
-        for update, _, tags in self.batch:
+        for update, _, source in self.batch:
             if update.new or update.changed:
                 own = [*update.new, *update.changed]
                 # The predictions come in the batch's item order: feed by feed, item by item.
@@ -344,7 +342,7 @@ class _BatchWriter:
                         if classifier and by_key is not None
                         else None
                     ),
-                    mentions=match_poll_items(self.matcher, own, tags),
+                    mentions=match_poll_items(self.matcher, own, source.tags),
                 )
             updates.append(update)
         try:
@@ -353,27 +351,28 @@ class _BatchWriter:
         except StoreError:
             # Something in the batch could not be written (disk full, I/O error): write the
             # feeds one by one, so each failure is its own feed's and the others are kept.
-            written = [self._apply_alone(update) for update in updates]
+            written = [
+                self._apply_alone(update, source)
+                for update, (_, _, source) in zip(updates, self.batch, strict=True)
+            ]
         for update, result, (_, outcome, _) in zip(updates, written, self.batch, strict=True):
             if not result.extra.get("save_failed"):
                 _log_result(update, outcome)
             self.results.append(result)
         self.batch.clear()
-        self._sources.clear()
         self.items = 0
 
-    def _apply_alone(self, update: FeedUpdate) -> PollResult:
+    def _apply_alone(self, update: FeedUpdate, source: FeedSource) -> PollResult:
         try:
             self.services.store.apply(update)
         except StoreError as exc:
-            return self._record_save_failure(update, exc)
+            return self._record_save_failure(source, exc)
         return update.result
 
-    def _record_save_failure(self, update: FeedUpdate, exc: StoreError) -> PollResult:
+    def _record_save_failure(self, source: FeedSource, exc: StoreError) -> PollResult:
         """A feed's poll that could not be written is that feed's failure: recorded on the
         feed, with its back-off, when the database can still take that small write; the poll
         goes on with the other feeds either way (their writes may still fit)."""
-        source = next(s for s in self._sources if s.id == update.result.feed_id)
         error = FetchError(source.url, f"cannot save: {exc}", kind="store")
         policy = self.services.settings.poll.policy
         failed = decide(source, error, Known(), self.now, policy, rand=0.5)
