@@ -308,6 +308,16 @@ def wait_for(predicate: Any, timeout_s: float = 60.0) -> bool:
     return False
 
 
+def stored_items(db: Path) -> int:
+    try:
+        conn = sqlite3.connect(db)
+        count = int(conn.execute("SELECT count(*) FROM items").fetchone()[0])
+        conn.close()
+    except sqlite3.Error:
+        return 0
+    return count
+
+
 def heartbeat_pid(db: Path) -> int | None:
     if not db.exists():
         return None
@@ -345,6 +355,9 @@ def test_daemon_polls_sends_stops_cleanly_and_survives_kill_9(
         assert "already running" in err
         status = cli_run(env, "status")
         assert "running (pid" in status.output
+        # The first poll is done (SIGTERM would cut a poll in flight short, by design), so
+        # every later count is what this run stored.
+        assert wait_for(lambda: stored_items(env["db"]) == 5)
         # SIGTERM: a clean stop within seconds.
         daemon.send_signal(signal.SIGTERM)
         _, log_text = daemon.communicate(timeout=30)
