@@ -166,9 +166,8 @@ def test_a_signal_stops_a_poll_at_once_and_keeps_what_was_fetched(
 ) -> None:
     with one_prompt_and_seven_hung(tmp_path) as (server, base):
         poll = start(base, "poll", "--all")
-        wait_for_requests(server, "/hang0", 1)
-        wait_for_requests(server, "/a", 1)
-        time.sleep(0.3)  # let the fast feed be parsed before the signal (it is, in ms)
+        # max_per_host is 2: /hang1 is asked for only once /a's fetch has ended.
+        wait_for_requests(server, "/hang1", 1)
         poll.send_signal(sig)
         started = time.monotonic()
         out, err = poll.communicate(timeout=20)
@@ -188,7 +187,8 @@ def test_sigterm_stops_the_daemon_in_the_middle_of_a_poll(tmp_path: Path) -> Non
     with one_prompt_and_seven_hung(tmp_path) as (server, base):
         daemon = start(base, "run")
         try:
-            wait_for_requests(server, "/hang0", 1, timeout_s=60)
+            # max_per_host is 2: /hang1 is asked for only once /a's fetch has ended.
+            wait_for_requests(server, "/hang1", 1, timeout_s=60)
             daemon.send_signal(signal.SIGTERM)
             started = time.monotonic()
             _, err = daemon.communicate(timeout=30)

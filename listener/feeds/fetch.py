@@ -181,7 +181,9 @@ def fetch_many(
                 source, host, deadline = running.pop(future)
                 release(host)
                 result = future.result()  # re-raises a bug from the worker
-                if not deadline.aborted:
+                # A fetch that completed is kept even when the stop came in the same instant;
+                # only the ones the stop cut short are dropped.
+                if not (deadline.aborted and isinstance(result, FetchError)):
                     yield source, result
 
 
