@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from listener.classify.decision import Prediction
@@ -133,3 +134,55 @@ def test_poll_feeds_classifies_many_feeds_in_one_call_and_keeps_each_item_own(
     assert len(stored) == 6
     assert all(float(title.split()[1]) / 100 == score for title, score in stored)
     assert store.db.execute("SELECT count(*) FROM polls").fetchone()[0] == 3
+
+
+class SlowFetcher(FakeFetcher):
+    """Fetches for ever, one feed at a time, until the poll tells it to stop."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.stopped = threading.Event()
+
+    def fetch_many(
+        self, sources: Iterable[FeedSource], stop: threading.Event | None = None
+    ) -> Iterator[tuple[FeedSource, FetchOutcome | FetchError]]:
+        assert stop is not None
+        source = next(iter(sources))
+        while not stop.is_set():
+            yield source, Fetched(source.url, 200, b"<rss/>", {"etag": '"1"'})
+        self.stopped.set()
+
+
+def test_a_writer_that_fails_stops_the_fetcher_thread_and_raises(tmp_path: Path) -> None:
+    settings = parse_settings({"poll": {"parse_workers": 1}}, {})
+    store = open_store(tmp_path / "l.db")
+    store.add_feed("https://a.example/feed", now=NOW)
+    fetcher = SlowFetcher()
+    services = Services(settings, store, fetcher, parse=two_items, rand=lambda: 0.5)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in the writer")
+
+    store.apply_all = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="a bug in the writer"):
+        poll_feeds(services, NOW, all_feeds=True)
+    assert fetcher.stopped.is_set(), "the fetcher thread was told to stop"
+    assert not services.stop.is_set(), "the caller's stop (the daemon's) is left alone"
+    assert [t for t in threading.enumerate() if t.name == "poll-fetch"] == []
+
+
+def test_an_error_in_the_fetcher_thread_reaches_the_caller(tmp_path: Path) -> None:
+    settings = parse_settings({"poll": {"parse_workers": 1}}, {})
+    store = open_store(tmp_path / "l.db")
+    store.add_feed("https://a.example/feed", now=NOW)
+    store.add_feed("https://b.example/feed", now=NOW)
+
+    def parse(feed_id: int, fetched: Fetched) -> ParsedFeed:
+        if fetched.url.startswith("https://b."):
+            raise KeyError("a bug in the parser")
+        return two_items(feed_id, fetched)
+
+    services = Services(settings, store, FakeFetcher({}), parse=parse, rand=lambda: 0.5)
+    with pytest.raises(KeyError, match="a bug in the parser"):
+        poll_feeds(services, NOW, all_feeds=True)
+    assert [t for t in threading.enumerate() if t.name == "poll-fetch"] == []
