@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,34 @@ def test_deferred_classifier_loads_only_when_there_is_text() -> None:
     assert len(classifier.predict(["a", "b"])) == 1  # what the loaded model says
     classifier.predict(["c"])
     assert loads == [1]
+
+
+def test_a_preload_loads_once_on_its_own_thread_and_load_waits_for_it() -> None:
+    release = threading.Event()
+    loads: list[str] = []
+
+    def slow_load() -> Loaded:
+        loads.append(threading.current_thread().name)
+        release.wait(10)
+        return Loaded()
+
+    classifier = DeferredClassifier(SHIPPED, slow_load)
+    classifier.preload()
+    classifier.preload()  # a second feed with new bytes: returns at once, loads nothing more
+    assert not classifier.is_loaded
+    release.set()
+    assert len(classifier.predict(["a"])) == 1  # waits for the preload, loads nothing more
+    assert loads == ["model-preload"]
+
+
+def test_a_preload_that_fails_leaves_the_error_to_the_first_prediction() -> None:
+    class Other(Loaded):
+        version = "another"
+
+    classifier = DeferredClassifier(SHIPPED, Other)
+    classifier.preload()
+    with pytest.raises(ClassifierError, match="changed while listener ran"):
+        classifier.predict(["a"])
 
 
 def test_deferred_classifier_checks_the_files_at_once(tmp_path: Path) -> None:

@@ -186,3 +186,32 @@ def test_an_error_in_the_fetcher_thread_reaches_the_caller(tmp_path: Path) -> No
     with pytest.raises(KeyError, match="a bug in the parser"):
         poll_feeds(services, NOW, all_feeds=True)
     assert [t for t in threading.enumerate() if t.name == "poll-fetch"] == []
+
+
+def test_the_poll_detects_the_language_of_the_items_it_writes(tmp_path: Path) -> None:
+    settings = parse_settings({"poll": {"parse_workers": 1}}, {})
+    store = open_store(tmp_path / "l.db")
+    store.add_feed("https://a.example/feed", now=NOW)
+    texts = {
+        "fr": (
+            "Le groupe ouvre cent postes",
+            "Les candidatures sont ouvertes jusqu'à la fin du mois.",
+        ),
+        "en": (
+            "The group opens a hundred jobs",
+            "Applications are open until the end of the month.",
+        ),
+    }
+
+    def parse(feed_id: int, fetched: Fetched) -> ParsedFeed:
+        items = tuple(
+            Item(feed_id, f"k-{code}", None, None, title, summary, None, None, None, None, code)
+            for code, (title, summary) in texts.items()
+        )
+        assert all(item.lang is None for item in items)  # parsers leave it to the writer
+        return ParsedFeed(title="Fake", site_url=None, items=items)
+
+    services = Services(settings, store, FakeFetcher({}), parse=parse, rand=lambda: 0.5)
+    poll_feeds(services, NOW, all_feeds=True)
+    rows = store.db.execute("SELECT title, lang FROM items ORDER BY title").fetchall()
+    assert rows == [(texts["fr"][0], "fr"), (texts["en"][0], "en")]

@@ -10,8 +10,10 @@ there as before; only the unpacking of the checked artifact waits for the first 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,13 +61,36 @@ class DeferredClassifier:
         self.labels: tuple[str, ...] = LABELS
         self._load = load
         self._loaded: Classifier | None = None
+        self._loading = threading.Lock()  # held for the whole load
+        self._starting = threading.Lock()  # held while a preload is started, never longer
+        self._preloading: threading.Thread | None = None
 
     @property
     def is_loaded(self) -> bool:
         return self._loaded is not None
 
+    def preload(self) -> None:
+        """Start loading on a thread of its own, so that the ~1.2 s import overlaps other
+        work (a poll calls it when a feed brings new bytes to parse); `load` waits for it.
+        A failure here is left for `load` to meet again and raise."""
+        with self._starting:
+            if self._loaded is not None or self._preloading is not None:
+                return
+            self._preloading = threading.Thread(
+                target=self._load_quietly, name="model-preload", daemon=True
+            )
+        self._preloading.start()
+
+    def _load_quietly(self) -> None:
+        with contextlib.suppress(ClassifierError):
+            self.load()
+
     def load(self) -> Classifier:
         """The loaded classifier (loaded now if it was not yet); ClassifierError."""
+        with self._loading:
+            return self._load_locked()
+
+    def _load_locked(self) -> Classifier:
         if self._loaded is None:
             loaded = self._load()
             if loaded.version != self.version:  # the files were replaced since start-up

@@ -27,7 +27,6 @@ import feedparser.api
 from listener.domain import Fetched, Item, ParsedFeed
 from listener.errors import ParseError
 from listener.feeds.dedupe import content_hash, item_key
-from listener.feeds.language import detect_language
 from listener.feeds.text import clean_text, truncate
 
 MAX_SUMMARY_CHARS = 5_000  # we store plain text for classification, not whole articles
@@ -495,7 +494,7 @@ def _make_item(
         author=author_text,
         published_at=published_at,
         published_raw=published_raw,
-        lang=None,  # (see _finish_items)
+        lang=None,  # detected later, for new and changed items only (feeds.language)
         content_hash=content_hash(title_text, summary_text, url, author_text, published_at),
     )
 
@@ -507,7 +506,7 @@ def _author_name(author: str) -> str:
 
 
 def _finish_items(items: list[Item]) -> tuple[Item, ...]:
-    """Set each item's language, and fix keys where one identifier covers several items.
+    """Fix keys where one identifier covers several items.
 
     Some feeds link every item to the same page (a programme's home page, say); keyed by
     URL they would collapse into one, so guid-less items that share a URL but differ are
@@ -544,10 +543,7 @@ def _finish_items(items: list[Item]) -> tuple[Item, ...]:
             )
         return item.key
 
-    return tuple(
-        replace(item, key=key(index, item), lang=detect_language(f"{item.title} {item.summary}"))
-        for index, item in enumerate(items)
-    )
+    return tuple(replace(item, key=key(index, item)) for index, item in enumerate(items))
 
 
 def _resolve(base: str, link: str) -> str | None:

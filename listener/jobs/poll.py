@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from listener.classify.deferred import DeferredClassifier
 from listener.domain import (
     FeedSource,
     FeedUpdate,
@@ -44,6 +45,7 @@ from listener.domain import (
 )
 from listener.errors import FetchError, ParseError, StoreError
 from listener.feeds.decide import PollOutcome, decide
+from listener.feeds.language import preload_language_model, with_languages
 from listener.feeds.schedule import is_network_down
 from listener.jobs.classify import predict_items
 from listener.jobs.services import Parser, Services
@@ -241,6 +243,10 @@ def _fetch_and_parse_all(
                 # validators) need none, and are decided as "unchanged" right away.
                 body_hash = hashlib.sha256(outcome.body).hexdigest()
                 if body_hash != source.body_hash:
+                    if isinstance(services.classifier, DeferredClassifier):
+                        # New bytes usually mean new items: import the model meanwhile.
+                        services.classifier.preload()
+                    preload_language_model()
                     future = pool.submit(services.parse, source.id, outcome)
                     pending[future] = (source, outcome, body_hash)
                     collect(max_pending)
@@ -406,7 +412,13 @@ class _BatchWriter:
         policy = self.services.settings.poll.policy
         update = decide(source, outcome, known, self.now, policy, rand=self.services.rand())
         # The unchanged items are not written: holding them for a batch only costs memory.
-        update = replace(update, unchanged=())
+        # Only what is written needs its language.
+        update = replace(
+            update,
+            new=with_languages(update.new),
+            changed=with_languages(update.changed),
+            unchanged=(),
+        )
         if update.move is not None:
             # A move changes a feed's URL, which later feeds' decisions read from the store
             # (is the new URL taken?): it is written alone, with what came before it.
