@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 SHIPPED = (
     "models/classifier.skops",
     "models/classifier.json",
+    "models/classifier.npz",
     "models/training/*.csv",
     "models/training/README.md",
     "config/listener.toml",

@@ -33,12 +33,20 @@ log = structlog.get_logger(__name__)
 
 def load_model(settings: Settings, *, deferred: bool = False) -> Classifier:
     """The configured classifier (or the shipped one), checked; loaded now unless `deferred`
-    (then scikit-learn is imported at its first prediction: a poll with nothing new never
-    pays for it)."""
+    (then at its first prediction: a poll with nothing new never pays for it).
+
+    It scores from the model's .npz arrays, without scikit-learn; a model saved before those
+    existed is read from its .skops pipeline (scikit-learn: ~1.2 s of imports, ~100 MB).
+    """
     path, uncertain_below = model_path(settings), settings.classifier.uncertain_below
 
     def load() -> Classifier:
-        from listener.classify.model import load_classifier  # scikit-learn: ~1.2 s of imports
+        from listener.classify.linear import load_runtime_classifier
+
+        runtime = load_runtime_classifier(path, uncertain_below=uncertain_below)
+        if runtime is not None:
+            return runtime
+        from listener.classify.model import load_classifier
 
         return load_classifier(path, uncertain_below=uncertain_below)
 

@@ -2,9 +2,9 @@
 
 `item_text` alone decides what the model sees, `decide_labels` turns calibrated scores into
 0-2 labels, and `check_metadata` tells whether a model fits this listener. Importing
-scikit-learn, scipy and skops costs about 1.2 s, so what a poll needs before it has anything
-to classify lives here, and `listener.classify.model` (the fitted pipeline) is imported only
-when a model is loaded (issue 14).
+scikit-learn, scipy and skops costs about 1.2 s, so what a poll needs lives here and in
+`listener.classify.linear` (scoring in numpy); `listener.classify.model` (the fitted
+pipeline) is imported only to train, evaluate or read a model saved without its .npz.
 """
 
 from __future__ import annotations

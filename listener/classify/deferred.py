@@ -1,11 +1,12 @@
 """I/O: the model's files read and checked without scikit-learn, and a classifier that
-imports scikit-learn and loads the pipeline only when it is first asked to predict.
+loads the model only when it is first asked to predict.
 
-A one-shot `listener poll` whose feeds are all unchanged has nothing to classify; importing
-scikit-learn, scipy and skops and loading the model cost it about 1.2 s of its ~1.9 s of
-start-up (issue 14). The cheap checks (files present, metadata matching this listener and
-this scikit-learn, the artifact's checksum) still run at start-up, so a wrong model fails
-there as before; only the unpacking of the checked artifact waits for the first item.
+A one-shot `listener poll` whose feeds are all unchanged has nothing to classify. Loading
+the model was ~1.2 s of scikit-learn imports before it scored from its .npz arrays
+(listener.classify.linear, ~30 ms); a model saved without them still loads its .skops
+pipeline, and a poll starts that load on a thread when the first new bytes arrive. The cheap
+checks (files present, metadata matching this listener and this scikit-learn, the
+artifact's checksum) run at start-up, so a wrong model fails there as before.
 """
 
 from __future__ import annotations
@@ -47,11 +48,10 @@ def read_model_files(model_path: Path) -> tuple[dict[str, Any], bytes]:
 
 
 class DeferredClassifier:
-    """A Classifier whose model is loaded (scikit-learn imported) at the first prediction.
+    """A Classifier whose model is loaded at the first prediction (or by `preload`).
 
-    `load` loads and checks the model (app.load_model hands in classify.model's
-    load_classifier); the model files are checked at once, so a wrong model still fails at
-    start-up.
+    `load` loads and checks the model (app.load_model hands in its loader); the model
+    files are checked at once, so a wrong model still fails at start-up.
     """
 
     def __init__(self, model_path: Path, load: Callable[[], Classifier]) -> None:
@@ -70,7 +70,7 @@ class DeferredClassifier:
         return self._loaded is not None
 
     def preload(self) -> None:
-        """Start loading on a thread of its own, so that the ~1.2 s import overlaps other
+        """Start loading on a thread of its own, so that the load overlaps other
         work (a poll calls it when a feed brings new bytes to parse); `load` waits for it.
         A failure here is left for `load` to meet again and raise."""
         with self._starting:

@@ -35,6 +35,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.svm import LinearSVC
 
+from listener.classify.linear import runtime_path, scorer_bytes
 from listener.classify.model import (
     DEFAULT_UNCERTAIN_BELOW,
     ITEM_TEXT_VERSION,
@@ -43,6 +44,7 @@ from listener.classify.model import (
     Classifier,
     item_text,
     make_classifier,
+    scorer_from_pipeline,
 )
 from listener.domain import LABELS
 from listener.errors import ClassifierError
@@ -407,19 +409,23 @@ def save_classifier(
     *,
     evaluation: EvaluationReport | None = None,
 ) -> str:
-    """Write the .skops artifact and its .json metadata; return the model version."""
+    """Write the .skops artifact, the .npz arrays a poll scores with (no scikit-learn
+    needed to read them) and the .json metadata over both; return the model version."""
     _drop_caches(pipeline)
     data = normalise_skops(skops.io.dumps(pipeline))
+    runtime = scorer_bytes(scorer_from_pipeline(pipeline))
     artifact_sha256 = hashlib.sha256(data).hexdigest()
     version = f"bf-{artifact_sha256[:12]}"
     full = {
         "model_version": version,
         **metadata,
         "artifact_sha256": artifact_sha256,
+        "runtime_sha256": hashlib.sha256(runtime).hexdigest(),
         "heldout": report_as_dict(evaluation) if evaluation else None,
     }
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model_path.write_bytes(data)
+    runtime_path(model_path).write_bytes(runtime)
     text = json.dumps(full, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
     model_path.with_suffix(".json").write_text(text, encoding="utf-8")
     return version
