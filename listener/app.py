@@ -18,7 +18,8 @@ import structlog
 
 from listener import __version__
 from listener.classify.decision import Classifier
-from listener.classify.deferred import DeferredClassifier
+from listener.classify.deferred import DeferredClassifier, ModelFiles, runtime_path
+from listener.classify.linear import load_runtime_classifier
 from listener.config import Settings, model_path
 from listener.daemon import DaemonScheduler, ScheduledJob, install_signal_handlers
 from listener.feeds.fetch import HttpFetcher
@@ -41,8 +42,6 @@ def load_model(settings: Settings, *, deferred: bool = False) -> Classifier:
     path, uncertain_below = model_path(settings), settings.classifier.uncertain_below
 
     def load() -> Classifier:
-        from listener.classify.linear import load_runtime_classifier
-
         runtime = load_runtime_classifier(path, uncertain_below=uncertain_below)
         if runtime is not None:
             return runtime
@@ -50,7 +49,12 @@ def load_model(settings: Settings, *, deferred: bool = False) -> Classifier:
 
         return load_classifier(path, uncertain_below=uncertain_below)
 
-    return DeferredClassifier(path, load) if deferred else load()
+    if not deferred:
+        return load()
+    classifier = DeferredClassifier(path, load)
+    if runtime_path(path).is_file():  # (else the workers could not load it without sklearn)
+        classifier.files = ModelFiles(path, uncertain_below)
+    return classifier
 
 
 def make_services(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from listener.domain import FeedUpdate, Item, PollMentions, PollResult
+from listener.domain import FeedUpdate, Fetched, Item, ParsedFeed, PollMentions, PollResult
 from listener.store import Store
 
 
@@ -33,3 +33,35 @@ def apply_poll(
             mentions=mentions,
         )
     )
+
+
+# Runs in parse workers, which unpickle it by module: keep this module's imports light (a
+# worker's address space is capped; importing scikit-learn there would not fit).
+TOPICS = (
+    ("We are hiring nurses in Lyon", "Join our care team: apply before the end of the month."),
+    ("Nous recrutons des ingénieurs", "Rejoignez l'équipe produit à Nantes."),
+    ("Spring sale: 30% off every jacket", "Our new campaign starts on Monday in every store."),
+    ("Outage on the payment service", "Card payments fail for some customers; we are on it."),
+    ("Quarterly results beat forecasts", "Revenue grew 8% on a year, says the chief executive."),
+)
+
+
+def many_items(feed_id: int, fetched: Fetched) -> ParsedFeed:
+    """150 items a feed, from five topics (runs in a parse worker: module level)."""
+    items = tuple(
+        Item(
+            feed_id,
+            f"{feed_id}-{n}",
+            None,
+            None,
+            f"{title} #{n}",
+            text,
+            None,
+            None,
+            None,
+            None,
+            "h",
+        )
+        for n, (title, text) in enumerate(TOPICS * 30)
+    )
+    return ParsedFeed(title="Many", site_url=None, items=items)

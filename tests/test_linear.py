@@ -18,10 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from listener.classify.deferred import runtime_path
 from listener.classify.linear import (
     Branch,
     load_runtime_classifier,
-    runtime_path,
     scorer_bytes,
     scorer_from_bytes,
 )

@@ -16,12 +16,26 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from listener.classify.decision import Classifier, Prediction, check_metadata
 from listener.domain import LABELS
 from listener.errors import ClassifierError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFiles:
+    """Where a loaded model came from: enough for another process to load the same one."""
+
+    path: Path  # the .skops path; the .json and .npz are beside it
+    uncertain_below: float | None = None
+
+
+def runtime_path(model_path: Path) -> Path:
+    """The model's arrays for scoring without scikit-learn (listener.classify.linear)."""
+    return model_path.with_suffix(".npz")
 
 
 def read_model_files(model_path: Path) -> tuple[dict[str, Any], bytes]:
@@ -61,6 +75,8 @@ class DeferredClassifier:
         self.labels: tuple[str, ...] = LABELS
         self._load = load
         self._loaded: Classifier | None = None
+        # Where the model is, for a poll's workers to load it themselves (app.load_model).
+        self.files: ModelFiles | None = None
         self._loading = threading.Lock()  # held for the whole load
         self._starting = threading.Lock()  # held while a preload is started, never longer
         self._preloading: threading.Thread | None = None

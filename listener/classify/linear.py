@@ -30,8 +30,9 @@ from listener.classify.decision import (
     WHY_TERMS,
     Prediction,
     decide_labels,
+    item_text,
 )
-from listener.classify.deferred import read_model_files
+from listener.classify.deferred import ModelFiles, read_model_files, runtime_path
 from listener.domain import LABELS
 from listener.errors import ClassifierError
 
@@ -116,7 +117,7 @@ class _Columns(dict[str, int]):
         self.n_features = n_features
 
     def __missing__(self, term: str) -> int:
-        if len(self) >= 500_000:
+        if len(self) >= 200_000:
             self.clear()
         column = self[term] = hashed_column(term, self.n_features)
         return column
@@ -258,6 +259,7 @@ class LinearClassifier:
         self.thresholds = dict(thresholds)
         self.uncertain_below = uncertain_below
         self.pipeline = pipeline  # the fitted scikit-learn pipeline, when it was loaded
+        self.files: ModelFiles | None = None  # set when it was read from files
         self.load_ms = 0.0  # set by the loaders, for their log line
 
     def predict(self, texts: Sequence[str], *, explain: bool = False) -> list[Prediction]:
@@ -367,10 +369,6 @@ def scorer_from_bytes(data: bytes) -> LinearScorer:
         raise ValueError(f"not a listener scorer ({exc})") from exc
 
 
-def runtime_path(model_path: Path) -> Path:
-    return model_path.with_suffix(".npz")
-
-
 def load_runtime_classifier(
     model_path: Path, *, uncertain_below: float | None = None
 ) -> LinearClassifier | None:
@@ -397,4 +395,25 @@ def load_runtime_classifier(
         raise ClassifierError(f"{path}: {exc}") from exc
     classifier = make_linear_classifier(scorer, metadata, uncertain_below=uncertain_below)
     classifier.load_ms = round((time.perf_counter() - started) * 1000, 1)
+    classifier.files = ModelFiles(model_path, uncertain_below)
     return classifier
+
+
+_LOADED: dict[ModelFiles, LinearClassifier] = {}
+
+
+def predict_from_files(
+    files: ModelFiles, version: str, pairs: Sequence[tuple[str, str]]
+) -> list[Prediction]:
+    """In a poll's worker process: predictions for (title, summary) pairs by the model in
+    `files`, loaded once per process; ClassifierError unless it is model `version` (the
+    files may have been replaced since the poller loaded them)."""
+    classifier = _LOADED.get(files)
+    if classifier is None:
+        loaded = load_runtime_classifier(files.path, uncertain_below=files.uncertain_below)
+        if loaded is None:
+            raise ClassifierError(f"{files.path} has no .npz arrays to score with")
+        classifier = _LOADED[files] = loaded
+    if classifier.version != version:
+        raise ClassifierError(f"{files.path} is model {classifier.version}, not {version}")
+    return classifier.predict([item_text(title, summary) for title, summary in pairs])

@@ -35,7 +35,8 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.svm import LinearSVC
 
-from listener.classify.linear import runtime_path, scorer_bytes
+from listener.classify.deferred import runtime_path
+from listener.classify.linear import scorer_bytes
 from listener.classify.model import (
     DEFAULT_UNCERTAIN_BELOW,
     ITEM_TEXT_VERSION,

@@ -20,16 +20,25 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    CancelledError,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from listener.classify.deferred import DeferredClassifier
+from listener.classify.decision import Classifier, Prediction
+from listener.classify.deferred import DeferredClassifier, ModelFiles
+from listener.classify.linear import predict_from_files
 from listener.domain import (
     FeedSource,
     FeedUpdate,
@@ -43,7 +52,7 @@ from listener.domain import (
     PollResult,
     Predictions,
 )
-from listener.errors import FetchError, ParseError, StoreError
+from listener.errors import ClassifierError, FetchError, ParseError, StoreError
 from listener.feeds.decide import PollOutcome, decide
 from listener.feeds.language import preload_language_model, with_languages
 from listener.feeds.schedule import is_network_down
@@ -54,6 +63,7 @@ from listener.store import Store
 from listener.watches.matcher import WatchMatcher
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # A poll writes and classifies its feeds in batches (issue 14): one transaction per feed made
 # a warm poll of 1,000 unchanged feeds 1,000 commits, and the model is several times faster
@@ -63,6 +73,9 @@ log = structlog.get_logger(__name__)
 # and are fetched again.
 BATCH_FEEDS = 250
 BATCH_ITEMS = 1000
+# Fewer new items than this are classified on the writer's thread: sending them to the
+# workers would cost more than scoring them (a few ms per hundred items).
+OFFLOAD_ITEMS = 200
 
 
 def poll_job(services: Services, now: datetime) -> list[PollResult]:
@@ -111,12 +124,26 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     matcher = poll_matcher(services.store, services.stop)
     if services.stop.is_set():  # stopped while catching watches up: poll next time
         return results
-    writer = _BatchWriter(services, matcher, now, results)
+    poll = services.settings.poll
+    workers = poll.parse_workers or os.cpu_count() or 1
+    with _ParsePool(workers, poll.parse_memory_mb, poll.parse_timeout_s) as pool:
+        _write_as_fetched(
+            services, sources, results, _BatchWriter(services, matcher, now, results, pool)
+        )
+    if services.stop.is_set():
+        log.info("poll_stopped", polled=len(results), not_polled=len(sources) - len(results))
+    return results
+
+
+def _write_as_fetched(
+    services: Services, sources: list[FeedSource], results: list[PollResult], writer: _BatchWriter
+) -> None:
+    """Start the fetcher thread, then decide and write each feed it hands over."""
     halt = _Halt(services.stop)
     handoff: queue.Queue[_Handoff] = queue.Queue(maxsize=HANDOFF_FEEDS)
     fetcher = threading.Thread(
         target=contextvars.copy_context().run,
-        args=(_fetch_and_parse, services, sources, halt, handoff.put),
+        args=(_fetch_and_parse, services, sources, writer.pool, halt, handoff.put),
         name="poll-fetch",
         daemon=True,
     )
@@ -141,9 +168,6 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
             while handoff.get() is not None:
                 pass
         fetcher.join()
-    if services.stop.is_set():
-        log.info("poll_stopped", polled=len(results), not_polled=len(sources) - len(results))
-    return results
 
 
 # Feeds fetched and parsed, waiting to be written: what the fetcher thread may run ahead
@@ -183,13 +207,14 @@ class _Halt(threading.Event):
 def _fetch_and_parse(
     services: Services,
     sources: list[FeedSource],
+    pool: _ParsePool,
     halt: _Halt,
     hand: Callable[[_Handoff], None],
 ) -> None:
     """The fetcher thread: fetch, parse on the worker pool, hand each feed over as it is
     ready; then None (after the error, if one was raised)."""
     try:
-        _fetch_and_parse_all(services, sources, halt, hand)
+        _fetch_and_parse_all(services, sources, pool, halt, hand)
     except BaseException as exc:  # handed to the writer thread, which raises it
         hand(exc)
     finally:
@@ -199,60 +224,58 @@ def _fetch_and_parse(
 def _fetch_and_parse_all(
     services: Services,
     sources: list[FeedSource],
+    pool: _ParsePool,
     halt: _Halt,
     hand: Callable[[_Handoff], None],
 ) -> None:
-    poll = services.settings.poll
-    workers = poll.parse_workers or os.cpu_count() or 1
-    max_pending = 2 * workers + 2  # bounds the bodies held in memory while parsing
-    with _ParsePool(workers, poll.parse_memory_mb, poll.parse_timeout_s) as pool:
-        pending: dict[Future[ParsedFeed], tuple[FeedSource, Fetched, str]] = {}
+    max_pending = 2 * pool.workers + 2  # bounds the bodies held in memory while parsing
+    pending: dict[Future[ParsedFeed], tuple[FeedSource, Fetched, str]] = {}
 
-        def ready(entry: tuple[FeedSource, Fetched, str], future: Future[ParsedFeed]) -> None:
-            hand(_Ready(entry[0], entry[1], entry[2], future))
+    def ready(entry: tuple[FeedSource, Fetched, str], future: Future[ParsedFeed]) -> None:
+        hand(_Ready(entry[0], entry[1], entry[2], future))
 
-        def collect(block_until: int) -> None:
-            while len(pending) > block_until:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                broken = [pending.pop(future) for future in done if _broke(future)]
-                for future in done:
-                    if not _broke(future):
-                        ready(pending.pop(future), future)
-                if broken:
-                    # A worker died (killed, out of memory) and took the pool down: every
-                    # other parse in it fails too. Let them end, then parse each of those
-                    # feeds alone in a new pool, so only the one that kills it is blamed.
-                    for future in wait(pending).done:
-                        entry = pending.pop(future)
-                        if _broke(future):
-                            broken.append(entry)
-                        else:
-                            ready(entry, future)
-                    pool.restart()
-                    for entry in broken:
-                        future = pool.submit(services.parse, entry[0].id, entry[1])
-                        wait([future])
-                        if _broke(future):
-                            pool.restart()
-                            future = _worker_died(entry[1])
+    def collect(block_until: int) -> None:
+        while len(pending) > block_until:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = [pending.pop(future) for future in done if _broke(future)]
+            for future in done:
+                if not _broke(future):
+                    ready(pending.pop(future), future)
+            if broken:
+                # A worker died (killed, out of memory) and took the pool down: every
+                # other parse in it fails too. Let them end, then parse each of those
+                # feeds alone in a new pool, so only the one that kills it is blamed.
+                for future in wait(pending).done:
+                    entry = pending.pop(future)
+                    if _broke(future):
+                        broken.append(entry)
+                    else:
                         ready(entry, future)
+                pool.restart()
+                for entry in broken:
+                    future = pool.submit(services.parse, entry[0].id, entry[1])
+                    wait([future])
+                    if _broke(future):
+                        pool.restart()
+                        future = _worker_died(entry[1])
+                    ready(entry, future)
 
-        for source, outcome in services.fetcher.fetch_many(sources, halt):
-            if isinstance(outcome, Fetched):
-                # New bytes go to a parser; the same bytes as last time (a server without
-                # validators) need none, and are decided as "unchanged" right away.
-                body_hash = hashlib.sha256(outcome.body).hexdigest()
-                if body_hash != source.body_hash:
-                    if isinstance(services.classifier, DeferredClassifier):
-                        # New bytes usually mean new items: import the model meanwhile.
-                        services.classifier.preload()
-                    preload_language_model()
-                    future = pool.submit(services.parse, source.id, outcome)
-                    pending[future] = (source, outcome, body_hash)
-                    collect(max_pending)
-                    continue
-            hand(_Ready(source, outcome))
-        collect(0)
+    for source, outcome in services.fetcher.fetch_many(sources, halt):
+        if isinstance(outcome, Fetched):
+            # New bytes go to a parser; the same bytes as last time (a server without
+            # validators) need none, and are decided as "unchanged" right away.
+            body_hash = hashlib.sha256(outcome.body).hexdigest()
+            if body_hash != source.body_hash:
+                if isinstance(services.classifier, DeferredClassifier):
+                    # New bytes usually mean new items: import the model meanwhile.
+                    services.classifier.preload()
+                preload_language_model()
+                future = pool.submit(services.parse, source.id, outcome)
+                pending[future] = (source, outcome, body_hash)
+                collect(max_pending)
+                continue
+        hand(_Ready(source, outcome))
+    collect(0)
 
 
 def _broke(future: Future[ParsedFeed]) -> bool:
@@ -277,7 +300,14 @@ class _ParsePool:
 
     def __init__(self, workers: int, memory_mb: int, timeout_s: float) -> None:
         self.workers, self.memory_mb, self.timeout_s = workers, memory_mb, timeout_s
+        # The fetcher thread submits parses and rebuilds a broken pool; the writer thread
+        # submits classifications (`call`).
+        self._lock = threading.Lock()
         self._executor = self._start()
+
+    @property
+    def parallel(self) -> bool:
+        return not isinstance(self._executor, _InlineExecutor)
 
     def __enter__(self) -> _ParsePool:
         return self
@@ -289,7 +319,7 @@ class _ParsePool:
         if self.workers <= 1:
             return _InlineExecutor()
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["listener.feeds.parse"])
+        context.set_forkserver_preload(["listener.feeds.parse", "listener.classify.linear"])
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,
@@ -300,11 +330,22 @@ class _ParsePool:
     def submit(self, parse: Parser, feed_id: int, fetched: Fetched) -> Future[ParsedFeed]:
         if isinstance(self._executor, _InlineExecutor):
             return self._executor.submit(parse, feed_id, fetched)
-        return self._executor.submit(
-            _parse_bounded, parse, feed_id, fetched, self.memory_mb, self.timeout_s
-        )
+        return self.call(_parse_bounded, parse, feed_id, fetched, self.memory_mb, self.timeout_s)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """fn(*args) in a worker; a pool that a worker's death broke is rebuilt first."""
+        with self._lock:
+            try:
+                return self._executor.submit(fn, *args)
+            except BrokenProcessPool:
+                self._restart_locked()
+                return self._executor.submit(fn, *args)
 
     def restart(self) -> None:
+        with self._lock:
+            self._restart_locked()
+
+    def _restart_locked(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._executor = self._start()
 
@@ -405,6 +446,7 @@ class _BatchWriter:
     matcher: WatchMatcher
     now: datetime
     results: list[PollResult]
+    pool: _ParsePool
     batch: list[tuple[FeedUpdate, PollOutcome, FeedSource]] = field(default_factory=list)
     items: int = 0
 
@@ -437,7 +479,7 @@ class _BatchWriter:
             return
         items = [item for update, _, _ in self.batch for item in (*update.new, *update.changed)]
         classifier = self.services.classifier
-        predicted = iter(predict_items(classifier, items) if classifier else ())
+        predicted = iter(self._predict(classifier, items) if classifier else ())
         updates = []
         for update, _, source in self.batch:
             if update.new or update.changed:
@@ -470,6 +512,31 @@ class _BatchWriter:
             self.results.append(result)
         self.batch.clear()
         self.items = 0
+
+    def _predict(self, classifier: Classifier, items: list[Item]) -> list[Prediction]:
+        """The items' predictions, computed by the parse workers when there are enough to
+        share: scoring is CPU-bound Python, and this thread is the poll's busiest (a cold
+        poll's writer spent half its time classifying while the workers waited). Any failure
+        there (a worker killed, the model files replaced) falls back to this thread."""
+        # (DeferredClassifier and LinearClassifier say where their model files are.)
+        files = getattr(classifier, "files", None)
+        if (
+            not isinstance(files, ModelFiles)
+            or not self.pool.parallel
+            or len(items) < OFFLOAD_ITEMS
+        ):
+            return predict_items(classifier, items)
+        pairs = [(item.title, item.summary) for item in items]
+        size = -(-len(pairs) // self.pool.workers)
+        futures = [
+            self.pool.call(predict_from_files, files, classifier.version, pairs[i : i + size])
+            for i in range(0, len(pairs), size)
+        ]
+        try:
+            return [prediction for future in futures for prediction in future.result()]
+        except (BrokenProcessPool, CancelledError, ClassifierError, MemoryError, OSError) as exc:
+            log.warning("classify_in_workers_failed", items=len(items), error=repr(exc))
+            return predict_items(classifier, items)
 
     def _apply_alone(self, update: FeedUpdate, source: FeedSource) -> PollResult:
         try:
