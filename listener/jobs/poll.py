@@ -11,6 +11,7 @@ poll: poll_matcher (watches caught up) ─► [fetcher thread] fetcher.fetch_man
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import multiprocessing
 import os
@@ -143,7 +144,13 @@ def _write_as_fetched(
     handoff: queue.Queue[_Handoff] = queue.Queue(maxsize=HANDOFF_FEEDS)
     fetcher = threading.Thread(
         target=contextvars.copy_context().run,
-        args=(_fetch_and_parse, services, sources, writer.pool, halt, handoff.put),
+        args=(
+            _handing_over,
+            functools.partial(
+                _fetch_and_parse_all, services, sources, writer.pool, halt, handoff.put
+            ),
+            handoff.put,
+        ),
         name="poll-fetch",
         daemon=True,
     )
@@ -204,18 +211,12 @@ class _Halt(threading.Event):
         self.set()
 
 
-def _fetch_and_parse(
-    services: Services,
-    sources: list[FeedSource],
-    pool: _ParsePool,
-    halt: _Halt,
-    hand: Callable[[_Handoff], None],
-) -> None:
-    """The fetcher thread: fetch, parse on the worker pool, hand each feed over as it is
-    ready; then None (after the error, if one was raised)."""
+def _handing_over(work: Callable[[], None], hand: Callable[[_Handoff], None]) -> None:
+    """The fetcher thread's body: `work` hands feeds over as they are ready; then None,
+    after the error it raised, if any (the writer thread raises it)."""
     try:
-        _fetch_and_parse_all(services, sources, pool, halt, hand)
-    except BaseException as exc:  # handed to the writer thread, which raises it
+        work()
+    except BaseException as exc:
         hand(exc)
     finally:
         hand(None)
