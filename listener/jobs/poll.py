@@ -267,9 +267,12 @@ def _fetch_and_parse_all(
             # validators) need none, and are decided as "unchanged" right away.
             body_hash = hashlib.sha256(outcome.body).hexdigest()
             if body_hash != source.body_hash:
-                if isinstance(services.classifier, DeferredClassifier):
-                    # New bytes usually mean new items: import the model meanwhile.
-                    services.classifier.preload()
+                classifier = services.classifier
+                if isinstance(classifier, DeferredClassifier) and classifier.files is None:
+                    # New bytes usually mean new items: a model without .npz arrays needs
+                    # scikit-learn (~1.2 s), so import it meanwhile. (One with them loads in
+                    # ~30 ms, and its large batches are scored in the workers.)
+                    classifier.preload()
                 preload_language_model()
                 future = pool.submit(services.parse, source.id, outcome)
                 pending[future] = (source, outcome, body_hash)
