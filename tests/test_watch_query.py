@@ -18,6 +18,10 @@ from listener.watches.query import (
     Or,
     Query,
     Term,
+    _fold_guided,
+    _fold_replacing,
+    _fold_text,
+    _fragment,
     match,
     parse_query,
     tokenize_text,
@@ -231,6 +235,20 @@ def test_tokenize_text_follows_its_definition(text: str) -> None:
     assert tokenize_text(text) == tokens_by_definition(text)
 
 
+# French copy: Latin-1 with a few characters beyond it, sometimes many kinds of them.
+FRENCH_COPY = st.text(
+    alphabet=st.sampled_from("aéèàçÀÉôœŒßæ ,.'’") | st.sampled_from(TYPOGRAPHY), max_size=60
+)
+
+
+@given(FRENCH_COPY | LATIN_TEXT)
+def test_fold_guided_gives_the_answer_of_fold_replacing(text: str) -> None:
+    """The fast path for French text (issue 14) folds as the general path, or declines."""
+    guided = _fold_guided(text)
+    assert guided is None or guided == _fold_replacing(text)
+    assert _fold_text(text) == _fold_replacing(text)
+
+
 @given(LATIN_TEXT)
 def test_tokenize_text_folds_case_and_accents(text: str) -> None:
     stripped = "".join(
@@ -393,6 +411,23 @@ def test_compiled_watches_agree_with_match(texts: list[str], title: str, summary
         if (found := match(query, tokens)) is not None
     }
     assert CompiledWatches(queries).match_item(title, summary) == expected
+
+
+@given(NEAR_QUERIES | QUERY_TERMS, TEXTS)
+def test_spaced_patterns_find_what_a_leading_space_finds(text: str, item: str) -> None:
+    """The patterns written with a look-behind (issue 14) match where " " + fragment does."""
+    root = parse_query(text).root
+    folded = f" {_fold_text(item)} "
+    if isinstance(root, Term):
+        plain = re.compile(f" {_fragment(root)}(?= )")
+        assert (root.pattern.search(folded) is None) is (plain.search(folded) is None)
+    assert isinstance(root, Term | Near)
+    for term, pattern in root.screens if isinstance(root, Near) else ():
+        # the screen with its leading term written as before, the rest unchanged
+        rest = pattern.pattern.removeprefix(f"{term.tokens[0]}(?<= {term.tokens[0]})")
+        assert rest != pattern.pattern
+        plain = re.compile(f" {term.tokens[0]}{rest}")
+        assert (pattern.search(folded) is None) is (plain.search(folded) is None)
 
 
 def test_compiled_watches_report_each_watch() -> None:
