@@ -65,6 +65,8 @@ def test_a_poll_with_many_new_items_classifies_them_in_the_workers(tmp_path: Pat
     assert all(n < 200 for n in classifier.calls), classifier.calls  # not here
     stored = stored_scores(store)
     assert len(stored) == 300
+    languages = dict(store.db.execute("SELECT lang, count(*) FROM items GROUP BY lang").fetchall())
+    assert languages == {"en": 240, "fr": 60}
     texts = [item_text(title, dict(TOPICS)[title.rsplit(" #", 1)[0]]) for title, _ in stored]
     assert [scores for _, scores in stored] == [p.scores for p in classifier.model.predict(texts)]
 
@@ -82,3 +84,4 @@ def test_classification_falls_back_to_the_poller_when_the_workers_cannot(
     assert any(e["event"] == "classify_in_workers_failed" for e in logs)
     assert sum(classifier.calls) == 300
     assert len(stored_scores(store)) == 300
+    assert store.db.execute("SELECT count(*) FROM items WHERE lang IS NULL").fetchone()[0] == 0
