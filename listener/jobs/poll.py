@@ -113,7 +113,8 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     """Poll the feeds that are due at `now` (every feed with all_feeds); one result per feed.
 
     Two threads: a fetcher thread fetches and hands the bodies to the parse workers, and this
-    thread decides, classifies and writes what they produce. Writing a batch takes about as
+    thread decides, classifies (a large batch in the parse workers too) and writes what they
+    produce. Writing a batch takes about as
     long as fetching and parsing it, so one no longer waits for the other (a cold poll of
     1,000 feeds spent half its time writing with the fetches and parsers idle). Only this
     thread touches the store.
@@ -128,17 +129,13 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     poll = services.settings.poll
     workers = poll.parse_workers or os.cpu_count() or 1
     with _ParsePool(workers, poll.parse_memory_mb, poll.parse_timeout_s) as pool:
-        _write_as_fetched(
-            services, sources, results, _BatchWriter(services, matcher, now, results, pool)
-        )
+        _write_as_fetched(services, sources, _BatchWriter(services, matcher, now, results, pool))
     if services.stop.is_set():
         log.info("poll_stopped", polled=len(results), not_polled=len(sources) - len(results))
     return results
 
 
-def _write_as_fetched(
-    services: Services, sources: list[FeedSource], results: list[PollResult], writer: _BatchWriter
-) -> None:
+def _write_as_fetched(services: Services, sources: list[FeedSource], writer: _BatchWriter) -> None:
     """Start the fetcher thread, then decide and write each feed it hands over."""
     halt = _Halt(services.stop)
     handoff: queue.Queue[_Handoff] = queue.Queue(maxsize=HANDOFF_FEEDS)
