@@ -127,15 +127,22 @@ def run(env: dict[str, Any], at: datetime, *args: str) -> Result:
     return result
 
 
-def test_a_volume_jump_sends_one_alert_to_the_followers(env: dict[str, Any]) -> None:
+def quiet_week(env: dict[str, Any]) -> Any:
+    """The feed added 10 days before T0, with two quiet mentions a day for the 8 days before
+    it, polled the day before T0; returns the feed, for the burst to come."""
     feed = env["feed"]
     run(env, T0 - timedelta(days=10), "feeds", "add", env["url"])
-    # Two quiet mentions a day for a week, then a normal check: no spike.
     for days_ago in range(1, 9):
         for hour, title in zip((9, 15), QUIET_TOPICS, strict=True):
             published = (T0 - timedelta(days=days_ago)).replace(hour=hour, minute=0)
             feed.items.append((f"{title} ({days_ago} days ago)", published))
     run(env, T0 - timedelta(days=1), "poll", "--all")
+    return feed
+
+
+def test_a_volume_jump_sends_one_alert_to_the_followers(env: dict[str, Any]) -> None:
+    feed = quiet_week(env)
+    # A normal check after the quiet week: no spike.
     quiet = run(env, T0 - timedelta(days=1), "alerts", "check")
     assert "0 new spikes" in quiet.output
     # The first poll was a day ago: the baselines lean on the feed's archive for a week more.
@@ -210,13 +217,7 @@ def test_a_spike_goes_to_the_chat_webhook_once_with_retries(
     )
     shown = run(env, T0, "check-config").stdout
     assert "SECRET" not in shown  # the webhook's token is a secret
-    feed = env["feed"]
-    run(env, T0 - timedelta(days=10), "feeds", "add", env["url"])
-    for days_ago in range(1, 9):
-        for hour, title in zip((9, 15), QUIET_TOPICS, strict=True):
-            published = (T0 - timedelta(days=days_ago)).replace(hour=hour, minute=0)
-            feed.items.append((f"{title} ({days_ago} days ago)", published))
-    run(env, T0 - timedelta(days=1), "poll", "--all")
+    feed = quiet_week(env)
     for n, title in enumerate(BURST):
         feed.items.append((title, T0 - timedelta(hours=2, minutes=10 * n)))
     run(env, T0, "poll", "--all")
