@@ -17,6 +17,7 @@ import io
 import re
 import time
 import zipfile
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -41,6 +42,10 @@ WORD_PATTERN = r"(?u)\b\w\w+\b"  # HashingVectorizer's default
 _TOKEN = re.compile(WORD_PATTERN)
 _WHITE_SPACES = re.compile(r"\s\s+")
 ANALYZERS = ("word", "char_wb")
+
+# Texts scored at once: the coordinate arrays of a chunk take ~4 MB; a poll's batch of
+# 1,000 items in one go took 30 MB more, in the poller and in each parse worker.
+CHUNK_TEXTS = 256
 
 _HAS_LETTER = re.compile(r"[^\W\d_]")
 # Function words carry weight in a linear model but explain nothing to a reader.
@@ -118,7 +123,7 @@ class _Columns(dict[str, int]):
         self.n_features = n_features
 
     def __missing__(self, term: str) -> int:
-        if len(self) >= 200_000:
+        if len(self) >= 50_000:
             self.clear()
         column = self[term] = hashed_column(term, self.n_features)
         return column
@@ -142,27 +147,25 @@ class LinearScorer:
     def features(self, branch: Branch, texts: Sequence[str]) -> tuple[Any, Any, Any]:
         """(rows, columns, values): the branch's tf-idf matrix in coordinate form, one entry
         per (text, column), values weighted and normalised as the pipeline does."""
-        row_ids: list[int] = []
-        cols: list[int] = []
         if branch.analyzer == "char_wb":
             # A word's n-grams depend on the word alone, and words repeat far more than
-            # texts: their columns are looked up a word at a time (3x faster).
+            # texts: their columns are looked up a word at a time (3x faster), as packed
+            # int32 bytes that join into one buffer numpy reads without a Python int each.
             of_word = _word_columns(branch).__getitem__
-            for row, text in enumerate(texts):
-                hashed = list(chain.from_iterable(map(of_word, text.lower().split())))
-                cols.extend(hashed)
-                row_ids.extend([row] * len(hashed))
+            packed = [b"".join(map(of_word, text.lower().split())) for text in texts]
+            cols = np.frombuffer(b"".join(packed), dtype=np.int32).astype(np.int64)
+            lengths = np.fromiter(map(len, packed), dtype=np.int64, count=len(packed)) // 4
         else:
             column = _columns(branch).__getitem__  # dict's own lookup, calls __missing__
-            for row, text in enumerate(texts):
-                hashed = list(map(column, branch.ngrams(text)))
-                cols.extend(hashed)
-                row_ids.extend([row] * len(hashed))
-        if not cols:
+            hashed = [list(map(column, branch.ngrams(text))) for text in texts]
+            cols = np.fromiter(chain.from_iterable(hashed), dtype=np.int64)
+            lengths = np.fromiter(map(len, hashed), dtype=np.int64, count=len(hashed))
+        row_ids = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        if not len(cols):
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0, dtype=np.float32)
         # Count each (row, column) once: sklearn's sum_duplicates.
-        keys = np.asarray(row_ids, dtype=np.int64) * branch.size + np.asarray(cols)
+        keys = row_ids * branch.size + cols
         unique, counts = np.unique(keys, return_counts=True)
         rows, cols_a = np.divmod(unique, branch.size)
         values = counts.astype(np.float32)
@@ -230,19 +233,24 @@ class LinearScorer:
         )
 
 
-class _WordColumns(dict[str, tuple[int, ...]]):
-    """word -> the columns of its char_wb n-grams, for one block; emptied when large."""
+class _WordColumns(dict[str, bytes]):
+    """word -> the columns of its char_wb n-grams as native int32 bytes, for one block:
+    a third of a tuple of ints' memory (the cache lives in the poller and in each parse
+    worker). Emptied when large."""
 
     def __init__(self, branch: Branch) -> None:
         super().__init__()
         self.branch = branch
 
-    def __missing__(self, word: str) -> tuple[int, ...]:
-        if len(self) >= 100_000:
+    def __missing__(self, word: str) -> bytes:
+        if len(self) >= 30_000:
             self.clear()
         low, high = self.branch.ngram_range
-        column = _columns(self.branch).__getitem__
-        columns = self[word] = tuple(map(column, char_wb_ngrams(word, low, high)))
+        size = self.branch.size
+        # The word cache already skips the n-grams of known words: a second cache of the
+        # n-grams themselves cost 20 MB and gained nothing measurable.
+        grams = char_wb_ngrams(word, low, high)
+        columns = self[word] = array("i", [hashed_column(g, size) for g in grams]).tobytes()
         return columns
 
 
@@ -298,8 +306,12 @@ class LinearClassifier:
 
     def predict(self, texts: Sequence[str], *, explain: bool = False) -> list[Prediction]:
         """One Prediction per text; texts come from `item_text`."""
-        if not texts:
-            return []
+        predictions: list[Prediction] = []
+        for start in range(0, len(texts), CHUNK_TEXTS):
+            predictions += self._predict_chunk(texts[start : start + CHUNK_TEXTS], explain)
+        return predictions
+
+    def _predict_chunk(self, texts: Sequence[str], explain: bool) -> list[Prediction]:
         probabilities, blocks = self.scorer.probabilities(list(texts))
         predictions = []
         for row, text in enumerate(texts):
