@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+from array import array
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -48,6 +49,10 @@ def _load_identifier() -> Any:
     # set_languages keeps the full model to allow another call; we never make one, and the
     # copy is 28 MB in every parse worker.
     identifier._full_model = None
+    # Two per-state tables of 104,583 Python ints: as arrays they take 6 MB less, and the
+    # walk over a text reads them as fast.
+    identifier._rowbase = array("I", identifier._rowbase)
+    identifier.tk_output = array("i", identifier.tk_output)
     return identifier
 
 
