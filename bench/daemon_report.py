@@ -14,6 +14,7 @@ from typing import Any
 from bench.proctree import Window
 from bench.report import SectionReport, Table, load_average
 from bench.server import ServerConfig, ServerInfo
+from listener.jobs.poll import parse_processes
 
 NAME = "daemon"
 TARGET_MB = 300.0
@@ -117,7 +118,7 @@ def make_report(
 
     problems = [f"FAIL step {step.name}: {p}" for step in steps for p in step.problems]
     poll = settings.poll
-    workers = poll.parse_workers or os.cpu_count() or 1
+    workers = parse_processes(poll.parse_workers, os.cpu_count() or 1)
     polled = sum(1 for step in cycles)
     notes = [
         f"{config.feed_count} feeds x {config.item_count} items, seed {config.seed}, "
@@ -130,7 +131,8 @@ def make_report(
         if cycles
         else "no cycle ran",
         f"feeds: {info.body_bytes / 1e6:.1f} MB generated in {info.generate_s:.1f} s by the "
-        f"server process (its own memory is not counted); poller: parse_workers={workers}, "
+        f"server process (its own memory is not counted); poller: {workers} parse worker "
+        "process(es), "
         f"max_in_flight={poll.limits.max_in_flight}, max_per_host={poll.limits.max_per_host}; "
         f"classification {classified}; logs: JSON lines to daemon.log in the work dir",
         f"this process before the section: VmRSS {before.rss_mb:.0f} MB (Python + bench); "

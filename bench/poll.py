@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--gzip", action="store_true", help="serve gzip when asked for")
     group.add_argument(
-        "--parse-workers", type=int, help="poll.parse_workers (default: the setting, 0 = cores)"
+        "--parse-workers", type=int, help="poll.parse_workers (default: the setting; 0 = cores - 1)"
     )
     group.add_argument("--max-in-flight", type=int, help="poll.max_in_flight (default: setting)")
     group.add_argument("--max-per-host", type=int, help="poll.max_per_host (default: setting)")

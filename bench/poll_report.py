@@ -15,6 +15,7 @@ from typing import Any
 from bench.proctree import Window
 from bench.report import SectionReport, Table, load_average
 from bench.server import ServerConfig, ServerInfo, ServerStats
+from listener.jobs.poll import parse_processes
 
 NAME = "poll"
 COLUMNS = (
@@ -188,7 +189,7 @@ def make_report(
                 )
             )
     poll = settings.poll
-    workers = poll.parse_workers or os.cpu_count() or 1
+    workers = parse_processes(poll.parse_workers, os.cpu_count() or 1)
     notes = [
         f"{config.feed_count} feeds x {config.item_count} items, seed {config.seed}: "
         f"{info.body_bytes / 1e6:.1f} MB of feeds generated in {info.generate_s:.1f} s "
@@ -196,7 +197,7 @@ def make_report(
         f"+{info.expected_new} new, {info.expected_updated} edited items",
         f"server: its own process, {config.hosts} port(s) on 127.0.0.1 (one politeness host "
         f"each), latency {config.latency_ms:g} ms, gzip {'on' if config.gzip else 'off'}",
-        f"poller: parse_workers={workers}, max_in_flight={poll.limits.max_in_flight}, "
+        f"poller: {workers} parse worker process(es), max_in_flight={poll.limits.max_in_flight}, "
         f"max_per_host={poll.limits.max_per_host}; classification {classified}; "
         "items = new + updated rows written",
         "peak_MB: peak of the summed VmRSS of the poller process and its descendants "

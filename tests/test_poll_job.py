@@ -13,7 +13,7 @@ from listener.classify.decision import Prediction
 from listener.config import parse_settings
 from listener.domain import LABELS, FeedSource, Fetched, FetchOutcome, Item, ParsedFeed
 from listener.errors import FetchError
-from listener.jobs.poll import poll_feeds, poll_job
+from listener.jobs.poll import parse_processes, poll_feeds, poll_job
 from listener.jobs.services import Services
 from listener.store import open_store
 from tests.conftest import NOW
@@ -215,3 +215,20 @@ def test_the_poll_detects_the_language_of_the_items_it_writes(tmp_path: Path) ->
     poll_feeds(services, NOW, all_feeds=True)
     rows = store.db.execute("SELECT title, lang FROM items ORDER BY title").fetchall()
     assert rows == [(texts["fr"][0], "fr"), (texts["en"][0], "en")]
+
+
+@pytest.mark.parametrize(
+    ("parse_workers", "cores", "processes"),
+    [
+        (0, 1, 0),  # automatic on one core: inline
+        (0, 2, 1),  # automatic leaves a core to the poller
+        (0, 8, 7),
+        (1, 8, 0),  # 1 always parses inline
+        (2, 1, 2),  # an explicit count is kept
+        (3, 8, 3),
+    ],
+)
+def test_parse_processes_leaves_a_core_to_the_poller(
+    parse_workers: int, cores: int, processes: int
+) -> None:
+    assert parse_processes(parse_workers, cores) == processes

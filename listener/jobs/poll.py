@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import hashlib
+import importlib
 import multiprocessing
 import os
 import queue
@@ -127,7 +128,7 @@ def poll_feeds(services: Services, now: datetime, *, all_feeds: bool = False) ->
     if services.stop.is_set():  # stopped while catching watches up: poll next time
         return results
     poll = services.settings.poll
-    workers = poll.parse_workers or os.cpu_count() or 1
+    workers = parse_processes(poll.parse_workers, os.cpu_count() or 1)
     with _ParsePool(workers, poll.parse_memory_mb, poll.parse_timeout_s) as pool:
         _write_as_fetched(services, sources, _BatchWriter(services, matcher, now, results, pool))
     if services.stop.is_set():
@@ -283,6 +284,19 @@ def _broke(future: Future[ParsedFeed]) -> bool:
     return isinstance(future.exception(), BrokenProcessPool)
 
 
+def parse_processes(parse_workers: int, cores: int) -> int:
+    """How many parse worker processes a poll starts; 0 parses inline, on the fetch thread.
+
+    `parse_workers = 1` parses inline and N > 1 starts N. 0 (automatic) leaves a core to
+    the poller: its fetches, language detection, classification and writes take as much
+    CPU as the parsing, so on two cores one worker polls as fast as two and the process
+    tree holds one worker's memory less (issue 14). One core parses inline.
+    """
+    if parse_workers:
+        return parse_workers if parse_workers > 1 else 0
+    return cores - 1
+
+
 def _worker_died(fetched: Fetched) -> Future[ParsedFeed]:
     future: Future[ParsedFeed] = Future()
     future.set_exception(
@@ -296,10 +310,11 @@ class _ParsePool:
     memory (RLIMIT_AS) and each parse in time; rebuilt when a worker dies.
 
     forkserver: forking the poller itself would copy its HTTP threads' locks mid-use.
-    With one worker, feeds are parsed inline, on this thread, without the bounds.
+    With no worker (`parse_processes` = 0), feeds are parsed inline, without the bounds.
     """
 
     def __init__(self, workers: int, memory_mb: int, timeout_s: float) -> None:
+        """`workers` processes, or inline parsing for 0."""
         self.workers, self.memory_mb, self.timeout_s = workers, memory_mb, timeout_s
         # The fetcher thread submits parses and rebuilds a broken pool; the writer thread
         # submits classifications (`call`).
@@ -307,8 +322,11 @@ class _ParsePool:
         self._executor = self._start()
 
     @property
-    def parallel(self) -> bool:
-        return not isinstance(self._executor, _InlineExecutor)
+    def shares_scoring(self) -> bool:
+        """Whether classification is worth sending here: with two workers or more. A lone
+        worker is already the poll's busiest process, parsing, and the poller keeps the
+        scoring (which also keeps numpy and the model out of the worker's memory)."""
+        return self.workers > 1
 
     def __enter__(self) -> _ParsePool:
         return self
@@ -317,15 +335,20 @@ class _ParsePool:
         self._executor.shutdown(wait=True)
 
     def _start(self) -> Executor:
-        if self.workers <= 1:
+        if self.workers == 0:
             return _InlineExecutor()
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["listener.feeds.parse", "listener.classify.linear"])
+        modules = ["listener.feeds.parse"]
+        if self.shares_scoring:
+            modules.append("listener.classify.linear")
+        # Imported once in the fork server (the first pool's list holds for the process),
+        # and by each worker before its memory bound is taken, in case they were not.
+        context.set_forkserver_preload(modules)
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=context,
-            initializer=_limit_worker_memory,
-            initargs=(self.memory_mb,),
+            initializer=_start_worker,
+            initargs=(self.memory_mb, tuple(modules)),
         )
 
     def submit(self, parse: Parser, feed_id: int, fetched: Fetched) -> Future[ParsedFeed]:
@@ -351,8 +374,11 @@ class _ParsePool:
         self._executor = self._start()
 
 
-def _limit_worker_memory(memory_mb: int) -> None:
-    """Runs first in each worker: cap its address space at what it has plus `memory_mb`."""
+def _start_worker(memory_mb: int, modules: tuple[str, ...]) -> None:
+    """Runs first in each worker: import `modules`, then cap the address space at what the
+    worker has plus `memory_mb`."""
+    for module in modules:
+        importlib.import_module(module)
     page = os.sysconf("SC_PAGE_SIZE")
     with open("/proc/self/statm", encoding="ascii") as statm:
         size = int(statm.read().split()[0]) * page
@@ -523,7 +549,7 @@ class _BatchWriter:
         files = getattr(classifier, "files", None)
         if (
             not isinstance(files, ModelFiles)
-            or not self.pool.parallel
+            or not self.pool.shares_scoring
             or len(items) < OFFLOAD_ITEMS
         ):
             return predict_items(classifier, items)
