@@ -19,7 +19,6 @@ import structlog
 from listener import __version__
 from listener.classify.decision import Classifier
 from listener.classify.deferred import DeferredClassifier, ModelFiles, runtime_path
-from listener.classify.linear import load_runtime_classifier
 from listener.config import Settings, model_path
 from listener.daemon import DaemonScheduler, ScheduledJob, install_signal_handlers
 from listener.feeds.fetch import HttpFetcher
@@ -42,6 +41,8 @@ def load_model(settings: Settings, *, deferred: bool = False) -> Classifier:
     path, uncertain_below = model_path(settings), settings.classifier.uncertain_below
 
     def load() -> Classifier:
+        from listener.classify.linear import load_runtime_classifier  # numpy: when needed
+
         runtime = load_runtime_classifier(path, uncertain_below=uncertain_below)
         if runtime is not None:
             return runtime

@@ -34,11 +34,6 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from listener.errors import ListenerError
@@ -91,6 +86,16 @@ class DaemonScheduler:
     def __init__(
         self, *, misfire_grace_s: int = 3600, on_schedule: OnSchedule | None = None
     ) -> None:
+        # Imported here: one-shot commands use this module's signal and lock helpers, and
+        # APScheduler's import (with its entry-point scan) cost each of them ~25 ms.
+        from apscheduler.events import (
+            EVENT_JOB_MAX_INSTANCES,
+            EVENT_JOB_MISSED,
+            EVENT_JOB_SUBMITTED,
+        )
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         self._misfire_grace_s = misfire_grace_s
         self._on_schedule = on_schedule
         self._scheduler: Any = BackgroundScheduler(
@@ -162,6 +167,9 @@ class DaemonScheduler:
 
     @staticmethod
     def _trigger(job: ScheduledJob) -> Any:
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
         jitter = job.jitter_s or None
         if job.daily_at_utc is not None:
             hour, minute = job.daily_at_utc.split(":")
@@ -179,6 +187,8 @@ class DaemonScheduler:
 
     @staticmethod
     def _on_skipped(event: Any) -> None:
+        from apscheduler.events import EVENT_JOB_MISSED
+
         if event.code == EVENT_JOB_MISSED:
             log.warning(
                 "job_skipped",

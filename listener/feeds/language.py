@@ -16,8 +16,6 @@ from dataclasses import replace
 from functools import cache
 from typing import Any
 
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
 from listener.domain import Item
 
 # Tuned on the 4,905 items of /work/shared/realfeeds: 95% get an answer, and 0.45% of the
@@ -39,6 +37,10 @@ def _identifier() -> Any:
 
 @cache
 def _load_identifier() -> Any:
+    # Imported here: numpy and the model come with it, and a poll with nothing new needs
+    # neither.
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
     identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     # The model also knows ISO 639-3 codes (pcm, ary, zxx...); keep the two-letter ones so
     # the answer fits Item.lang and close dialects don't split the probability.

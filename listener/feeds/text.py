@@ -11,8 +11,6 @@ import html
 import re
 import unicodedata
 
-import ftfy
-
 # Elements whose content is never text a person reads; an unclosed one runs to the end,
 # as in a browser.
 _DROPPED = re.compile(
@@ -82,7 +80,11 @@ def _clean_once(text: str, max_chars: int | None) -> tuple[str, bool]:
         text = text[: _PRECUT_FACTOR * max_chars]  # bounds the repair's cost on whole articles
     # Repair before folding spaces: "Â\xa0" (a UTF-8 no-break space read as Latin-1) is
     # recognisable, "Â " much less so.
-    repaired = ftfy.fix_encoding(_LOST_NBSP.sub(" ", text)) if _looks_mojibaked(text) else text
+    repaired = text
+    if _looks_mojibaked(text):
+        import ftfy  # here: 35 ms of imports that a poll with nothing to parse never needs
+
+        repaired = ftfy.fix_encoding(_LOST_NBSP.sub(" ", text))
     if not repaired.isascii() and not unicodedata.is_normalized("NFC", repaired):
         repaired = unicodedata.normalize("NFC", repaired)
     folded = " ".join(repaired.split())

@@ -40,7 +40,6 @@ from structlog.contextvars import bound_contextvars
 
 from listener.classify.decision import Classifier, Prediction
 from listener.classify.deferred import DeferredClassifier, ModelFiles
-from listener.classify.linear import predict_from_files
 from listener.domain import (
     FeedSource,
     FeedUpdate,
@@ -319,7 +318,9 @@ class _ParsePool:
         # The fetcher thread submits parses and rebuilds a broken pool; the writer thread
         # submits classifications (`call`).
         self._lock = threading.Lock()
-        self._executor = self._start()
+        # Started at the first parse: a poll that gets only 304s starts no process (not even
+        # multiprocessing's resource tracker, a Python interpreter of its own).
+        self._executor: Executor | None = None
 
     @property
     def shares_scoring(self) -> bool:
@@ -332,11 +333,10 @@ class _ParsePool:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     def _start(self) -> Executor:
-        if self.workers == 0:
-            return _InlineExecutor()
         context = multiprocessing.get_context("forkserver")
         modules = ["listener.feeds.parse"]
         if self.shares_scoring:
@@ -352,13 +352,17 @@ class _ParsePool:
         )
 
     def submit(self, parse: Parser, feed_id: int, fetched: Fetched) -> Future[ParsedFeed]:
-        if isinstance(self._executor, _InlineExecutor):
-            return self._executor.submit(parse, feed_id, fetched)
+        if self.workers == 0:
+            return _INLINE.submit(parse, feed_id, fetched)
         return self.call(_parse_bounded, parse, feed_id, fetched, self.memory_mb, self.timeout_s)
 
     def call(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """fn(*args) in a worker; a pool that a worker's death broke is rebuilt first."""
+        if self.workers == 0:
+            return _INLINE.submit(fn, *args)
         with self._lock:
+            if self._executor is None:
+                self._executor = self._start()
             try:
                 return self._executor.submit(fn, *args)
             except BrokenProcessPool:
@@ -370,7 +374,8 @@ class _ParsePool:
             self._restart_locked()
 
     def _restart_locked(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
         self._executor = self._start()
 
 
@@ -426,6 +431,9 @@ class _InlineExecutor(Executor):
         except ParseError as exc:
             future.set_exception(exc)
         return future
+
+
+_INLINE = _InlineExecutor()
 
 
 def _add_parsed(
@@ -553,6 +561,8 @@ class _BatchWriter:
             or len(items) < OFFLOAD_ITEMS
         ):
             return predict_items(classifier, items)
+        from listener.classify.linear import predict_from_files  # numpy: when needed
+
         pairs = [(item.title, item.summary) for item in items]
         size = -(-len(pairs) // self.pool.workers)
         futures = [

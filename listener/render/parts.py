@@ -12,12 +12,14 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-import jinja2
-
 from listener.domain import DigestItem, Recipient
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -69,6 +71,8 @@ class Link:
 
 @cache
 def environment() -> jinja2.Environment:
+    import jinja2  # here: a poll imports the renderers (through the jobs) and renders nothing
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(

@@ -12,11 +12,30 @@ One writer (the job's thread), any number of readers (WAL). Times cross this pac
 boundary as aware datetimes, never as the text the columns hold.
 """
 
+# ruff: noqa: E402  (sqlite-utils must be imported by the guard below, before the mixins)
 from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from pathlib import Path
+
+
+def _import_sqlite_utils_without_numpy() -> None:
+    """Import sqlite-utils as if numpy were not installed. It imports numpy, when present,
+    only to give numpy scalars a column type; listener writes Python values only, and the
+    import cost every command ~50 ms, a warm poll included, which otherwise never needs
+    numpy (issue 14). A process that already holds numpy changes nothing."""
+    if "numpy" in sys.modules or "sqlite_utils" in sys.modules:
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # `import numpy` now fails
+    try:
+        import sqlite_utils  # noqa: F401
+    finally:
+        del sys.modules["numpy"]
+
+
+_import_sqlite_utils_without_numpy()
 
 from sqlite_utils import Database
 
