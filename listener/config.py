@@ -131,6 +131,9 @@ class Settings:
     watches: tuple[Watch, ...] = ()
     # Not a TOML key: where the settings came from (for check-config and relative paths).
     source: str | None = None
+    # Not a TOML key: where listener keeps what it can rebuild (the decompressed language
+    # model); from CACHE_ENV, else $XDG_CACHE_HOME/listener or ~/.cache/listener; None: none.
+    cache_dir: Path | None = None
 
 
 # Component settings whose keys sit in the enclosing table: [poll] interval_minutes, not
@@ -171,14 +174,28 @@ def parse_settings(
 ) -> Settings:
     """Validate a TOML document; raise ConfigError listing every problem with its key."""
     problems: list[str] = []
-    values: Settings = _build(Settings, raw, "", problems, skip=frozenset({"source"}))
+    values: Settings = _build(Settings, raw, "", problems, skip=frozenset({"source", "cache_dir"}))
     if values is not None:
         problems += _check_recipients(values.recipients)
         problems += _check_watches(values.watches)
     if problems:
         raise ConfigError(problems)
     smtp = dataclasses.replace(values.smtp, password=environ.get(SECRET_ENV["smtp_password"], ""))
-    return dataclasses.replace(values, source=source, smtp=smtp)
+    return dataclasses.replace(values, source=source, smtp=smtp, cache_dir=cache_folder(environ))
+
+
+CACHE_ENV = "LISTENER_CACHE_DIR"
+
+
+def cache_folder(environ: Mapping[str, str]) -> Path | None:
+    """Where to keep what can be rebuilt: CACHE_ENV (empty: nowhere), else the user's cache
+    folder ($XDG_CACHE_HOME/listener, by default ~/.cache/listener)."""
+    if CACHE_ENV in environ:
+        return Path(environ[CACHE_ENV]) if environ[CACHE_ENV] else None
+    base = environ.get("XDG_CACHE_HOME") or (
+        str(Path(environ["HOME"]) / ".cache") if environ.get("HOME") else ""
+    )
+    return Path(base) / "listener" if base else None
 
 
 def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
@@ -355,6 +372,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
 def _as_toml(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_as_toml(each) for each in value]
+    if isinstance(value, Path):
+        return str(value)
     if not dataclasses.is_dataclass(value) or isinstance(value, type):
         return value
     cls = type(value)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -40,6 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
     /etc/listener must never leak into a test, nor into the processes tests start), and shift
     the clock before collection, so module-level dates see the shifted "today" too."""
     os.environ["LISTENER_CONFIG_SEARCH"] = ""
+    # One cache folder for the session (the decompressed language model, ~65 MB), never the
+    # host's ~/.cache; removed at exit.
+    os.environ["LISTENER_CACHE_DIR"] = tempfile.mkdtemp(prefix="listener-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LISTENER_CACHE_DIR"], ignore_errors=True)
     value = config.getoption("--clock")
     if not value:
         return

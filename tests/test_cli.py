@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ def test_check_config_prints_effective_settings(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["poll"]["interval_minutes"] == 60
     assert data["database"] == str(tmp_path / "l.db")
+    assert data["cache_dir"] == os.environ["LISTENER_CACHE_DIR"]  # conftest's, not ~/.cache
 
 
 def test_new_database_starts_with_the_starter_feeds(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from listener.config import (
     Settings,
+    cache_folder,
     load_settings,
     model_path,
     parse_duration_minutes,
@@ -134,3 +135,20 @@ def test_a_recipient_that_omits_a_key_gets_the_value_the_default_file_documents(
             assert "Required." in comments[key]
         elif actual != expected:
             assert f'"{actual}" when omitted' in comments[key], f"recipients.{key}"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"LISTENER_CACHE_DIR": "/srv/cache", "XDG_CACHE_HOME": "/x"}, "/srv/cache"),
+        ({"LISTENER_CACHE_DIR": "", "HOME": "/home/ana"}, None),  # empty: no cache
+        ({"XDG_CACHE_HOME": "/x", "HOME": "/home/ana"}, "/x/listener"),
+        ({"HOME": "/home/ana"}, "/home/ana/.cache/listener"),
+        ({}, None),
+    ],
+)
+def test_cache_folder_follows_the_environment(
+    environ: dict[str, str], expected: str | None
+) -> None:
+    assert cache_folder(environ) == (Path(expected) if expected else None)
+    assert parse_settings({}, environ).cache_dir == cache_folder(environ)

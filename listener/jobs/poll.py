@@ -270,7 +270,7 @@ def _fetch_and_parse_all(
                     # scikit-learn (~1.2 s), so import it meanwhile. (One with them loads in
                     # ~30 ms, and its large batches are scored in the workers.)
                     classifier.preload()
-                preload_language_model()
+                preload_language_model(services.settings.cache_dir)
                 future = pool.submit(services.parse, source.id, outcome)
                 pending[future] = (source, outcome, body_hash)
                 collect(max_pending)
