@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import brotli  # type: ignore[import-untyped]  # no stubs
+import httpcore
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,8 +27,11 @@ from pytest_httpserver import HTTPServer
 from listener.domain import FeedSource, Fetched, FetchLimits, NotModified
 from listener.errors import FeedGone, FetchError
 from listener.feeds.fetch import (
+    _CURRENT,
     _DECODERS,
     _PIECE_BYTES,
+    _Deadline,
+    _DeadlineStream,
     fetch_feed,
     fetch_many,
     make_client,
@@ -785,3 +789,83 @@ def test_fetch_many_lets_an_unexpected_error_propagate(httpserver: HTTPServer) -
 def test_fetch_limits_refuse_a_pool_that_could_never_start_a_request() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         FetchLimits(max_per_host=0)
+
+
+def test_a_connection_the_pool_closes_under_a_fetch_is_closed_when_the_fetch_ends(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    """encode/httpcore#1110: the pool can close, from another thread, a connection it has
+    just handed to a request. Before the fix the fetch then waited for its read timeout (or
+    failed with EBADF); now it completes, and the connection is closed after it."""
+    asked, answer, hung_up = threading.Event(), threading.Event(), threading.Event()
+
+    def handler(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+        asked.set()
+        answer.wait(5)
+        conn.sendall(response(FEED, close=False))  # keep-alive: only the client may close
+        if conn.recv(1) == b"":
+            hung_up.set()
+
+    server = raw_server(handler)
+    outcome: list[object] = []
+    with make_client(LIMITS) as client:
+        thread = threading.Thread(
+            target=lambda: outcome.append(fetch_feed(client, source(server.url()), LIMITS))
+        )
+        thread.start()
+        assert asked.wait(5)  # the request is on the wire, the fetch waits for the answer
+        [connection] = client._transport._pool.connections  # type: ignore[attr-defined]
+        connection.close()  # what another thread's pool pass does
+        answer.set()
+        thread.join(10)
+        assert isinstance(outcome[0], Fetched)
+        assert outcome[0].body == FEED
+        assert hung_up.wait(5)  # the close the pool asked for, once the fetch was over
+
+
+class _FakeNetworkStream(httpcore.NetworkStream):
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return b""
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def get_extra_info(self, info: str) -> object:
+        return None
+
+
+def test_a_fetch_that_starts_on_a_connection_already_closed_asks_for_another() -> None:
+    inner = _FakeNetworkStream()
+    stream = _DeadlineStream(inner)
+    stream.close()  # by the pool, between handing it out and the request's first write
+    assert inner.closed == 1
+    token = _CURRENT.set(_Deadline(5.0))
+    try:
+        with pytest.raises(httpcore.ConnectionNotAvailable):  # httpcore retries elsewhere
+            stream.write(b"GET / HTTP/1.1\r\n\r\n")
+    finally:
+        _CURRENT.reset(token)
+
+
+def test_a_close_during_a_fetch_waits_for_its_end_and_happens_once() -> None:
+    inner = _FakeNetworkStream()
+    stream = _DeadlineStream(inner)
+    deadline = _Deadline(5.0)
+    token = _CURRENT.set(deadline)
+    try:
+        stream.write(b"GET / HTTP/1.1\r\n\r\n")
+        stream.close()
+        assert inner.closed == 0  # the fetch is still reading its answer
+        stream.read(100)
+    finally:
+        _CURRENT.reset(token)
+    deadline.finish()
+    assert inner.closed == 1
+    deadline.finish()  # once
+    assert inner.closed == 1

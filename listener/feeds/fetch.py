@@ -111,6 +111,7 @@ def _fetch_within(
         raise _error_for(source.url, exc, deadline) from exc
     finally:
         _CURRENT.reset(token)
+        deadline.finish()
 
 
 def fetch_many(
@@ -401,8 +402,10 @@ class _Deadline:
         self.started_at = time.monotonic()
         self.fired = False  # ran out, or aborted: whatever was read last is not a whole body
         self.aborted = False
+        self.finished = False  # the fetch has ended: its connections may be closed
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
+        self._streams: list[_DeadlineStream] = []
 
     def remaining_s(self) -> float:
         if self.aborted:
@@ -431,6 +434,18 @@ class _Deadline:
             if self.aborted and self._socket is not None:
                 _shut_down(self._socket)
 
+    def using(self, stream: _DeadlineStream) -> None:
+        with self._lock:
+            self._streams.append(stream)
+
+    def finish(self) -> None:
+        """The fetch has ended: close what the pool asked to close while it ran."""
+        with self._lock:
+            self.finished = True
+            streams, self._streams = self._streams, []
+        for stream in streams:
+            stream.release()
+
     def abort(self) -> None:
         """Stop now: a blocked read wakes (shutdown), every later socket call fails."""
         with self._lock:
@@ -450,17 +465,44 @@ class _RefusedAddress(httpcore.ConnectError):
 
 
 class _DeadlineStream(httpcore.NetworkStream):
-    """A connection whose every read and write is bounded by the current fetch's deadline."""
+    """A connection whose every read and write is bounded by the current fetch's deadline.
+
+    It also keeps httpcore's pool from closing it under a fetch (encode/httpcore#1110, open in
+    1.0.9): the pool can take a connection it has just handed to a waiting request for an idle
+    one and close it from another thread, which left that fetch waiting for its read timeout
+    (30 s) or failed it with EBADF, once in a few polls of many hosts. A close while a fetch
+    uses the connection now waits for that fetch to end, and a fetch that starts on a
+    connection already closed asks httpcore for another one (ConnectionNotAvailable).
+    """
 
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self._inner = inner
+        self._lock = threading.Lock()
+        self._user: _Deadline | None = None  # the fetch using it last
+        self._closed = False
+        self._close_when_done = False
 
     def _clip(self, timeout: float | None) -> float | None:
         deadline = _CURRENT.get()
         if deadline is None:
             return timeout
+        with self._lock:
+            if self._closed:
+                raise httpcore.ConnectionNotAvailable()
+            if self._user is not deadline:
+                self._user = deadline
+                deadline.using(self)
         deadline.watch(self._inner.get_extra_info("socket"))
         return deadline.clip(timeout)
+
+    def release(self) -> None:
+        """The fetch that used it ended: a close asked for meanwhile happens now."""
+        with self._lock:
+            if not self._close_when_done:
+                return
+            self._close_when_done = False
+            self._closed = True
+        self._inner.close()
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._inner.read(max_bytes, self._clip(timeout))
@@ -469,6 +511,11 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._inner.write(buffer, self._clip(timeout))
 
     def close(self) -> None:
+        with self._lock:
+            if self._user is not None and not self._user.finished:
+                self._close_when_done = True
+                return
+            self._closed = True
         self._inner.close()
 
     def start_tls(
@@ -544,8 +591,11 @@ class _DeadlineTransport(httpx.HTTPTransport):
         super().__init__(trust_env=False)
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=limits.max_in_flight,
-            max_keepalive_connections=limits.max_in_flight,
+            # fetch_many bounds the requests in flight. A pool capped at that number closed
+            # an idle connection to open each new one once feeds spread over more hosts
+            # (337 connections for 1,000 304s on 16 hosts): it keeps twice that many now.
+            max_connections=None,
+            max_keepalive_connections=2 * limits.max_in_flight,
             network_backend=_DeadlineBackend(limits.refuse_private_addresses),
         )
 
