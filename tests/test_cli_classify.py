@@ -296,7 +296,7 @@ def test_model_evaluate_real_reads_the_dev_set_or_says_it_is_absent(tmp_path: Pa
     assert "real-item evaluation skipped" in missing.stderr
 
 
-def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None:
+def write_tiny_corpus(tmp_path: Path) -> Path:
     from tests.classifier_data import TINY
 
     corpus = tmp_path / "corpus"
@@ -313,6 +313,44 @@ def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None
                     ),
                 ]
             )
+    return corpus
+
+
+def test_model_train_adapts_the_corpus_model_to_corrections(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    from listener.classify.decision import item_text
+    from listener.classify.model import load_classifier
+
+    httpserver.expect_request("/feed").respond_with_data(HR_FEED)
+    invoke(tmp_path, "feeds", "add", str(httpserver.url_for("/feed")))
+    invoke(tmp_path, "poll", "--all")
+    conn = sqlite3.connect(tmp_path / "l.db")
+    item_id, title, summary = conn.execute(
+        "SELECT id, title, summary FROM items WHERE guid = '3'"
+    ).fetchone()
+    invoke(tmp_path, "label", str(item_id), "communication")
+    corpus = write_tiny_corpus(tmp_path)
+    plain, adapted = tmp_path / "plain.skops", tmp_path / "adapted.skops"
+    invoke(tmp_path, "model", "train", "--corpus", str(corpus), "--output", str(plain))
+    result = invoke(
+        tmp_path, "model", "train", "--include-corrections", "--corpus", str(corpus),
+        "--output", str(adapted),
+    )  # fmt: skip
+    assert "+ 1 corrections" in result.stdout
+    before = json.loads(plain.with_suffix(".json").read_text())
+    after = json.loads(adapted.with_suffix(".json").read_text())
+    assert after["training_corrections"] == 1
+    assert after["correction_prior_sd"] == 1.0
+    assert after["thresholds"] == before["thresholds"]  # the corpus model's, not re-tuned
+    text = [item_text(title, summary)]
+    (old,) = load_classifier(plain).predict(text)
+    (new,) = load_classifier(adapted).predict(text)
+    assert new.scores["communication"] > old.scores["communication"]
+
+
+def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None:
+    corpus = write_tiny_corpus(tmp_path)
     model = tmp_path / "m.skops"
     train = ("model", "train", "--corpus", str(corpus), "--output", str(model))
     first = invoke(tmp_path, *train)

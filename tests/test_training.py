@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from listener.classify.model import LABELS, item_text, make_classifier
 from listener.classify.training import (
+    CORRECTION_PRIOR_SD,
     FEED_LIKE_WEIGHT,
     CorpusError,
     LabelledRow,
@@ -20,6 +22,7 @@ from listener.classify.training import (
     build_pipeline,
     evaluate,
     fit_pipeline,
+    fit_residual,
     format_evaluation,
     label_matrix,
     main,
@@ -174,30 +177,63 @@ def test_train_classifier_takes_corrections_which_win() -> None:
     corrected = LabelledRow(rows[0].id, "en", ("other",), rows[0].title, rows[0].summary)
     extra = LabelledRow("item:abc", "en", ("human_resources",), "Recruiters wanted", "")
     _, metadata = train_classifier(rows, corrections=[corrected, extra], threshold_folds=2)
-    assert metadata["training_rows"] == len(rows) + 1
+    # the corpus row a correction replaces is left out of the corpus fit
+    assert metadata["training_rows"] == len(rows) - 1
     assert metadata["training_corrections"] == 2
+    assert metadata["correction_prior_sd"] == CORRECTION_PRIOR_SD
     assert metadata["training_rows_per_label_lang"]["marketing"]["en"] == 3
 
 
-def test_weighted_corrections_push_the_linear_model_further() -> None:
+NEWSLETTER = LabelledRow(
+    "item:1", "en", ("customer_service",), "Quarterly newsletter for our partners", ""
+)
+
+
+def scores_of(pipeline: Any, titles: list[str]) -> Any:
+    return pipeline.predict_proba([item_text(title, "") for title in titles])
+
+
+def test_corrections_adapt_the_corpus_model_and_keep_its_thresholds() -> None:
     rows = tiny_rows()
-    text = item_text("Quarterly newsletter for our partners", "")
-    corrections = [
-        LabelledRow(f"item:{n}", "en", ("customer_service",), title, "")
-        for n, title in enumerate(
-            ["Quarterly newsletter for our partners", "Newsletter for partners, spring edition"]
-        )
+    _, plain = train_classifier(rows, threshold_folds=2)
+    pipeline, metadata = train_classifier(rows, corrections=[NEWSLETTER], threshold_folds=2)
+    assert metadata["thresholds"] == plain["thresholds"]
+    assert metadata["training_sha256"] == plain["training_sha256"]
+    titles = [
+        "Quarterly newsletter for our partners",
+        "Partners newsletter, quarterly edition",
+        "We are hiring a senior recruiter",
     ]
+    before = scores_of(train_classifier(rows, threshold_folds=2)[0], titles)
+    after = scores_of(pipeline, titles)
+    rise = np.log(after / (1 - after)) - np.log(before / (1 - before))
+    service = LABELS.index("customer_service")
+    # the corrected item and its near-duplicate move towards the person's label (about 2
+    # logits for one correction against a confident model), an unrelated item much less
+    assert rise[0, service] > 1.0
+    assert rise[1, service] > 0.3
+    assert abs(rise[2, service]) < rise[1, service] / 2
 
-    def margin(weight: float) -> float:
-        pipeline, _ = train_classifier(
-            rows, corrections=corrections, correction_weight=weight, threshold_folds=2
-        )
-        features = pipeline.named_steps["features"].transform([text])
-        label = pipeline.named_steps["classifier"].estimators_[LABELS.index("customer_service")]
-        return float(label.calibrated_classifiers_[0].estimator.decision_function(features)[0])
 
-    assert margin(5.0) > margin(1.0) + 0.1
+def test_adapted_model_scores_the_same_from_its_arrays() -> None:
+    pipeline, metadata = train_classifier(tiny_rows(), corrections=[NEWSLETTER], threshold_folds=2)
+    texts = [item_text(row.title, row.summary) for row in tiny_rows()[:8]]
+    runtime = make_classifier(pipeline, metadata).scorer.probabilities(texts)[0]
+    assert np.allclose(runtime, pipeline.predict_proba(texts), atol=1e-5)
+
+
+def test_fit_residual_stays_at_zero_without_evidence_or_freedom() -> None:
+    features = sparse.csr_matrix(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    offset = np.zeros(2)
+    truth = np.array([1.0, 0.0])
+    fitted = fit_residual(features, offset, truth, prior_sd=1.0)
+    assert fitted[0] == 0.0  # a column no correction uses
+    assert fitted[1] > 0 > fitted[2]  # the positive row's feature up, the negative's down
+    assert not fit_residual(features, offset, truth, prior_sd=0.0).any()
+    # a tighter prior keeps the weights smaller; a row already scored right moves less
+    assert abs(fit_residual(features, offset, truth, prior_sd=0.1)[1]) < fitted[1]
+    confident = fit_residual(features, np.array([4.0, -4.0]), truth, prior_sd=1.0)
+    assert confident[1] < fitted[1]
 
 
 def test_fit_pipeline_matches_scikit_learns_own_fit_without_weights() -> None:
