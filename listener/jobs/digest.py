@@ -75,7 +75,7 @@ def digest_data(
     labels = {label for counts in per_day for label in counts}
     daily_counts = {label: tuple(counts.get(label, 0) for counts in per_day) for label in labels}
     unhealthy = []
-    for row in store.list_feeds():
+    for row in store.list_feeds(with_item_count=False):
         if recipient.tags and not set(recipient.tags) & set(row.tags):
             continue
         state = health_of(row, now, settings.poll.silent_after_days)
