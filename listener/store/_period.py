@@ -21,12 +21,12 @@ MAX_ITEM_AGE = timedelta(days=7)
 # over the whole database for every query (seconds at a million items).
 # Models newest first (index models_last_used), each checked with one probe of predictions'
 # primary key: the CROSS JOIN keeps SQLite from sorting every item's predictions instead.
-_VERSION = """(SELECT models.version FROM models CROSS JOIN predictions
+MODEL_VERSION = """(SELECT models.version FROM models CROSS JOIN predictions
                 ON predictions.item_id = {item_id} AND predictions.model_version = models.version
                 ORDER BY models.last_used_at DESC LIMIT 1)"""
 PERIOD_CTE = f"""
     WITH period AS MATERIALIZED (
-        SELECT items.id, {_VERSION.format(item_id="items.id")} AS version
+        SELECT items.id, {MODEL_VERSION.format(item_id="items.id")} AS version
         FROM items JOIN feeds ON feeds.id = items.feed_id
         WHERE items.fetched_at >= :start AND items.fetched_at < :end
           AND items.published_at >= :oldest {{tag_filter}}
@@ -35,7 +35,7 @@ PERIOD_CTE = f"""
 # The same for chosen items, given as a JSON array in :ids.
 IDS_CTE = f"""
     WITH period AS MATERIALIZED (
-        SELECT value AS id, {_VERSION.format(item_id="value")} AS version
+        SELECT value AS id, {MODEL_VERSION.format(item_id="value")} AS version
         FROM json_each(:ids)
     )
 """
