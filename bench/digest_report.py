@@ -117,9 +117,9 @@ def make_report(
         "(SQLite's default 2 MB page cache; the OS cache is warm: the file was just written); "
         "cpu_s: this process's CPU time for it, the machine being shared",
         "split (a second, separate run): data_s = digest_data; items_q, counts_q (the 7 "
-        "label_counts queries together) and feeds_q (list_feeds) are the store calls inside "
-        "digest_data, timed once more on their own; build_s, render_s = build_digest, "
-        "render_digest",
+        "label_counts queries together) and feeds_q (list_feeds, health only) are the store "
+        "calls inside digest_data, timed once more on their own; build_s, render_s = "
+        "build_digest, render_digest",
         f"SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
         f"{os.cpu_count()} cores, load average at the end {load_average()}; database in "
         f"{db_path}",

@@ -333,7 +333,7 @@ class FeedRow:
     gone_at: datetime | None
     last_warning: str | None
     last_new_item_at: datetime | None
-    item_count: int
+    item_count: int  # only when listed with_item_count
 
 
 # -- classification -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from listener.digest.build import (
+    _parsed_url_key,
     build_digest,
     group_stories,
     is_empty,
@@ -299,6 +300,25 @@ def test_url_key_keeps_what_identifies_the_page(a: str, b: str) -> None:
 )
 def test_url_key_is_none_for_what_is_not_a_web_page(url: str | None) -> None:
     assert url_key(url) is None
+
+
+_URL_PART = st.text(
+    st.sampled_from("aZ09.-_/:@?#&=%~ \t\n\xa0\u2003é[]") | st.characters(), max_size=12
+)
+
+
+@given(
+    st.sampled_from(["http://", "https://", "HTTPS://", " https://", "ftp://", ""]),
+    st.sampled_from(["www.", "", "WWW."]),
+    st.from_regex(r"[a-z0-9.-]{0,8}", fullmatch=True) | _URL_PART,
+    st.from_regex(r"(/[a-z0-9/._~-]{0,8})?", fullmatch=True) | _URL_PART,
+)
+def test_url_key_of_a_plain_url_is_what_the_parser_makes_of_it(
+    scheme: str, www: str, host: str, rest: str
+) -> None:
+    # url_key skips urllib's parser for a lowercase host and a plain path.
+    url = f"{scheme}{www}{host}{rest}"
+    assert url_key(url) == _parsed_url_key(url)
 
 
 @pytest.mark.parametrize(

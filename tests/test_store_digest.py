@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from listener.config import parse_settings
+from listener.digest.periods import digest_period
+from listener.domain import Recipient
+from listener.jobs.digest import PeriodReads, digest_data
 from listener.store import Store, open_store
 from tests.conftest import NOW
 from tests.polls import apply_poll
@@ -164,3 +168,58 @@ def test_digest_items_and_counts_use_effective_labels(store: Store) -> None:
         store.db.execute("SELECT label, count(*) FROM item_labels GROUP BY label").fetchall()
     )
     assert view == {"human_resources": 1, "communication": 1}
+
+
+def test_an_item_only_an_older_model_classified_keeps_that_models_labels(store: Store) -> None:
+    store.add_feed("https://a.example/feed", now=NOW)
+    (source,) = store.feed_sources(None)
+    at = NOW - timedelta(hours=3)
+    items = [make_item(source.id, n) for n in (1, 2)]
+    apply_poll(store, poll(source.id, started_at=at), items)
+    ids = store.item_ids_for_keys([item.key for item in items])
+    # Recorded newest first: the order of the models table is not the order of use.
+    store.record_model("v2", {}, NOW)
+    store.record_model("v1", {}, NOW - timedelta(days=2))
+    store.save_predictions(
+        "v1",
+        [
+            (ids[items[0].key], _Prediction(("marketing",), {"marketing": 0.8}, False)),
+            (ids[items[1].key], _Prediction(("marketing",), {"marketing": 0.8}, False)),
+        ],
+        at,
+    )
+    store.save_predictions(
+        "v2", [(ids[items[1].key], _Prediction(("other",), {"other": 0.7}, False))], at
+    )
+    got = {i.title: (i.labels, dict(i.scores)) for i in store.digest_items(*PERIOD, ())}
+    assert got == {
+        "Item 1": (("marketing",), {"marketing": 0.8}),
+        "Item 2": (("other",), {"other": 0.7}),
+    }
+    assert store.label_counts(*PERIOD, ()) == {"marketing": 1, "other": 1}
+    view = dict(
+        store.db.execute("SELECT label, count(*) FROM item_labels GROUP BY label").fetchall()
+    )
+    assert view == {"marketing": 1, "other": 1}
+
+
+def test_digests_of_one_run_read_a_shared_period_once(store: Store, tmp_path: Path) -> None:
+    store.add_feed("https://a.example/feed", now=NOW)
+    (source,) = store.feed_sources(None)
+    apply_poll(
+        store, poll(source.id, started_at=NOW - timedelta(hours=3)), [make_item(source.id, 1)]
+    )
+    settings = parse_settings({"database": str(tmp_path / "x.db"), "import_opml_on_init": ""}, {})
+    everyone = Recipient("everyone", "all@example.com", "Europe/Paris")
+    hr = Recipient("hr", "hr@example.com", "Europe/Paris", functions=("human_resources",))
+    period = digest_period(everyone, (NOW + timedelta(days=1)).date())
+    alone = [digest_data(store, settings, r, period, NOW) for r in (everyone, hr)]
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+    reads = PeriodReads(store)
+    shared = [digest_data(store, settings, r, period, NOW, reads) for r in (everyone, hr)]
+    store.db.conn.set_trace_callback(None)
+    assert shared == alone
+    assert len(shared[0].items) == 1
+    # The day's items and the 7 days' counts, once for both recipients.
+    assert sum("WITH period" in sql for sql in statements) == 1 + 7

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -44,6 +45,9 @@ _TRACKING_NAMES = (
 )
 _TRACKING_PARAMS = frozenset(_TRACKING_NAMES.split())
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+# A URL whose parts urlsplit returns unchanged: http(s), a lowercase host without port or
+# user, a path without whitespace, no query or fragment.
+_PLAIN_URL = re.compile(r"https?://(?P<host>[a-z0-9.-]+)(?P<path>/[^?#\s]*)?")
 _NON_WORD = re.compile(r"[\W_]+")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
@@ -58,6 +62,17 @@ def url_key(url: str | None) -> str | None:
     or tracking parameters, the query sorted. None for anything but an http(s) URL."""
     if not url:
         return None
+    # Most links are a lowercase host and a path: urlsplit and parse_qsl would return them
+    # as they are (a third of a busy day's digest build went to them).
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain:
+        host = plain["host"].removeprefix("www.")
+        return f"{host}{(plain['path'] or '').rstrip('/')}" if host else None
+    return _parsed_url_key(url)
+
+
+def _parsed_url_key(url: str) -> str | None:
+    """url_key of any URL, through urllib's parser."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -131,13 +146,13 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
     uncertain items worth a look, and the feeds that need attention."""
     items = data.items
     labels = [*LABELS, *sorted({lb for item in items for lb in item.labels} - set(LABELS))]
-    counts = {
-        label: sum(1 for item in items if label in item.labels and not item.uncertain)
-        for label in labels
-    }
+    # One pass over the items, not one per label.
+    confident = Counter(lb for item in items if not item.uncertain for lb in set(item.labels))
+    counts = {label: confident[label] for label in labels}
     averages = {label: daily_average(data.daily_counts.get(label, ())) for label in labels}
     followed = _followed(recipient)
     groups = _group(items)
+    by_label = _groups_by_label(groups)
     sections = tuple(
         Section(
             label=label,
@@ -146,9 +161,9 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
             previous_daily_average=averages[label],
             change_pct=change_pct(counts[label], averages[label]),
             stories=tuple(
-                rank_stories(_section_stories(groups, label), label, period.ends_at)[
-                    : recipient.items_per_section
-                ]
+                rank_stories(
+                    _section_stories(by_label.get(label, ()), label), label, period.ends_at
+                )[: recipient.items_per_section]
             ),
         )
         for label in followed
@@ -193,6 +208,19 @@ def _followed(recipient: Recipient) -> tuple[str, ...]:
     # LABELS order whatever the config's order: "other" last, and the same place every day.
     wanted = set(recipient.functions) or set(LABELS)
     return tuple(label for label in LABELS if label in wanted)
+
+
+def _groups_by_label(
+    groups: Sequence[Sequence[DigestItem]],
+) -> dict[str, list[Sequence[DigestItem]]]:
+    """label -> the groups with a copy confidently labelled so, in order (each section then
+    looks at its own groups, not at every group of the day)."""
+    by_label: dict[str, list[Sequence[DigestItem]]] = {}
+    for group in groups:
+        labels = {lb for item in group if not item.uncertain for lb in item.labels}
+        for label in labels:
+            by_label.setdefault(label, []).append(group)
+    return by_label
 
 
 def _section_stories(groups: Sequence[Sequence[DigestItem]], label: str) -> list[Story]:
@@ -248,6 +276,8 @@ def _group(items: Sequence[DigestItem]) -> list[list[DigestItem]]:
             if key is None:
                 continue
             other = first_with.setdefault((kind, key), index)
+            if other == index:
+                continue  # the key's first item: nothing to join
             a, b = root(index), root(other)
             if a != b:
                 parent[max(a, b)] = min(a, b)  # the smaller root keeps input order stable
@@ -263,6 +293,8 @@ def _story(group: Sequence[DigestItem], score: _ScoreFn) -> Story:
 
 def _story_with_lead(lead: DigestItem, group: Sequence[DigestItem]) -> Story:
     """`lead` plus one copy per other feed (the earliest published of each)."""
+    if len(group) == 1:
+        return Story(lead=lead)  # most stories: no sort, no set
     feeds = {lead.feed_url}
     others = []
     for item in sorted(group, key=lambda item: (item.published_at.timestamp(), item.item_id)):
@@ -274,6 +306,8 @@ def _story_with_lead(lead: DigestItem, group: Sequence[DigestItem]) -> Story:
 
 def _best(items: Sequence[DigestItem], score: _ScoreFn) -> DigestItem:
     """The best-scored item, then the earliest published, then the lowest id."""
+    if len(items) == 1:
+        return items[0]
     return min(items, key=lambda item: (-score(item), item.published_at.timestamp(), item.item_id))
 
 

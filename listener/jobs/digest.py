@@ -27,7 +27,7 @@ from listener.digest.periods import (
     latest_due_period,
 )
 from listener.digest.watches import followed_watches, with_watches
-from listener.domain import DigestData, DigestPeriod, FeedHealth, Recipient
+from listener.domain import DigestData, DigestItem, DigestPeriod, FeedHealth, Recipient
 from listener.feeds.schedule import health_of
 from listener.jobs.sending import (
     WEBHOOK_SUFFIX,
@@ -58,16 +58,49 @@ class DigestOutcome:
     delivery: str | None = None
 
 
+class PeriodReads:
+    """The period reads of one digest job run, each done once: recipients in one time zone
+    following the same feeds (and a recipient's webhook summary after its email) share the
+    period's items and the 7 days' label counts, ~0.5 s of a digest at a million items.
+    Made per run, so a later run reads afresh."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._items: dict[tuple[datetime, datetime, tuple[str, ...]], list[DigestItem]] = {}
+        self._counts: dict[tuple[datetime, datetime, tuple[str, ...]], dict[str, int]] = {}
+
+    def digest_items(
+        self, start: datetime, end: datetime, tags: tuple[str, ...]
+    ) -> list[DigestItem]:
+        key = (start, end, tags)
+        if key not in self._items:
+            self._items[key] = self.store.digest_items(start, end, tags)
+        return self._items[key]
+
+    def label_counts(self, start: datetime, end: datetime, tags: tuple[str, ...]) -> dict[str, int]:
+        key = (start, end, tags)
+        if key not in self._counts:
+            self._counts[key] = self.store.label_counts(start, end, tags)
+        return self._counts[key]
+
+
 def digest_data(
-    store: Store, settings: Settings, recipient: Recipient, period: DigestPeriod, now: datetime
+    store: Store,
+    settings: Settings,
+    recipient: Recipient,
+    period: DigestPeriod,
+    now: datetime,
+    reads: PeriodReads | None = None,
 ) -> DigestData:
-    """Everything build_digest needs: the period's items, the 7 days before, feed health."""
-    items = store.digest_items(period.starts_at, period.ends_at, recipient.tags)
+    """Everything build_digest needs: the period's items, the 7 days before, feed health.
+    `reads` shares the period reads between the digests of one job run."""
+    reads = reads or PeriodReads(store)
+    items = reads.digest_items(period.starts_at, period.ends_at, recipient.tags)
     watches = followed_watches(recipient, [row.watch() for row in store.list_watches()])
     per_day, watch_per_day = [], []
     for days_back in range(7, 0, -1):
         earlier = digest_period(recipient, period.day - timedelta(days=days_back))
-        per_day.append(store.label_counts(earlier.starts_at, earlier.ends_at, recipient.tags))
+        per_day.append(reads.label_counts(earlier.starts_at, earlier.ends_at, recipient.tags))
         if watches:
             watch_per_day.append(
                 store.period_mention_counts(earlier.starts_at, earlier.ends_at, recipient.tags)
@@ -75,7 +108,7 @@ def digest_data(
     labels = {label for counts in per_day for label in counts}
     daily_counts = {label: tuple(counts.get(label, 0) for counts in per_day) for label in labels}
     unhealthy = []
-    for row in store.list_feeds():
+    for row in store.list_feeds(with_item_count=False):
         if recipient.tags and not set(recipient.tags) & set(row.tags):
             continue
         state = health_of(row, now, settings.poll.silent_after_days)
@@ -151,6 +184,7 @@ def send_due_digests(store: Store, settings: Settings, now: datetime) -> list[Di
     """Send every recipient's due digest exactly once (claim, send, mark; release on error)."""
     outcomes = []
     history_since = store.first_fetched_at()
+    reads = PeriodReads(store)
     for recipient in settings.recipients:
         period = latest_due_period(recipient, now)
         day = period.day.isoformat()
@@ -161,14 +195,14 @@ def send_due_digests(store: Store, settings: Settings, now: datetime) -> list[Di
             now=now,
         )
         with structlog.contextvars.bound_contextvars(recipient=recipient.name, day=day):
-            outcome = _send_one(store, settings, recipient, period, day, now)
+            outcome = _send_one(store, settings, recipient, period, day, now, reads)
         outcomes.append(outcome)
         if recipient.webhook_digest and recipient.webhook_url:
             # Its own exactly-once row (`NAME#webhook`), like a spike alert's chat message.
             channel = f"{recipient.name}{WEBHOOK_SUFFIX}"
             with structlog.contextvars.bound_contextvars(recipient=channel, day=day):
                 outcomes.append(
-                    _send_one(store, settings, recipient, period, day, now, webhook=True)
+                    _send_one(store, settings, recipient, period, day, now, reads, webhook=True)
                 )
     return outcomes
 
@@ -180,6 +214,7 @@ def _send_one(
     period: DigestPeriod,
     day: str,
     now: datetime,
+    reads: PeriodReads,
     *,
     webhook: bool = False,
 ) -> DigestOutcome:
@@ -194,7 +229,7 @@ def _send_one(
         return DigestOutcome(channel, day, "skipped", reason)
 
     def compose() -> Letter | None:
-        data = digest_data(store, settings, recipient, period, now)
+        data = digest_data(store, settings, recipient, period, now, reads)
         digest = make_digest(recipient, period, data)
         if is_empty(digest) and not recipient.send_when_empty:
             return None

@@ -19,6 +19,7 @@ from listener.store._base import (
     to_db_time,
     wrap_errors,
 )
+from listener.store._period import MODEL_VERSION
 
 
 class ItemsMixin(StoreBase):
@@ -139,11 +140,8 @@ class ItemsMixin(StoreBase):
 
 
 # The model version whose prediction counts for an item: the most recently used model that
-# classified it (as the digest reads it, store._period).
-_VERSION = """(SELECT predictions.model_version FROM predictions
-                JOIN models ON models.version = predictions.model_version
-                WHERE predictions.item_id = items.id
-                ORDER BY models.last_used_at DESC LIMIT 1)"""
+# classified it (as the digest reads it).
+_VERSION = MODEL_VERSION.format(item_id="items.id")
 _PREDICTION_JOIN = """LEFT JOIN predictions ON predictions.item_id = base.id
     AND predictions.model_version = base.model_version"""
 _HUMAN = "EXISTS (SELECT 1 FROM labels WHERE labels.item_id = base.id)"

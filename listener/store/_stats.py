@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from listener.store._base import StoreBase, wrap_errors
-from listener.store._period import EFFECTIVE_LABELS, PERIOD_CTE, TAG_FILTER, window_params
+from listener.store._period import EFFECTIVE_LABEL_PAIRS, PERIOD_CTE, TAG_FILTER, window_params
 
 # Pseudo-labels of the counts that are not a function's.
 TOTAL = "(items)"
@@ -17,7 +17,7 @@ _FEED_COUNTS_SQL = (
     PERIOD_CTE
     + f"""
     SELECT items.feed_id, effective.label, count(*)
-    FROM ({EFFECTIVE_LABELS}) AS effective JOIN items ON items.id = effective.id
+    FROM ({EFFECTIVE_LABEL_PAIRS}) AS effective JOIN items ON items.id = effective.id
     GROUP BY items.feed_id, effective.label
     UNION ALL
     SELECT items.feed_id, '{TOTAL}', count(*)

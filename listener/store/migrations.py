@@ -321,3 +321,17 @@ def m005_fts_inserts_by_batch(db: Database) -> None:
     # trigger and 3.5-4.1 s by batch (issue 14). Changed and deleted items keep their
     # triggers (items_au, items_ad). Items are only inserted by Store.apply_all.
     db.execute("DROP TRIGGER IF EXISTS items_ai")
+
+
+@migrations()
+def m006_digest_period_indexes(db: Database) -> None:
+    # The digest reads a period's items (and its 7-day baseline) by fetched_at, keeping those
+    # published within a week, from chosen feeds: with published_at and feed_id in the index
+    # that selection reads no items row (~3 of a day's 8 ms at a million items). It replaces
+    # items_fetched, a prefix of it.
+    db.execute("CREATE INDEX items_fetched_published ON items(fetched_at, published_at, feed_id)")
+    db.execute("DROP INDEX IF EXISTS items_fetched")
+    # Which model's prediction counts for an item is the most recently used model that
+    # classified it: walking the models newest first on this index, each item costs one
+    # primary-key probe into predictions, not a sort.
+    db.execute("CREATE INDEX models_last_used ON models(last_used_at)")
