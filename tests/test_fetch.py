@@ -30,6 +30,7 @@ from listener.feeds.fetch import (
     _CURRENT,
     _DECODERS,
     _PIECE_BYTES,
+    FeedClient,
     _Deadline,
     _DeadlineStream,
     fetch_feed,
@@ -50,7 +51,7 @@ def httpserver_listen_address() -> tuple[str, int]:
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
+def client() -> Iterator[FeedClient]:
     # Shared, as in the daemon (and building its TLS context takes ~0.1 s).
     with make_client(LIMITS) as client:
         yield client
@@ -166,7 +167,7 @@ def source(
     return FeedSource(id=id, url=url, etag=etag, last_modified=last_modified)
 
 
-def fetch_error(client: httpx.Client, url: str, limits: FetchLimits = LIMITS) -> FetchError:
+def fetch_error(client: FeedClient, url: str, limits: FetchLimits = LIMITS) -> FetchError:
     with pytest.raises(FetchError) as caught:
         fetch_feed(client, source(url), limits)
     return caught.value
@@ -176,7 +177,7 @@ def fetch_error(client: httpx.Client, url: str, limits: FetchLimits = LIMITS) ->
 
 
 def test_fetch_feed_returns_body_status_and_lowercased_headers(
-    httpserver: HTTPServer, client: httpx.Client
+    httpserver: HTTPServer, client: FeedClient
 ) -> None:
     headers = {
         "ETag": '"v1"',
@@ -203,7 +204,7 @@ def test_fetch_feed_returns_body_status_and_lowercased_headers(
 
 
 def test_fetch_feed_sends_user_agent_and_accepted_encodings(
-    httpserver: HTTPServer, client: httpx.Client
+    httpserver: HTTPServer, client: FeedClient
 ) -> None:
     limits = FetchLimits(user_agent="listener-test/1.0 (+https://example.org)")
     httpserver.expect_request(
@@ -215,7 +216,7 @@ def test_fetch_feed_sends_user_agent_and_accepted_encodings(
 
 
 def test_fetch_feed_sends_validators_and_returns_not_modified_on_304(
-    httpserver: HTTPServer, client: httpx.Client
+    httpserver: HTTPServer, client: FeedClient
 ) -> None:
     last_modified = "Wed, 01 Jan 2025 00:00:00 GMT"
     httpserver.expect_request(
@@ -231,7 +232,7 @@ def test_fetch_feed_sends_validators_and_returns_not_modified_on_304(
 
 
 def test_fetch_feed_sends_no_validators_when_it_has_none(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     server = raw_server(lambda conn, head, stop: conn.sendall(response()))
 
@@ -242,7 +243,7 @@ def test_fetch_feed_sends_no_validators_when_it_has_none(
 
 
 def test_fetch_feed_sends_a_non_ascii_etag_back_as_utf8(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     server = raw_server(lambda conn, head, stop: conn.sendall(response()))
 
@@ -267,7 +268,7 @@ def test_fetch_feed_sends_a_non_ascii_etag_back_as_utf8(
 )
 def test_fetch_feed_decodes_compressed_bodies(
     httpserver: HTTPServer,
-    client: httpx.Client,
+    client: FeedClient,
     coding: str,
     compress: Callable[[bytes], bytes],
 ) -> None:
@@ -294,7 +295,7 @@ def test_fetch_feed_decodes_compressed_bodies(
     ],
 )
 def test_fetch_feed_refuses_a_body_it_cannot_decode(
-    httpserver: HTTPServer, client: httpx.Client, coding: str, body: bytes
+    httpserver: HTTPServer, client: FeedClient, coding: str, body: bytes
 ) -> None:
     httpserver.expect_request("/feed").respond_with_data(body, headers={"Content-Encoding": coding})
 
@@ -304,7 +305,7 @@ def test_fetch_feed_refuses_a_body_it_cannot_decode(
 
 
 def test_fetch_feed_refuses_a_declared_length_over_the_cap_without_reading_it(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     def handle(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
@@ -318,7 +319,7 @@ def test_fetch_feed_refuses_a_declared_length_over_the_cap_without_reading_it(
 
 
 def test_fetch_feed_refuses_an_undeclared_length_over_the_cap(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     def handle(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 2000)
@@ -329,7 +330,7 @@ def test_fetch_feed_refuses_an_undeclared_length_over_the_cap(
 
 
 def test_fetch_feed_accepts_a_body_exactly_at_the_cap(
-    httpserver: HTTPServer, client: httpx.Client
+    httpserver: HTTPServer, client: FeedClient
 ) -> None:
     httpserver.expect_request("/feed").respond_with_data(b"x" * 1000)
 
@@ -357,7 +358,7 @@ def _brotli_of_zeros(size: int) -> bytes:
 @pytest.mark.parametrize(("coding", "bomb"), [("gzip", _gzip_of_zeros), ("br", _brotli_of_zeros)])
 def test_fetch_feed_refuses_a_compression_bomb_without_inflating_it(
     raw_server: Callable[..., RawServer],
-    client: httpx.Client,
+    client: FeedClient,
     coding: str,
     bomb: Callable[[int], bytes],
 ) -> None:
@@ -405,7 +406,7 @@ def test_decoders_are_exact_and_bounded_however_the_body_is_split(
 
 @pytest.mark.parametrize(("status", "reason"), [(404, "Not Found"), (500, "Internal Server Error")])
 def test_fetch_feed_reports_http_errors_with_status(
-    httpserver: HTTPServer, client: httpx.Client, status: int, reason: str
+    httpserver: HTTPServer, client: FeedClient, status: int, reason: str
 ) -> None:
     httpserver.expect_request("/feed").respond_with_data(b"nope", status=status)
 
@@ -418,7 +419,7 @@ def test_fetch_feed_reports_http_errors_with_status(
     )
 
 
-def test_fetch_feed_raises_feed_gone_on_410(httpserver: HTTPServer, client: httpx.Client) -> None:
+def test_fetch_feed_raises_feed_gone_on_410(httpserver: HTTPServer, client: FeedClient) -> None:
     httpserver.expect_request("/feed").respond_with_data(b"", status=410)
     url = httpserver.url_for("/feed")
 
@@ -433,7 +434,7 @@ def test_fetch_feed_raises_feed_gone_on_410(httpserver: HTTPServer, client: http
     [(429, "120"), (503, "Wed, 21 Oct 2025 07:28:00 GMT"), (503, None)],
 )
 def test_fetch_feed_reports_throttling_with_the_raw_retry_after(
-    httpserver: HTTPServer, client: httpx.Client, status: int, retry_after: str | None
+    httpserver: HTTPServer, client: FeedClient, status: int, retry_after: str | None
 ) -> None:
     headers = {"Retry-After": retry_after} if retry_after else {}
     httpserver.expect_request("/feed").respond_with_data(b"", status=status, headers=headers)
@@ -456,7 +457,7 @@ def redirect(server: HTTPServer, path: str, status: int, location: str) -> None:
     ("status", "permanent"), [(301, True), (308, True), (302, False), (303, False), (307, False)]
 )
 def test_fetch_feed_follows_a_redirect_and_reports_only_permanent_moves(
-    httpserver: HTTPServer, client: httpx.Client, status: int, permanent: bool
+    httpserver: HTTPServer, client: FeedClient, status: int, permanent: bool
 ) -> None:
     redirect(httpserver, "/old", status, "/new")  # relative Location
     httpserver.expect_request("/new").respond_with_data(FEED)
@@ -473,7 +474,7 @@ def test_fetch_feed_follows_a_redirect_and_reports_only_permanent_moves(
     ("first", "second", "permanent"), [(301, 308, True), (301, 302, False), (302, 301, False)]
 )
 def test_fetch_feed_reports_a_permanent_move_only_when_every_hop_is_permanent(
-    httpserver: HTTPServer, client: httpx.Client, first: int, second: int, permanent: bool
+    httpserver: HTTPServer, client: FeedClient, first: int, second: int, permanent: bool
 ) -> None:
     redirect(httpserver, "/a", first, httpserver.url_for("/b"))  # absolute Location
     redirect(httpserver, "/b", second, "c")  # relative to /b
@@ -486,7 +487,7 @@ def test_fetch_feed_reports_a_permanent_move_only_when_every_hop_is_permanent(
 
 
 def test_fetch_feed_returns_not_modified_at_the_end_of_a_permanent_redirect(
-    httpserver: HTTPServer, client: httpx.Client
+    httpserver: HTTPServer, client: FeedClient
 ) -> None:
     redirect(httpserver, "/old", 301, "/new")
     httpserver.expect_request("/new", headers={"If-None-Match": '"v1"'}).respond_with_data(
@@ -501,7 +502,7 @@ def test_fetch_feed_returns_not_modified_at_the_end_of_a_permanent_redirect(
 
 @pytest.mark.parametrize("chain", [["/a", "/a"], ["/a", "/b", "/a"]])
 def test_fetch_feed_detects_a_redirect_loop(
-    httpserver: HTTPServer, client: httpx.Client, chain: list[str]
+    httpserver: HTTPServer, client: FeedClient, chain: list[str]
 ) -> None:
     for path, target in itertools.pairwise(chain):
         redirect(httpserver, path, 302, target)
@@ -511,7 +512,7 @@ def test_fetch_feed_detects_a_redirect_loop(
 
 @pytest.mark.parametrize(("hops", "ok"), [(3, True), (4, False)])
 def test_fetch_feed_follows_at_most_max_redirects(
-    httpserver: HTTPServer, client: httpx.Client, hops: int, ok: bool
+    httpserver: HTTPServer, client: FeedClient, hops: int, ok: bool
 ) -> None:
     for hop in range(hops):
         redirect(httpserver, f"/r{hop}", 301, f"/r{hop + 1}")
@@ -527,7 +528,7 @@ def test_fetch_feed_follows_at_most_max_redirects(
 
 @pytest.mark.parametrize("location", ["ftp://127.0.0.1/feed", "file:///etc/passwd", None])
 def test_fetch_feed_refuses_a_redirect_to_a_non_http_url_or_nowhere(
-    httpserver: HTTPServer, client: httpx.Client, location: str | None
+    httpserver: HTTPServer, client: FeedClient, location: str | None
 ) -> None:
     headers = {"Location": location} if location else {}
     httpserver.expect_request("/feed").respond_with_data(b"", status=301, headers=headers)
@@ -540,14 +541,14 @@ def test_fetch_feed_refuses_a_redirect_to_a_non_http_url_or_nowhere(
 @pytest.mark.parametrize(
     "url", ["ftp://127.0.0.1/feed", "file:///etc/passwd", "feed.xml", "http://", "http://[::1"]
 )
-def test_fetch_feed_refuses_urls_that_are_not_absolute_http(client: httpx.Client, url: str) -> None:
+def test_fetch_feed_refuses_urls_that_are_not_absolute_http(client: FeedClient, url: str) -> None:
     assert fetch_error(client, url).kind == "bad_url"
 
 
 # --- network failures and time limits ---------------------------------------------------------
 
 
-def test_fetch_feed_reports_a_refused_connection(client: httpx.Client) -> None:
+def test_fetch_feed_reports_a_refused_connection(client: FeedClient) -> None:
     error = fetch_error(client, closed_port_url())
 
     assert error.kind == "connect"
@@ -555,7 +556,7 @@ def test_fetch_feed_reports_a_refused_connection(client: httpx.Client) -> None:
 
 
 def test_fetch_feed_reports_a_connection_closed_before_any_response(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     server = raw_server(lambda conn, head, stop: None)  # reads the request, hangs up
 
@@ -563,7 +564,7 @@ def test_fetch_feed_reports_a_connection_closed_before_any_response(
 
 
 def test_fetch_feed_times_out_when_the_server_never_answers(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     server = raw_server(lambda conn, head, stop: stop.wait())
     limits = FetchLimits(read_timeout_s=0.3, total_timeout_s=10)
@@ -595,7 +596,7 @@ def trickle(head: bytes, interval_s: float = 0.1) -> Handler:
     ],
 )
 def test_fetch_feed_enforces_the_total_deadline_on_a_trickling_server(
-    raw_server: Callable[..., RawServer], client: httpx.Client, head: bytes
+    raw_server: Callable[..., RawServer], client: FeedClient, head: bytes
 ) -> None:
     server = raw_server(trickle(head, interval_s=0.05))
     limits = FetchLimits(read_timeout_s=0.3, total_timeout_s=0.6)
@@ -608,7 +609,7 @@ def test_fetch_feed_enforces_the_total_deadline_on_a_trickling_server(
 
 
 def test_fetch_feed_deadline_interrupts_a_read_blocked_longer_than_it(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     def stall(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n<rss>")
@@ -624,7 +625,7 @@ def test_fetch_feed_deadline_interrupts_a_read_blocked_longer_than_it(
 
 
 def test_fetch_feed_deadline_of_a_finished_fetch_spares_the_reused_connection(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     def keep_alive(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
         while head:
@@ -670,7 +671,7 @@ def tls_server(
 
 
 def test_fetch_feed_reports_an_untrusted_certificate_as_tls(
-    tls_server: Callable[[Handler], RawServer], client: httpx.Client
+    tls_server: Callable[[Handler], RawServer], client: FeedClient
 ) -> None:
     server = tls_server(lambda conn, head, stop: conn.sendall(response()))
 
@@ -685,7 +686,9 @@ def test_fetch_feed_deadline_interrupts_a_blocked_read_over_tls(
         stop.wait()
 
     server = tls_server(stall)
-    trusting = httpx.Client(verify=ssl.create_default_context(cafile=tls_cert[0]), trust_env=False)
+    trusting = FeedClient(
+        httpx.HTTPTransport(verify=ssl.create_default_context(cafile=tls_cert[0]), trust_env=False)
+    )
 
     started = time.monotonic()
     with trusting:
@@ -699,7 +702,7 @@ def test_fetch_feed_deadline_interrupts_a_blocked_read_over_tls(
 
 
 def test_fetch_many_never_exceeds_max_per_host_and_yields_each_feed_once(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     gauge = Gauge()
     server = raw_server(slow_echo(gauge))
@@ -714,7 +717,7 @@ def test_fetch_many_never_exceeds_max_per_host_and_yields_each_feed_once(
 
 
 def test_fetch_many_never_exceeds_max_in_flight_across_hosts(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     gauge = Gauge()
     servers = [raw_server(slow_echo(gauge)) for _ in range(3)]
@@ -728,7 +731,7 @@ def test_fetch_many_never_exceeds_max_in_flight_across_hosts(
 
 
 def test_fetch_many_yields_results_as_they_complete(
-    raw_server: Callable[..., RawServer], client: httpx.Client
+    raw_server: Callable[..., RawServer], client: FeedClient
 ) -> None:
     def handle(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
         if head.startswith(b"GET /slow "):
@@ -744,7 +747,7 @@ def test_fetch_many_yields_results_as_they_complete(
 
 
 def test_fetch_many_yields_failures_alongside_successes(
-    httpserver: HTTPServer, client: httpx.Client
+    httpserver: HTTPServer, client: FeedClient
 ) -> None:
     httpserver.expect_request("/ok").respond_with_data(FEED)
     httpserver.expect_request("/same").respond_with_data(b"", status=304)
@@ -774,7 +777,7 @@ def test_fetch_many_yields_failures_alongside_successes(
     assert isinstance(results[3], FeedGone)
 
 
-def test_fetch_many_of_nothing_yields_nothing(client: httpx.Client) -> None:
+def test_fetch_many_of_nothing_yields_nothing(client: FeedClient) -> None:
     assert list(fetch_many(client, [], LIMITS)) == []
 
 
@@ -814,7 +817,7 @@ def test_a_connection_the_pool_closes_under_a_fetch_is_closed_when_the_fetch_end
         )
         thread.start()
         assert asked.wait(5)  # the request is on the wire, the fetch waits for the answer
-        [connection] = client._transport._pool.connections  # type: ignore[attr-defined]
+        [connection] = client.transport._pool.connections  # type: ignore[attr-defined]
         connection.close()  # what another thread's pool pass does
         answer.set()
         thread.join(10)
