@@ -453,6 +453,25 @@ def redirect(server: HTTPServer, path: str, status: int, location: str) -> None:
     )
 
 
+def test_a_cookie_set_on_a_redirect_goes_to_the_next_hop_and_no_further(
+    httpserver: HTTPServer, client: FeedClient
+) -> None:
+    httpserver.expect_request("/feed").respond_with_data(
+        b"", status=302, headers={"Location": "/checked", "Set-Cookie": "seen=1; Path=/"}
+    )
+    httpserver.expect_request("/checked", headers={"Cookie": "seen=1"}).respond_with_data(FEED)
+
+    outcome = fetch_feed(client, source(httpserver.url_for("/feed")), LIMITS)
+
+    assert isinstance(outcome, Fetched)
+    assert outcome.body == FEED
+    httpserver.clear()
+    httpserver.expect_request("/checked").respond_with_data(FEED)
+    fetch_feed(client, source(httpserver.url_for("/checked")), LIMITS)
+    [(request, _)] = httpserver.log
+    assert "Cookie" not in request.headers  # the next fetch starts without it
+
+
 @pytest.mark.parametrize(
     ("status", "permanent"), [(301, True), (308, True), (302, False), (303, False), (307, False)]
 )
