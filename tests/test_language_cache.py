@@ -51,6 +51,9 @@ def test_a_damaged_copy_falls_back_to_the_shipped_file(
     [copy] = tmp_path.iterdir()
     copy.write_bytes(copy.read_bytes()[: 1 << 20])  # cut short, as by a full disk
     assert_same_model(_read_model(tmp_path), shipped)
+    assert not copy.exists()  # dropped, so that the next load writes it whole again
+    assert_same_model(_read_model(tmp_path), shipped)
+    assert copy.stat().st_size > 1 << 20
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")

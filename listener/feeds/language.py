@@ -10,6 +10,7 @@ model's 70 MB and ran on every unchanged item too (issue 14)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import lzma
 import os
@@ -87,13 +88,15 @@ def _read_model(cache_dir: Path | None) -> tuple[Any, ...]:
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     cached = cache_dir / f"py3langid-{digest}.npz"
     if not cached.is_file():
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
             with lzma.open(source) as stream, partial.open("wb") as out:
                 shutil.copyfileobj(stream, out, length=1 << 20)
             partial.replace(cached)  # whole or absent, whichever process writes it
         except OSError:  # read-only, full: the cache is an optimisation
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
             return tuple(modelio.load_model(source))
     try:
         with np.load(cached, allow_pickle=False) as data:
@@ -106,7 +109,10 @@ def _read_model(cache_dir: Path | None) -> tuple[Any, ...]:
                 data["out_feat"].tolist(),
             )
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-        return tuple(modelio.load_model(source))  # a damaged copy: the file itself
+        # A damaged copy: read the file itself, and drop the copy so the next load rewrites it.
+        with contextlib.suppress(OSError):
+            cached.unlink(missing_ok=True)
+        return tuple(modelio.load_model(source))
 
 
 def _as_array(values: Any) -> array[int]:
