@@ -357,7 +357,8 @@ class _ParsePool:
         return self.call(_parse_bounded, parse, feed_id, fetched, self.memory_mb, self.timeout_s)
 
     def call(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        """fn(*args) in a worker; a pool that a worker's death broke is rebuilt first."""
+        """fn(*args) in a worker (here, without one); a pool that a worker's death broke is
+        rebuilt first."""
         if self.workers == 0:
             return _INLINE.submit(fn, *args)
         with self._lock:
@@ -422,7 +423,7 @@ def _parse_bounded(
 
 
 class _InlineExecutor(Executor):
-    """Runs the call at submit time, on this thread: one parse worker, no process."""
+    """Runs the call at submit time, on this thread: no worker process (`parse_processes` = 0)."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
