@@ -25,6 +25,7 @@ from listener.classify.training import (
     fit_residual,
     format_evaluation,
     label_matrix,
+    macro_f1_interval,
     main,
     normalise_skops,
     parse_rows,
@@ -290,7 +291,30 @@ def test_evaluation_report_shape() -> None:
     assert json.loads(json.dumps(report_as_dict(report)))["overall"]["rows"] == len(rows)
     text = format_evaluation(report)
     assert "macro-F1" in text
+    assert "95% interval" in text
     assert all(label in text for label in LABELS)
+    low, high = report.overall.macro_f1_interval
+    assert low <= report.overall.macro_f1 <= high
+
+
+def test_macro_f1_interval_is_a_reproducible_bootstrap_that_narrows_with_more_rows() -> None:
+    rng = np.random.default_rng(7)
+    truth = rng.random((60, len(LABELS))) < 0.3
+    guess = truth ^ (rng.random(truth.shape) < 0.2)  # a fifth of the decisions wrong
+    low, high = macro_f1_interval(truth, guess)
+    assert 0.0 < low < high < 1.0
+    assert macro_f1_interval(truth, guess) == (low, high)  # seeded: the same rows, the same
+    big_low, big_high = macro_f1_interval(np.tile(truth, (10, 1)), np.tile(guess, (10, 1)))
+    assert big_high - big_low < (high - low) / 2  # ten times the rows: about a third as wide
+    assert low < big_low < big_high < high
+
+
+def test_macro_f1_interval_edges() -> None:
+    every = np.ones((5, len(LABELS)), dtype=bool)
+    assert macro_f1_interval(every, every) == (1.0, 1.0)
+    assert macro_f1_interval(every, ~every) == (0.0, 0.0)
+    empty = np.zeros((0, len(LABELS)), dtype=bool)
+    assert macro_f1_interval(empty, empty) == (0.0, 0.0)
 
 
 # --- `python -m listener.classify.training` -------------------------------------------------------
