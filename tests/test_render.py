@@ -26,9 +26,14 @@ from hypothesis import strategies as st
 
 from listener.digest.build import build_digest
 from listener.digest.model import Digest
-from listener.digest.periods import digest_period
+from listener.digest.periods import digest_period, fit_to_history
 from listener.domain import DigestData, DigestItem, FeedHealth, Recipient
-from listener.render.digest import digest_subject, message_id, render_digest
+from listener.render.digest import (
+    digest_subject,
+    message_id,
+    render_digest,
+    render_digest_summary,
+)
 
 GOLDEN = Path(__file__).parent / "data" / "digests" / "sample.txt"
 UPDATE_GOLDEN = os.environ.get("LISTENER_UPDATE_GOLDEN") == "1"
@@ -404,10 +409,28 @@ def test_excerpts_are_cut_at_a_word_and_skip_repeated_titles() -> None:
     assert "(AFP)" not in text  # item 103's summary only repeats its title
 
 
+def test_a_digest_stretched_past_its_day_names_its_real_bounds() -> None:
+    """A new install's first digest covers from its day's start to now, not "yesterday"."""
+    day = digest_period(TEAM, DAY)
+    first_poll_at = day.ends_at + timedelta(hours=1)
+    period = fit_to_history(
+        day, history_since=first_poll_at, previous_end=None, now=day.ends_at + timedelta(hours=8)
+    )
+    data = DigestData(items=ITEMS[8:], daily_counts=DAILY, unhealthy_feeds=HEALTH)
+    digest = build_digest(TEAM, period, data)
+    _, text, page = parts(digest)
+    span = "from Wed 25 Nov 00:00 to Thu 26 Nov 08:00"  # Europe/Paris
+    assert f"1 new item {span}" in text
+    assert f"Nothing new {span} in the functions you follow." in html.unescape(page)
+    assert "yesterday" not in text + page
+    empty = build_digest(TEAM, period, dataclasses.replace(data, items=()))
+    assert f"Nothing new {span}." in render_digest_summary(empty).get_content()
+
+
 def test_empty_digest_says_nothing_new() -> None:
     _, text, page = parts(sample_digest(items=ITEMS[8:]))
-    assert "Nothing new yesterday in the functions you follow." in text
-    assert "Nothing new yesterday in the functions you follow." in page
+    assert "Nothing new on Wednesday 25 November 2026 in the functions you follow." in text
+    assert "Nothing new on Wednesday 25 November 2026 in the functions you follow." in page
     assert "1 new item on Wednesday 25 November 2026" in text
     assert "Feed health" in page  # still worth knowing
     assert_inert(page)

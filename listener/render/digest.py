@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 from listener.digest.build import is_empty, top_guesses
 from listener.digest.model import Digest, Section, Story
-from listener.domain import LABELS, DigestItem, FeedHealth
+from listener.domain import LABELS, DigestItem, DigestPeriod, FeedHealth
 from listener.feeds.text import truncate
 from listener.render.parts import (
     DAYS,
@@ -148,7 +148,8 @@ def render_digest_summary(digest: Digest) -> EmailMessage:
     ]
     if digest.uncertain:
         parts.append(f"{len(digest.uncertain)} uncertain to review")
-    paragraph = " · ".join(parts) if parts else "Nothing new yesterday."
+    zone = ZoneInfo(digest.recipient.timezone)
+    paragraph = " · ".join(parts) if parts else f"Nothing new {covered_span(digest.period, zone)}."
     email = digest.recipient.email
     summary = EmailMessage()
     summary["Subject"] = digest_subject(digest)
@@ -169,6 +170,24 @@ def message_id(digest: Digest, domain: str) -> str:
 # -- formatting -----------------------------------------------------------------------------
 
 
+def covered_span(period: DigestPeriod, zone: ZoneInfo) -> str:
+    """'on Friday 4 December 2026' when the digest covers that whole local day, else its
+    real bounds: a first digest stretched to the install's first poll or a day cut short by
+    the previous digest reads 'from Fri 4 Dec 00:00 to Sat 5 Dec 07:30' ("yesterday" would
+    be wrong there)."""
+    covered = period.day - timedelta(days=1)
+    start, end = period.starts_at.astimezone(zone), period.ends_at.astimezone(zone)
+    whole_day = (start.date(), start.time(), end.date(), end.time()) == (
+        covered,
+        time(0),
+        period.day,
+        time(0),
+    )
+    if whole_day:
+        return f"on {long_date(covered)}"
+    return f"from {local_time(start, zone, None)} to {local_time(end, zone, None)}"
+
+
 def _context(digest: Digest, generated_at: datetime) -> dict[str, object]:
     zone = ZoneInfo(digest.recipient.timezone)
     covered = digest.period.day - timedelta(days=1)
@@ -183,7 +202,7 @@ def _context(digest: Digest, generated_at: datetime) -> dict[str, object]:
         "preheader": " — ".join(part for part in (summary, first) if part),
         "recipient": digest.recipient,
         "day_long": long_date(digest.period.day),
-        "covered_long": long_date(covered),
+        "covered_span": covered_span(digest.period, zone),
         "timezone": digest.recipient.timezone,
         "total_items": digest.total_items,
         "empty": is_empty(digest),
