@@ -88,7 +88,8 @@ def open_services(
 
 
 def daemon_jobs(services: Services) -> list[ScheduledJob]:
-    """The daemon's job table: what runs, how often."""
+    """The daemon's job table: what runs, how often. At start they run in this order: the
+    poll first, so a new install's first digest reads what it stored."""
     settings = services.settings
     daemon = settings.daemon
 

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -55,7 +55,7 @@ class ScheduledJob:
     every_s: float | None = None  # interval trigger
     daily_at_utc: str | None = None  # "03:30": cron trigger, UTC
     jitter_s: float = 0.0  # random delay added to each run, at most this
-    run_at_start: bool = True
+    run_at_start: bool = True  # such jobs start in the order start() is given them
     # "default" runs jobs one at a time (SQLite has one writer); "side" for the heartbeat.
     executor: str = "default"
     quiet: bool = False  # log a successful run at debug (the heartbeat, every 30 s)
@@ -119,10 +119,13 @@ class DaemonScheduler:
         if len(set(names)) != len(names):
             raise ValueError(f"job names must be unique: {names}")
         now = datetime.now(UTC)
-        for job in jobs:
+        for position, job in enumerate(jobs):
             options: dict[str, Any] = {}
             if job.run_at_start:
-                options["next_run_time"] = now
+                # APScheduler runs jobs due at the same instant in order of their ids, which put
+                # "digest" before "poll": a new install's first digest went out empty before the
+                # first poll had stored anything. A microsecond apart, they start in list order.
+                options["next_run_time"] = now + timedelta(microseconds=position)
             self._scheduler.add_job(
                 _run_logged,
                 args=(job,),

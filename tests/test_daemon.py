@@ -85,6 +85,32 @@ def test_jobs_run_at_start() -> None:
         assert digest.wait_for(1)
 
 
+def test_jobs_run_at_start_in_the_order_given_not_by_name() -> None:
+    """APScheduler orders jobs due at one instant by id; the digest must not read before the
+    first poll has stored anything."""
+    order: list[str] = []
+    names = ["poll", "digest", "alerts"]  # the reverse of their alphabetical order
+    runs = {name: Runs(lambda name=name: order.append(name)) for name in names}
+    jobs = [ScheduledJob(name, runs[name], every_s=3600) for name in names]
+
+    with running(jobs):
+        assert all(run.wait_for(1) for run in runs.values())
+
+    assert order == names
+
+
+def test_the_daemon_polls_before_its_digest_and_alerts() -> None:
+    from types import SimpleNamespace
+
+    from listener.app import daemon_jobs
+    from listener.config import parse_settings
+
+    services: Any = SimpleNamespace(settings=parse_settings({}, {}))  # the table reads only these
+    names = [job.name for job in daemon_jobs(services) if job.run_at_start]
+    assert names[0] == "poll"
+    assert {"digest", "alerts"} <= set(names)
+
+
 def test_a_job_not_run_at_start_waits_for_its_time() -> None:
     maintenance = Runs()
     job = ScheduledJob("maintenance", maintenance, daily_at_utc="03:30", run_at_start=False)
