@@ -619,8 +619,8 @@ def _slice_report(pairs: Sequence[tuple[LabelledRow, Any]]) -> SliceReport:
         confusion[LABELS.index(row.primary)][LABELS.index(best)] += 1
     n = len(pairs)
     shape = (n, len(LABELS))  # (0, 6) too, when a slice is empty
-    truth = np.array([[label in row.labels for label in LABELS] for row, _ in pairs], dtype=bool)
-    guess = np.array([[label in p.labels for label in LABELS] for _, p in pairs], dtype=bool)
+    truths = np.array([[label in row.labels for label in LABELS] for row, _ in pairs], dtype=bool)
+    guesses = np.array([[label in p.labels for label in LABELS] for _, p in pairs], dtype=bool)
     return SliceReport(
         rows=n,
         macro_f1=round(sum(s.f1 for s in per_label.values()) / len(LABELS), 4),
@@ -628,7 +628,7 @@ def _slice_report(pairs: Sequence[tuple[LabelledRow, Any]]) -> SliceReport:
         top_accuracy=round(sum(confusion[i][i] for i in range(len(LABELS))) / n, 4) if n else 0.0,
         uncertain_rate=round(sum(p.uncertain for _, p in pairs) / n, 4) if n else 0.0,
         confusion=tuple(tuple(line) for line in confusion),
-        macro_f1_interval=macro_f1_interval(truth.reshape(shape), guess.reshape(shape)),
+        macro_f1_interval=macro_f1_interval(truths.reshape(shape), guesses.reshape(shape)),
     )
 
 
