@@ -100,6 +100,9 @@ def test_item_text_cleans_markup_entities_and_mojibake() -> None:
     [
         ("Acme hires", "Acme hires 40 nurses in Lyon", "40 nurses in Lyon"),
         ("Acme hires", "Acme hires: the plan", "the plan"),
+        # a title parse_feed made from the start of the summary of an item without one
+        ("Our API is down for some users,…", "Our API is down for some users, sorry!", "sorry!"),
+        ("Acme hires…", "Acme fires 10", "Acme fires 10"),
         ("T", "Pay rises. The post T appeared first on Acme Blog.", "Pay rises."),
         ("T", "Salaires. L’article T est apparu en premier sur Le Blog.", "Salaires."),
         ("T", "By Jo Doe Posted on 07-17-2021 We are hiring", "We are hiring"),

@@ -27,7 +27,7 @@ DEFAULT_UNCERTAIN_BELOW = 0.5
 METADATA_FORMAT = 1
 
 # Bump when item_text changes what the model sees: a model trained on other text is refused.
-ITEM_TEXT_VERSION = 2
+ITEM_TEXT_VERSION = 3
 # The title is the densest signal and feed summaries run to hundreds of words; the lead
 # carries the topic, and vectorising only it keeps classification at several thousand
 # items/s per core (the cost is linear in the characters the analyzers see). A 400-char
@@ -122,8 +122,11 @@ def item_text(title: str, summary: str) -> str:
 
 def strip_boilerplate(title: str, summary: str) -> str:
     """Pure: the summary without the title echoed at its start and feed boilerplate."""
-    if title and summary.startswith(title):
-        summary = summary[len(title) :].lstrip(_TITLE_ECHO_TRIM)
+    # A title made from the summary's start when the item had none ("First words…", as
+    # parse_feed makes it) is an echo too.
+    echo = title[:-1].rstrip() if title.endswith("…") else title
+    if echo and summary.startswith(echo):
+        summary = summary[len(echo) :].lstrip(_TITLE_ECHO_TRIM)
     folded = summary.lower()
     for markers, pattern in _BOILERPLATE:
         # Substring tests first: the regexes cost a tenth of classification when always run.
