@@ -628,6 +628,10 @@ def test_fit_to_history(
     fitted = fit_to_history(period, history_since=history, previous_end=previous, now=now)
     if expected == "stretched":
         assert (fitted.starts_at, fitted.ends_at) == (period.starts_at, now)
+        # Stored times have whole seconds: what was stored in the current one is included.
+        later = now + timedelta(microseconds=250_000)
+        fitted = fit_to_history(period, history_since=history, previous_end=previous, now=later)
+        assert fitted.ends_at == now + timedelta(seconds=1)
     elif expected == "shifted":
         assert previous is not None
         assert (fitted.starts_at, fitted.ends_at) == (previous, period.ends_at)

@@ -270,6 +270,24 @@ def test_the_first_digest_after_install_covers_what_was_stored_since_the_first_p
     assert len(env["smtp"].inbox.messages) == 2
 
 
+def test_a_first_digest_in_the_same_second_as_the_first_poll_shows_its_items(
+    env: dict[str, Any],
+) -> None:
+    """The daemon runs its first digest right after its first poll: stored times have whole
+    seconds, so the period must not end at the very second the items carry."""
+    poll_now(env)
+    conn = sqlite3.connect(env["db"])
+    (stored_at,) = conn.execute("SELECT max(fetched_at) FROM items").fetchone()
+    conn.close()
+    same_second = datetime.fromisoformat(stored_at) + timedelta(milliseconds=400)
+    with time_machine.travel(same_second, tick=False):
+        first = cli_run(env, "digest", "--send")
+    assert ": sent, 5 items via smtp" in first.output
+    with time_machine.travel(next_morning(), tick=False):
+        second = cli_run(env, "digest", "--send")
+    assert ": sent, 0 items via smtp" in second.output  # and none of them twice
+
+
 def test_test_digest_needs_send_and_a_recipient(env: dict[str, Any]) -> None:
     result = cli_run(env, "digest", "--send", "--test")
     assert result.exit_code == 2

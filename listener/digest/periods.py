@@ -59,15 +59,22 @@ def fit_to_history(
 
     A recipient's first digest whose day ended before anything was stored (a new install:
     "yesterday" is empty by construction) covers what was stored since the first poll, up
-    to `now`, instead. And a digest never covers again what the previous one did: it starts
-    where that one ended, when that is later than its own start (the day after such a first
-    digest).
+    to `now` (rounded up to a whole second, the stored times' precision), instead. And a
+    digest never covers again what the previous one did: it starts where that one ended, when
+    that is later than its own start (the day after such a first digest).
     """
     if previous_end is None and history_since is not None and period.ends_at <= history_since < now:
-        return replace(period, ends_at=now)
+        # Up to the next whole second: stored times have whole seconds, and a daemon's first
+        # digest runs right after its first poll, whose items carry this very second.
+        return replace(period, ends_at=_next_whole_second(now))
     if previous_end is not None and period.starts_at < previous_end:
         return replace(period, starts_at=min(previous_end, period.ends_at))
     return period
+
+
+def _next_whole_second(when: datetime) -> datetime:
+    whole = when.replace(microsecond=0)
+    return whole if whole == when else whole + timedelta(seconds=1)
 
 
 def next_send_period(recipient: Recipient, now: datetime) -> DigestPeriod:
