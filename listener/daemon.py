@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 EXECUTORS = ("default", "side")
 WAKEUP_EVERY_S = 60.0
+STOP_CHECK_S = 0.25
 _DAILY_AT = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 # Receives every job's next run time (aware UTC; None: no run to come).
@@ -163,8 +164,13 @@ class DaemonScheduler:
         """Start `jobs`, wait for `stop`, then shut down, letting running jobs finish."""
         self.start(jobs)
         try:
-            while not stop.wait(WAKEUP_EVERY_S):
-                self.wakeup()
+            next_wakeup = time.monotonic() + WAKEUP_EVERY_S
+            # Short waits: the signal handler that sets `stop` runs in this thread, and only
+            # once it wakes when the kernel gave SIGTERM to another thread.
+            while not stop.wait(STOP_CHECK_S):
+                if time.monotonic() >= next_wakeup:
+                    self.wakeup()
+                    next_wakeup = time.monotonic() + WAKEUP_EVERY_S
         finally:
             self.shutdown()
 

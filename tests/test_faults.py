@@ -183,6 +183,52 @@ def test_a_signal_stops_a_poll_at_once_and_keeps_what_was_fetched(
     assert all(row["last_status"] is None for row in hung), hung
 
 
+# Runs listener's CLI with a thread that, once told on stdin, sends SIGTERM to itself: the
+# kernel may hand a process's signal to any of its threads, and Python runs the handler only
+# in the main thread, when it next runs Python code.
+SIGNAL_FROM_ANOTHER_THREAD = """
+import signal, sys, threading
+from listener.cli.main import main
+
+def shoot() -> None:
+    sys.stdin.readline()
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=shoot, daemon=True).start()
+sys.argv = ["listener", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "returncode"), [(("poll", "--all"), 130), (("run",), 0)], ids=["poll", "daemon"]
+)
+def test_a_signal_taken_by_another_thread_still_stops_at_once(
+    tmp_path: Path, args: tuple[str, ...], returncode: int
+) -> None:
+    with one_prompt_and_seven_hung(tmp_path) as (server, base):
+        command = [sys.executable, "-c", SIGNAL_FROM_ANOTHER_THREAD, *base[3:]]
+        process = subprocess.Popen(
+            [*command, "--log-format", "json", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_requests(server, "/hang1", 1, timeout_s=60)
+            started = time.monotonic()
+            _, err = process.communicate("now\n", timeout=70)
+            took = time.monotonic() - started
+        finally:
+            if process.poll() is None:
+                process.kill()
+    # A main thread asleep in a bare wait stayed there until the hung fetches' 30 s deadline
+    # (the poll), or until the scheduler's next 60 s wakeup (the daemon).
+    assert took < 10, took
+    assert process.returncode == returncode, err
+
+
 def test_sigterm_stops_the_daemon_in_the_middle_of_a_poll(tmp_path: Path) -> None:
     with one_prompt_and_seven_hung(tmp_path) as (server, base):
         daemon = start(base, "run")

@@ -154,7 +154,7 @@ def _write_as_fetched(services: Services, sources: list[FeedSource], writer: _Ba
     fetcher.start()
     failure: BaseException | None = None
     try:
-        while (ready := handoff.get()) is not None:
+        while (ready := _take(handoff)) is not None:
             if isinstance(ready, BaseException):
                 failure = ready
             elif ready.parse is not None and isinstance(ready.outcome, Fetched):
@@ -169,9 +169,27 @@ def _write_as_fetched(services: Services, sources: list[FeedSource], writer: _Ba
     finally:
         if fetcher.is_alive():  # this thread failed: stop the fetcher and let it finish
             halt.abandon()
-            while handoff.get() is not None:
+            while _take(handoff) is not None:
                 pass
-        fetcher.join()
+        while fetcher.is_alive():
+            fetcher.join(SIGNAL_CHECK_S)
+
+
+# How often a thread that waits returns to Python, so that a stop signal is handled. Python
+# runs signal handlers in the main thread, between bytecodes; when the kernel delivers
+# SIGTERM to another thread (a fetch thread), a main thread blocked in a bare Queue.get() or
+# join() runs the handler only once it wakes, and a one-shot poll waited for its hung fetches
+# (30 s) instead of stopping (seen in CI, 1 run in 6 under load).
+SIGNAL_CHECK_S = 0.25
+
+
+def _take(handoff: queue.Queue[_Handoff]) -> _Handoff:
+    """handoff.get(), waking every SIGNAL_CHECK_S."""
+    while True:
+        try:
+            return handoff.get(timeout=SIGNAL_CHECK_S)
+        except queue.Empty:
+            continue
 
 
 # Feeds fetched and parsed, waiting to be written: what the fetcher thread may run ahead
@@ -437,6 +455,16 @@ class _InlineExecutor(Executor):
 _INLINE = _InlineExecutor()
 
 
+def _result(future: Future[T]) -> T:
+    """future.result(), waking every SIGNAL_CHECK_S (see there)."""
+    while True:
+        try:
+            return future.result(timeout=SIGNAL_CHECK_S)
+        except TimeoutError:
+            if future.done():  # the work itself raised TimeoutError
+                raise
+
+
 def _add_parsed(
     writer: _BatchWriter,
     source: FeedSource,
@@ -445,7 +473,7 @@ def _add_parsed(
     future: Future[ParsedFeed],
 ) -> None:
     try:
-        parsed = future.result()
+        parsed = _result(future)
     except ParseError as exc:
         writer.add(source, ParseFailure(fetched, exc), Known())
         return
@@ -571,7 +599,7 @@ class _BatchWriter:
             for i in range(0, len(pairs), size)
         ]
         try:
-            return [prediction for future in futures for prediction in future.result()]
+            return [prediction for future in futures for prediction in _result(future)]
         except (BrokenProcessPool, CancelledError, ClassifierError, MemoryError, OSError) as exc:
             log.warning("classify_in_workers_failed", items=len(items), error=repr(exc))
             return predict_items(classifier, items)
