@@ -188,3 +188,9 @@ def test_stats_counts_per_function_day_and_feed_as_the_digest(
     assert "items per function, first seen on each local day in Europe/Paris" in text
     assert "RH blog" in text
     assert "hr=human_resources" in text
+    assert len([line for line in text.splitlines() if line[:2] == "20"]) == 7  # every day
+    # Over a year, the one day with items has a row and the others are counted.
+    long = invoke(db, "stats", "--since", "365d", config=config).stdout
+    assert [line[:10] for line in long.splitlines() if line[:2] == "20"] == [seen_on.isoformat()]
+    assert "(364 days without items not shown)" in long
+    assert "total" in long

@@ -17,6 +17,8 @@ from listener.store import TOTAL, UNCERTAIN
 _SHORT = {label: short for short, label in reversed(list(LABEL_ALIASES.items()))}
 _HEADERS = {**_SHORT, UNCERTAIN: "uncertain", TOTAL: "items"}
 _COLUMNS = (*LABELS, UNCERTAIN, TOTAL)
+# Up to a month, every day has its row, quiet ones included; beyond, only days with items.
+LIST_EVERY_DAY_UP_TO = 31
 
 
 @click.command("stats")
@@ -79,7 +81,13 @@ def stats_command(
         f"items per function, first seen on each local day in {timezone}"
         + (f", feeds tagged {', '.join(tags)}" if tags else "")
     )
-    click.echo(_table("day", header, list(per_day.items())))
+    shown = list(per_day.items())
+    if len(shown) > LIST_EVERY_DAY_UP_TO:  # a long span: the days with items, then a count
+        shown = [(day, counts) for day, counts in shown if counts[TOTAL]]
+    click.echo(_table("day", header, shown) if shown else "(no items)")
+    if len(shown) < len(per_day):
+        skipped = len(per_day) - len(shown)
+        click.echo(f"({skipped} day{'' if skipped == 1 else 's'} without items not shown)")
     total_row = {label: sum(c[label] for c in per_day.values()) for label in _COLUMNS}
     click.echo(_table("", header, [("total", total_row)], with_header=False))
     click.echo("\nper feed, most items first")
