@@ -184,7 +184,7 @@ SIGNAL_CHECK_S = 0.25
 
 
 def _take(handoff: queue.Queue[_Handoff]) -> _Handoff:
-    """handoff.get(), waking every SIGNAL_CHECK_S."""
+    """handoff.get(), waking every SIGNAL_CHECK_S (a signal is handled meanwhile)."""
     while True:
         try:
             return handoff.get(timeout=SIGNAL_CHECK_S)
@@ -456,7 +456,7 @@ _INLINE = _InlineExecutor()
 
 
 def _result(future: Future[T]) -> T:
-    """future.result(), waking every SIGNAL_CHECK_S (see there)."""
+    """future.result(), waking every SIGNAL_CHECK_S (a signal is handled meanwhile)."""
     while True:
         try:
             return future.result(timeout=SIGNAL_CHECK_S)
