@@ -250,6 +250,33 @@ def test_sigterm_stops_the_daemon_in_the_middle_of_a_poll(tmp_path: Path) -> Non
     assert feeds_table(tmp_path)[server.url("/a")]["items"] == 1
 
 
+def test_a_daemon_killed_in_the_middle_of_a_poll_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    with one_prompt_and_seven_hung(tmp_path) as (server, base):
+        daemon = start(base, "run")
+        try:
+            # /a is fetched (and parsed) once /hang1 is asked for; the hung ones hold the poll.
+            wait_for_requests(server, "/hang1", 1, timeout_s=60)
+            daemon.send_signal(signal.SIGKILL)  # no cleanup code runs
+            daemon.wait(timeout=10)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+        rows = feeds_table(tmp_path)  # PRAGMA integrity_check passes
+        assert rows[server.url("/a")]["items"] in (0, 1)  # written in its batch, or not at all
+        hung = [server.url(f"/hang{n}") for n in range(7)]
+        assert run(base, "feeds", "remove", *hung).returncode == 0
+        for _ in range(2):  # the restart's poll, then one more: /a's item exactly once
+            result = run(base, "poll", "--all")
+            assert result.returncode == 0, result.stderr
+            assert feeds_table(tmp_path)[server.url("/a")]["items"] == 1
+    conn = sqlite3.connect(tmp_path / "l.db")
+    assert conn.execute("SELECT count(*), count(DISTINCT key) FROM items").fetchone() == (1, 1)
+    assert conn.execute("SELECT count(*) FROM items_fts").fetchone() == (1,)
+    conn.close()
+
+
 HAMMER = """
 import sys, time
 from datetime import UTC, datetime
