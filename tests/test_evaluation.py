@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from listener.classify.evaluation import DevItem, DevSetError, macro_f1, read_dev_set, split_by_feed
+from listener.classify.evaluation import (
+    DevItem,
+    DevSetError,
+    macro_f1,
+    read_dev_set,
+    split_by_feed,
+    split_within_feeds,
+)
 from listener.classify.training import LabelledRow
 from tests.test_poll import rss
 
@@ -87,6 +94,24 @@ def test_split_by_feed_never_measures_on_a_corrected_feed(corrections: int) -> N
     corrected_feeds = {item.feed for item in split.corrections}
     assert corrected_feeds.isdisjoint(item.feed for item in split.evaluation)
     assert split_by_feed(items, corrections, seed=7) == split  # seeded, not random
+
+
+@pytest.mark.parametrize("corrections", [1, 3, 6])
+def test_split_within_feeds_measures_the_corrected_feeds_other_items(corrections: int) -> None:
+    items = dev_items({"a": 3, "b": 4, "c": 1, "d": 6})
+    split = split_within_feeds(items, corrections, seed=3)
+    assert split is not None
+    assert len(split.corrections) == corrections
+    assert {item.feed for item in split.evaluation} == {item.feed for item in split.corrections}
+    assert set(split.corrections).isdisjoint(split.evaluation)
+    for feed in {item.feed for item in split.corrections}:  # at most half of a feed is corrected
+        corrected = [item for item in split.corrections if item.feed == feed]
+        assert len(corrected) <= sum(item.feed == feed for item in items) // 2
+    assert split_within_feeds(items, corrections, seed=3) == split
+
+
+def test_split_within_feeds_is_none_when_the_feeds_run_out() -> None:
+    assert split_within_feeds(dev_items({"a": 3, "b": 4, "c": 1}), 4, seed=1) is None
 
 
 def test_split_by_feed_is_none_when_no_feed_is_left() -> None:

@@ -156,6 +156,32 @@ def split_by_feed(items: Sequence[DevItem], corrections: int, seed: int) -> Corr
     return CorrectionSplit(tuple(taken[:corrections]), evaluation)
 
 
+def split_within_feeds(
+    items: Sequence[DevItem], corrections: int, seed: int
+) -> CorrectionSplit | None:
+    """Pure: the other reading of "a team's feeds": feeds with two items or more, in a seeded
+    random order, give their first half (in the labels file's order) as corrections until
+    there are `corrections`, and the rest of those same feeds' items is measured. None when
+    the feeds run out first."""
+    by_feed: dict[str, list[DevItem]] = {}
+    for item in items:
+        by_feed.setdefault(item.feed, []).append(item)
+    feeds = sorted(feed for feed, its in by_feed.items() if len(its) >= 2)
+    random.Random(f"{seed}:{corrections}:within").shuffle(feeds)  # noqa: S311 (a reproducible split)
+    taken: list[DevItem] = []
+    evaluation: list[DevItem] = []
+    for feed in feeds:
+        if len(taken) >= corrections:
+            break
+        its = by_feed[feed]
+        first = its[: min(len(its) // 2, corrections - len(taken))]
+        taken += first
+        evaluation += its[len(first) :]
+    if len(taken) < corrections or not evaluation:
+        return None
+    return CorrectionSplit(tuple(taken), tuple(evaluation))
+
+
 def macro_f1(truth: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> float:
     """Pure: multi-label F1 averaged over the labels present in `truth` (a small set of
     items rarely holds all six; an absent label would count as 0 whatever the model does)."""
