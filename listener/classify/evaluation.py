@@ -136,13 +136,19 @@ class CorrectionSplit:
     evaluation: tuple[DevItem, ...]
 
 
+def _by_feed(items: Sequence[DevItem]) -> dict[str, list[DevItem]]:
+    """Pure: each feed's items, in the labels file's order."""
+    by_feed: dict[str, list[DevItem]] = {}
+    for item in items:
+        by_feed.setdefault(item.feed, []).append(item)
+    return by_feed
+
+
 def split_by_feed(items: Sequence[DevItem], corrections: int, seed: int) -> CorrectionSplit | None:
     """Pure: feeds in a seeded random order are added to the "team's" feeds until they hold
     `corrections` items; the first `corrections` of them are corrected, and every item of the
     remaining feeds is measured. None when no feed would be left to measure on."""
-    by_feed: dict[str, list[DevItem]] = {}
-    for item in items:
-        by_feed.setdefault(item.feed, []).append(item)
+    by_feed = _by_feed(items)
     feeds = sorted(by_feed)
     random.Random(f"{seed}:{corrections}").shuffle(feeds)  # noqa: S311 (a reproducible split, not a secret)
     taken: list[DevItem] = []
@@ -163,9 +169,7 @@ def split_within_feeds(
     random order, give their first half (in the labels file's order) as corrections until
     there are `corrections`, and the rest of those same feeds' items is measured. None when
     the feeds run out first."""
-    by_feed: dict[str, list[DevItem]] = {}
-    for item in items:
-        by_feed.setdefault(item.feed, []).append(item)
+    by_feed = _by_feed(items)
     feeds = sorted(feed for feed, its in by_feed.items() if len(its) >= 2)
     random.Random(f"{seed}:{corrections}:within").shuffle(feeds)  # noqa: S311 (a reproducible split)
     taken: list[DevItem] = []
