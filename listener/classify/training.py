@@ -602,25 +602,28 @@ def evaluate(classifier: Classifier, rows: Sequence[LabelledRow]) -> EvaluationR
 
 
 def _slice_report(pairs: Sequence[tuple[LabelledRow, Any]]) -> SliceReport:
+    n = len(pairs)
+    shape = (n, len(LABELS))  # (0, 6) too, when a slice is empty
+    # rows x labels: carries the label / was given it; the per-label scores and the interval
+    # are both counted from these
+    truths = np.array(
+        [[label in row.labels for label in LABELS] for row, _ in pairs], dtype=bool
+    ).reshape(shape)
+    guesses = np.array(
+        [[label in p.labels for label in LABELS] for _, p in pairs], dtype=bool
+    ).reshape(shape)
     per_label = {}
-    for label in LABELS:
-        truth = [label in row.labels for row, _ in pairs]
-        guess = [label in prediction.labels for _, prediction in pairs]
-        hits = sum(t and g for t, g in zip(truth, guess, strict=True))
-        precision = hits / sum(guess) if any(guess) else 0.0
-        recall = hits / sum(truth) if any(truth) else 0.0
+    for column, label in enumerate(LABELS):
+        hits = int(np.sum(truths[:, column] & guesses[:, column]))
+        guessed, carried = int(np.sum(guesses[:, column])), int(np.sum(truths[:, column]))
+        precision = hits / guessed if guessed else 0.0
+        recall = hits / carried if carried else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_label[label] = LabelScores(
-            round(precision, 4), round(recall, 4), round(f1, 4), sum(truth)
-        )
+        per_label[label] = LabelScores(round(precision, 4), round(recall, 4), round(f1, 4), carried)
     confusion = [[0] * len(LABELS) for _ in LABELS]
     for row, prediction in pairs:
         best = max(prediction.scores, key=prediction.scores.__getitem__)
         confusion[LABELS.index(row.primary)][LABELS.index(best)] += 1
-    n = len(pairs)
-    shape = (n, len(LABELS))  # (0, 6) too, when a slice is empty
-    truths = np.array([[label in row.labels for label in LABELS] for row, _ in pairs], dtype=bool)
-    guesses = np.array([[label in p.labels for label in LABELS] for _, p in pairs], dtype=bool)
     return SliceReport(
         rows=n,
         macro_f1=round(sum(s.f1 for s in per_label.values()) / len(LABELS), 4),
@@ -628,7 +631,7 @@ def _slice_report(pairs: Sequence[tuple[LabelledRow, Any]]) -> SliceReport:
         top_accuracy=round(sum(confusion[i][i] for i in range(len(LABELS))) / n, 4) if n else 0.0,
         uncertain_rate=round(sum(p.uncertain for _, p in pairs) / n, 4) if n else 0.0,
         confusion=tuple(tuple(line) for line in confusion),
-        macro_f1_interval=macro_f1_interval(truths.reshape(shape), guesses.reshape(shape)),
+        macro_f1_interval=macro_f1_interval(truths, guesses),
     )
 
 
