@@ -13,6 +13,8 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,11 +23,16 @@ from listener.classify.decision import Classifier
 from listener.classify.deferred import DeferredClassifier, ModelFiles, runtime_path
 from listener.config import Settings, model_path
 from listener.daemon import DaemonScheduler, ScheduledJob, install_signal_handlers
+from listener.errors import ClassifierError
 from listener.feeds.fetch import HttpFetcher
 from listener.jobs.alerts import alerts_job
 from listener.jobs.digest import digest_job, maintenance_job
 from listener.jobs.poll import poll_job
+from listener.jobs.refine import refine_job
 from listener.jobs.services import Job, Services
+
+if TYPE_CHECKING:
+    from listener.classify.refine import SecondStage
 from listener.store import Store, open_store
 
 log = structlog.get_logger(__name__)
@@ -58,29 +65,81 @@ def load_model(settings: Settings, *, deferred: bool = False) -> Classifier:
     return classifier
 
 
+def load_second_stage(
+    settings: Settings,
+    classifier: Classifier,
+    *,
+    model_file: Path | None = None,
+    threads: int = 1,
+) -> SecondStage:
+    """The second stage of the configured model (or `model_file`), checked to be made for
+    `classifier`; ClassifierError saying why not (the daemon then logs it once, and
+    uncertain items keep the poll's prediction)."""
+    from listener.classify.refine import Embedder, SecondStage, head_path, read_head  # numpy
+
+    if not settings.classifier.refine:
+        raise ClassifierError("the second stage is off (classifier.refine = false)")
+    path = head_path(model_file or model_path(settings))
+    try:
+        head = read_head(path)
+    except ValueError as exc:
+        raise ClassifierError(str(exc)) from exc
+    if head is None:
+        raise ClassifierError(
+            f"{path} not found: `listener model train` writes the second stage of the model "
+            "it trains"
+        )
+    if head.pairs_with != classifier.version:
+        raise ClassifierError(
+            f"{path} was made for model {head.pairs_with}, not {classifier.version}: "
+            "retrain with `listener model train`"
+        )
+    return SecondStage(head, Embedder(threads), settings.classifier.uncertain_below)
+
+
 def make_services(
-    settings: Settings, store: Store, *, classify: bool = True, defer_model: bool = False
+    settings: Settings,
+    store: Store,
+    *,
+    classify: bool = True,
+    defer_model: bool = False,
+    refine: bool = False,
 ) -> Services:
     """The services the jobs run on; with `classify`, the model in use is recorded. With
     `defer_model` (one-shot commands), the model is loaded when something needs classifying;
-    the daemon loads it at start-up."""
+    the daemon loads it at start-up. With `refine`, the second stage too (its head now, the
+    sentence model at its first item)."""
     classifier = load_model(settings, deferred=defer_model) if classify else None
     if classifier is not None:
         store.record_model(classifier.version, {"path": str(model_path(settings))}, _now())
+    second_stage = None
+    if refine and classifier is not None and settings.classifier.refine:
+        try:
+            second_stage = load_second_stage(settings, classifier)
+        except ClassifierError as exc:
+            log.warning("second_stage_unavailable", error=str(exc))
     return Services(
         settings=settings,
         store=store,
         fetcher=HttpFetcher(settings.poll.limits),
         classifier=classifier,
+        second_stage=second_stage,
     )
 
 
 @contextmanager
 def open_services(
-    settings: Settings, store: Store, *, classify: bool = True, defer_model: bool = False
+    settings: Settings,
+    store: Store,
+    *,
+    classify: bool = True,
+    defer_model: bool = False,
+    refine: bool = False,
 ) -> Iterator[Services]:
     """make_services, and the fetcher's connections closed at the end."""
-    services = make_services(settings, store, classify=classify, defer_model=defer_model)
+    services = make_services(
+        settings, store, classify=classify, defer_model=defer_model, refine=refine
+    )
     try:
         yield services
     finally:
@@ -100,10 +159,15 @@ def daemon_jobs(services: Services) -> list[ScheduledJob]:
         ScheduledJob(
             "poll", scheduled(poll_job), every_s=daemon.poll_every_minutes * 60, jitter_s=5
         ),
+    ]
+    if services.second_stage is not None:
+        every_s = settings.classifier.refine_every_minutes * 60
+        jobs.append(ScheduledJob("refine", scheduled(refine_job), every_s=every_s))
+    jobs.append(
         ScheduledJob(
             "digest", scheduled(digest_job), every_s=settings.digest.check_every_minutes * 60
-        ),
-    ]
+        )
+    )
     if settings.alerts.enabled:
         every_s = settings.alerts.check_every_minutes * 60
         jobs.append(ScheduledJob("alerts", scheduled(alerts_job), every_s=every_s))
@@ -126,7 +190,7 @@ def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> No
     A second connection writes the heartbeat from its own thread, so `listener status` sees
     a live daemon during a long poll.
     """
-    with open_services(settings, store) as services:
+    with open_services(settings, store, refine=True) as services:
         beats = open_store(store.path, busy_timeout_s=settings.busy_timeout_s)
         started = _now()
         pid = os.getpid()

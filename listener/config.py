@@ -70,6 +70,9 @@ class ClassifierSettings:
     model_path: str = ""
     uncertain_below: float = 0.5
     batch_size: int = 1000
+    refine: bool = True
+    refine_every_minutes: int = 5
+    refine_max_items: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = re.compile(
     r"(_minutes|_s|_mb|_hours|_days|max_redirects|max_in_flight|max_per_host|items_per_section"
-    r"|threshold_sd|min_count|top_items)$"
+    r"|threshold_sd|min_count|top_items|max_items)$"
 )
 NAME_PATTERN = re.compile(r"[\w.-]+")  # recipient and watch names: safe in file names and URLs
 

@@ -105,7 +105,7 @@ def test_the_daemon_polls_before_its_digest_and_alerts() -> None:
     from listener.app import daemon_jobs
     from listener.config import parse_settings
 
-    services: Any = SimpleNamespace(settings=parse_settings({}, {}))  # the table reads only these
+    services: Any = SimpleNamespace(settings=parse_settings({}, {}), second_stage=None)
     names = [job.name for job in daemon_jobs(services) if job.run_at_start]
     assert names[0] == "poll"
     assert {"digest", "alerts"} <= set(names)

@@ -10,10 +10,12 @@ are sorted, and the skops zip is normalised.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import os
 import sys
 import zipfile
 from collections import Counter
@@ -36,6 +38,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.svm import LinearSVC
 
+from listener.classify import refine
 from listener.classify.deferred import runtime_path
 from listener.classify.linear import scorer_bytes
 from listener.classify.model import (
@@ -45,6 +48,7 @@ from listener.classify.model import (
     OTHER,
     Classifier,
     item_text,
+    load_classifier,
     make_classifier,
     scorer_from_pipeline,
 )
@@ -60,6 +64,8 @@ CORPUS_GLOB = "labelled_*.csv"
 FEED_LIKE_SUFFIX = "_feeds.csv"
 FEED_LIKE_WEIGHT = 4.0
 MODEL_PATH = shipped_path("models/classifier.skops")
+# The corpus's sentence embeddings, by text: `make model` embeds only the rows it lacks.
+EMBEDDINGS_PATH = shipped_path("models/training/embeddings.npz")
 COLUMNS = ("id", "lang", "labels", "title", "summary")
 HELDOUT_PERCENT = 20
 # Corrections adapt the corpus model instead of joining its training rows (issue 10). Retrained
@@ -589,9 +595,17 @@ class EvaluationReport:
     by_lang: Mapping[str, SliceReport]
 
 
-def evaluate(classifier: Classifier, rows: Sequence[LabelledRow]) -> EvaluationReport:
-    """Assigned labels vs true labels (multi-label P/R/F1), overall and per language."""
+def evaluate(
+    classifier: Classifier,
+    rows: Sequence[LabelledRow],
+    *,
+    second_stage: refine.SecondStage | None = None,
+) -> EvaluationReport:
+    """Assigned labels vs true labels (multi-label P/R/F1), overall and per language; with
+    `second_stage`, of the two stages together (the model as shipped)."""
     predictions = classifier.predict([item_text(row.title, row.summary) for row in rows])
+    if second_stage is not None:
+        predictions = second_stage.refine([(row.title, row.summary) for row in rows], predictions)
     pairs = list(zip(rows, predictions, strict=True))
     langs = sorted({row.lang for row in rows})
     return EvaluationReport(
@@ -663,7 +677,11 @@ def report_as_dict(report: EvaluationReport) -> dict[str, Any]:
     return asdict(report)
 
 
-def format_comparison(previous: EvaluationReport, new: EvaluationReport) -> str:
+def format_comparison(
+    previous: EvaluationReport,
+    new: EvaluationReport,
+    names: tuple[str, str] = ("previous", "new"),
+) -> str:
     """Pure: the new model against the previous one on the same held-out rows: macro-F1,
     uncertain rate and each label's F1, with the change."""
     rows = [
@@ -675,7 +693,7 @@ def format_comparison(previous: EvaluationReport, new: EvaluationReport) -> str:
             if label in previous.overall.per_label
         ),
     ]
-    out = [f"{'':24} {'previous':>8} {'new':>8} {'change':>8}"]
+    out = [f"{'':24} {names[0]:>8} {names[1]:>8} {'change':>8}"]
     out += [f"{name:24} {old:>8.3f} {now:>8.3f} {now - old:>+8.3f}" for name, old, now in rows]
     return "\n".join(out)
 
@@ -749,6 +767,56 @@ class TrainingResult:
     training_rows: int
     heldout_rows: int
     report: EvaluationReport  # on the held-out rows
+    head: refine.Head
+    two_stage_report: EvaluationReport  # the same rows, the second stage included
+
+
+def save_head(
+    rows: Sequence[LabelledRow],
+    heldout: Sequence[LabelledRow],
+    metadata: Mapping[str, Any],
+    version: str,
+    model_path: Path,
+    *,
+    corrections: Sequence[LabelledRow] = (),
+    cache_path: Path = EMBEDDINGS_PATH,
+) -> tuple[refine.Head, EvaluationReport]:
+    """Train and write the second stage of model `version` (`classifier.refine.npz` and its
+    .json beside the model), evaluate both stages on `heldout`; (head, report)."""
+    embedder = refine.Embedder(threads=os.cpu_count() or 1)
+    cache = refine.read_cache(cache_path)
+    corrected = {row.id for row in corrections}
+    training = sorted((row for row in rows if row.id not in corrected), key=_row_key)
+    training += sorted(corrections, key=_row_key)
+    data = refine.train_head(training, metadata["thresholds"], version, cache, embedder)
+    path = refine.head_path(model_path)
+    path.write_bytes(data)
+    corpus_keys = [refine.text_key(refine.refine_text(r.title, r.summary)) for r in rows]
+    corpus_keys += [refine.text_key(refine.refine_text(r.title, r.summary)) for r in heldout]
+    with contextlib.suppress(OSError):  # a read-only install: the cache only saves time
+        refine.write_cache(cache_path, cache, keep=[k for k in corpus_keys if k in cache])
+    head = refine.read_head(path)
+    if head is None:  # written just above: only a vanished file gets here
+        raise ClassifierError(f"{path}: the second stage was not written")
+    uncertain_below = float(metadata.get("uncertain_below", DEFAULT_UNCERTAIN_BELOW))
+    stage = refine.SecondStage(head, embedder, uncertain_below)
+    report = evaluate(load_classifier(model_path), heldout, second_stage=stage)
+    description = {
+        "head_version": head.version,
+        "pairs_with": version,
+        "embedder": refine.EMBEDDER,
+        "blend": refine.BLEND,
+        "head_c": refine.HEAD_C,
+        "max_chars": refine.MAX_CHARS,
+        "thresholds": dict(head.thresholds),
+        "training_rows": len(training),
+        "training_corrections": len(corrections),
+        "head_sha256": hashlib.sha256(data).hexdigest(),
+        "heldout_two_stage": report_as_dict(report),
+    }
+    text = json.dumps(description, indent=2, ensure_ascii=False) + "\n"
+    path.with_suffix(".json").write_text(text, encoding="utf-8")
+    return head, report
 
 
 def retrain(
@@ -763,7 +831,10 @@ def retrain(
     report = evaluate(make_classifier(pipeline, metadata), heldout)
     metadata["heldout_rows"] = len(heldout)
     version = save_classifier(pipeline, metadata, model_path, evaluation=report)
-    return TrainingResult(version, metadata["training_rows"], len(heldout), report)
+    head, two_stage = save_head(
+        training, heldout, metadata, version, model_path, corrections=corrections
+    )
+    return TrainingResult(version, metadata["training_rows"], len(heldout), report, head, two_stage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -789,6 +860,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{result.heldout_rows} held out")
     print(f"wrote {options.output} and {options.output.with_suffix('.json')}")
     print(format_evaluation(result.report))
+    print(f"\nsecond stage {result.head.version} ({refine.head_path(options.output)}), ", end="")
+    print("both stages on the same held-out rows:")
+    print(format_evaluation(result.two_stage_report))
     return 0
 
 

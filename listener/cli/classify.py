@@ -7,6 +7,7 @@ backfill loop in `jobs.reclassify_items`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,6 +211,11 @@ def model_train(
     "../shared/eval-dev/dev_labels.jsonl, its feeds in ../realfeeds/feeds/ beside it).",
 )
 @MODEL_OPTION
+@click.option(
+    "--first-stage-only",
+    is_flag=True,
+    help="Leave out the second stage (the sentence-embedding re-scoring of uncertain items).",
+)
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @click.pass_obj
 @handle_errors
@@ -219,6 +225,7 @@ def model_evaluate(
     real: bool,
     real_labels: Path | None,
     model_file: Path | None,
+    first_stage_only: bool,
     as_json: bool,
 ) -> None:
     """Per-label precision / recall / F1, macro-F1, confusion matrix, per language."""
@@ -238,11 +245,32 @@ def model_evaluate(
         _, rows = training.split_heldout(training.read_corpus(training.CORPUS_DIR))
     else:
         rows = _read_labelled_jsonl(data)
-    report = training.evaluate(_load(obj, model_file), rows)
+    classifier = _load(obj, model_file)
+    stage = None
+    if not first_stage_only:
+        from listener.app import load_second_stage
+
+        try:
+            stage = load_second_stage(
+                obj.settings, classifier, model_file=model_file, threads=os.cpu_count() or 1
+            )
+        except ClassifierError as exc:
+            click.echo(f"first stage only: {exc}", err=True)
+    report = training.evaluate(classifier, rows, second_stage=stage)
+    first = training.evaluate(classifier, rows) if stage is not None else None
     if as_json:
-        click.echo(json.dumps(training.report_as_dict(report), indent=2))
-    else:
-        click.echo(training.format_evaluation(report))
+        result = training.report_as_dict(report)
+        if first is not None:
+            result["second_stage"] = stage.head.version if stage else None
+            result["first_stage_only"] = training.report_as_dict(first)
+        click.echo(json.dumps(result, indent=2))
+        return
+    if stage is not None and first is not None:
+        click.echo(f"both stages (model {classifier.version}, second stage {stage.head.version}):")
+    click.echo(training.format_evaluation(report))
+    if first is not None:
+        click.echo("\nthe first stage alone (the linear model, as polls store it) and both:")
+        click.echo(training.format_comparison(first, report, names=("first", "both")))
 
 
 def _read_labelled_jsonl(path: Path) -> list[Any]:
@@ -436,3 +464,55 @@ def reclassify_command(obj: Context, since: int | None) -> None:
                 on_batch=bar.update,
             )
     click.echo(f"{plural(done, 'item')} classified with model {classifier.version}")
+
+
+@click.command("refine")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Re-score at most N items, newest first (default: every one waiting).",
+)
+@click.pass_obj
+@handle_errors
+def refine_command(obj: Context, limit: int | None) -> None:
+    """Re-score with the second stage the items the current model left uncertain.
+
+    The daemon does this after its polls, a few hundred items at a time; this runs it once,
+    for a one-shot `listener poll` or a backlog. Saved batch by batch: an interrupted run
+    resumes where it stopped. Human corrections are never touched.
+    """
+    import threading
+
+    from listener.app import load_model, load_second_stage
+    from listener.daemon import install_signal_handlers
+    from listener.jobs.refine import refine_uncertain
+
+    classifier = load_model(obj.settings)
+    stage = load_second_stage(obj.settings, classifier)
+    with obj.store() as store:
+        store.record_model(classifier.version, {"path": str(model_path(obj.settings))}, now_utc())
+        waiting = store.count_to_refine(classifier.version)
+        total = min(waiting, limit) if limit else waiting
+        stop = threading.Event()  # Ctrl-C or SIGTERM: stop after the batch in hand, saved
+        restore = install_signal_handlers(stop, event="refine_stopping")
+        try:
+            with click.progressbar(
+                length=total, label=f"re-scoring with {stage.head.version}", file=sys.stderr
+            ) as bar:
+                done = refine_uncertain(
+                    store,
+                    classifier.version,
+                    stage,
+                    now=now_utc(),
+                    limit=total,
+                    stop=stop,
+                    on_batch=bar.update,
+                )
+        finally:
+            restore()
+        left = store.count_to_refine(classifier.version)
+    click.echo(
+        f"{plural(done, 'item')} re-scored by the second stage {stage.head.version}"
+        + (f", {left} still waiting" if left else "")
+    )

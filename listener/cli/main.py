@@ -18,6 +18,7 @@ from listener.cli.classify import (
     label_command,
     model_group,
     reclassify_command,
+    refine_command,
     review_command,
 )
 from listener.cli.feeds import feeds_group, poll_command
@@ -109,6 +110,7 @@ cli.add_command(model_group)
 cli.add_command(label_command)
 cli.add_command(review_command)
 cli.add_command(reclassify_command)
+cli.add_command(refine_command)
 cli.add_command(web_command)
 
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from listener.classify.decision import Classifier  # light: no scikit-learn
 from listener.config import Settings
@@ -16,6 +16,9 @@ from listener.domain import FeedSource, Fetched, FetchOutcome, ParsedFeed
 from listener.errors import FetchError
 from listener.feeds.parse import parse_feed
 from listener.store import Store
+
+if TYPE_CHECKING:  # numpy: only the daemon and `listener refine` load the second stage
+    from listener.classify.refine import SecondStage
 
 
 class Fetcher(Protocol):
@@ -41,6 +44,7 @@ class Services:
     fetcher: Fetcher
     parse: Parser = parse_feed
     classifier: Classifier | None = None  # None: items are stored unclassified
+    second_stage: SecondStage | None = None  # None: uncertain items stay as polls left them
     rand: Callable[[], float] = field(default=random.random)  # jitter; tests pin it
     # Set by SIGTERM/SIGINT: a poll starts no more fetches, aborts those in flight, and saves
     # what it already fetched; a backfill stops between batches.

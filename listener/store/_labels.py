@@ -66,6 +66,50 @@ class LabelsMixin(StoreBase):
         with wrap_errors("reading items"):
             return [(r[0], r[1], r[2]) for r in self.db.execute(sql, params)]
 
+    def items_to_refine(self, model_version: str, limit: int) -> list[tuple[int, str, str, Any]]:
+        """(id, title, summary, linear scores) of this model's uncertain predictions that no
+        second stage has re-scored and nobody has corrected, newest items first."""
+        sql = (
+            "SELECT predictions.item_id, items.title, items.summary, predictions.scores"
+            " FROM predictions INDEXED BY predictions_to_refine"
+            " JOIN items ON items.id = predictions.item_id"
+            " WHERE predictions.model_version = ? AND predictions.uncertain = 1"
+            " AND predictions.refined_by IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = predictions.item_id)"
+            " ORDER BY predictions.item_id DESC LIMIT ?"
+        )
+        with wrap_errors("reading items to refine"):
+            return [
+                (r[0], r[1], r[2], json.loads(r[3]))
+                for r in self.db.execute(sql, [model_version, limit])
+            ]
+
+    def count_to_refine(self, model_version: str) -> int:
+        sql = (
+            "SELECT count(*) FROM predictions INDEXED BY predictions_to_refine"
+            " WHERE model_version = ? AND uncertain = 1 AND refined_by IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = predictions.item_id)"
+        )
+        with wrap_errors("counting items to refine"):
+            return int(self.db.execute(sql, [model_version]).fetchone()[0])
+
+    def save_refined(
+        self,
+        model_version: str,
+        refined_by: str,
+        predictions: Sequence[tuple[int, ScoredLabels]],
+        now: datetime,
+    ) -> None:
+        """Replace this model's predictions of these items by the second stage's."""
+        if not predictions:
+            return
+        with wrap_errors("saving refined predictions"), write_transaction(self.db):
+            insert_predictions(self.db, model_version, predictions, now)
+            self.db.conn.executemany(
+                "UPDATE predictions SET refined_by = ? WHERE item_id = ? AND model_version = ?",
+                [(refined_by, item_id, model_version) for item_id, _ in predictions],
+            )
+
     def count_to_classify(self, model_version: str, *, since: datetime | None) -> int:
         sql = (
             "SELECT count(*) FROM items WHERE NOT EXISTS (SELECT 1 FROM predictions WHERE"

@@ -335,3 +335,16 @@ def m006_digest_period_indexes(db: Database) -> None:
     # classified it: walking the models newest first on this index, each item costs one
     # primary-key probe into predictions, not a sort.
     db.execute("CREATE INDEX models_last_used ON models(last_used_at)")
+
+
+@migrations()
+def m007_refined_predictions(db: Database) -> None:
+    # The classifier's second stage (classify/refine.py) re-scores a model's uncertain
+    # predictions in place: refined_by names the head that did (NULL: the linear model's own
+    # prediction). A poll that re-classifies a changed item replaces the row, so it is
+    # refined again. The partial index holds only the predictions still to refine.
+    db.execute("ALTER TABLE predictions ADD COLUMN refined_by TEXT")
+    db.execute(
+        "CREATE INDEX predictions_to_refine ON predictions(model_version, item_id)"
+        " WHERE uncertain = 1 AND refined_by IS NULL"
+    )
