@@ -364,3 +364,27 @@ def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None
     assert table.splitlines()[1].split()[0] == "macro-F1"
     assert table.splitlines()[1].split()[-1] == "+0.000"  # retraining is deterministic
     assert any(line.startswith("F1 human_resources") for line in table.splitlines())
+
+
+def test_model_train_writes_the_second_stage_beside_the_model_and_its_cache_beside_the_corpus(
+    tmp_path: Path,
+) -> None:
+    from listener.classify.refine import read_head
+    from listener.classify.training import CORPUS_DIR, EMBEDDINGS_NAME
+
+    shipped_cache = (CORPUS_DIR / EMBEDDINGS_NAME).read_bytes()
+    corpus = write_tiny_corpus(tmp_path)
+    model = tmp_path / "m.skops"
+    result = invoke(tmp_path, "model", "train", "--corpus", str(corpus), "--output", str(model))
+    assert result.exit_code == 0, result.output
+    head = read_head(tmp_path / "m.refine.npz")
+    assert head is not None
+    assert head.pairs_with == json.loads(model.with_suffix(".json").read_text())["model_version"]
+    assert f"second stage {head.version}" in result.stdout
+    assert (corpus / EMBEDDINGS_NAME).is_file()
+    assert (CORPUS_DIR / EMBEDDINGS_NAME).read_bytes() == shipped_cache  # another corpus's
+
+    evaluated = invoke(tmp_path, "model", "evaluate", "--model", str(model))
+    assert evaluated.exit_code == 0, evaluated.output
+    assert f"second stage {head.version}" in evaluated.stdout
+    assert "the first stage alone" in evaluated.stdout

@@ -64,8 +64,9 @@ CORPUS_GLOB = "labelled_*.csv"
 FEED_LIKE_SUFFIX = "_feeds.csv"
 FEED_LIKE_WEIGHT = 4.0
 MODEL_PATH = shipped_path("models/classifier.skops")
-# The corpus's sentence embeddings, by text: `make model` embeds only the rows it lacks.
-EMBEDDINGS_PATH = shipped_path("models/training/embeddings.npz")
+# Beside a corpus's CSV files, its rows' sentence embeddings by text: `make model` embeds
+# only the rows it lacks.
+EMBEDDINGS_NAME = "embeddings.npz"
 COLUMNS = ("id", "lang", "labels", "title", "summary")
 HELDOUT_PERCENT = 20
 # Corrections adapt the corpus model instead of joining its training rows (issue 10). Retrained
@@ -778,11 +779,13 @@ def save_head(
     version: str,
     model_path: Path,
     *,
+    corpus: Path = CORPUS_DIR,
     corrections: Sequence[LabelledRow] = (),
-    cache_path: Path = EMBEDDINGS_PATH,
 ) -> tuple[refine.Head, EvaluationReport]:
     """Train and write the second stage of model `version` (`classifier.refine.npz` and its
-    .json beside the model), evaluate both stages on `heldout`; (head, report)."""
+    .json beside the model) on the rows of `corpus` (and corrections), evaluate both stages
+    on `heldout`; (head, report). The corpus's embeddings cache is read and updated."""
+    cache_path = corpus / EMBEDDINGS_NAME
     embedder = refine.Embedder(threads=os.cpu_count() or 1)
     cache = refine.read_cache(cache_path)
     corrected = {row.id for row in corrections}
@@ -832,7 +835,7 @@ def retrain(
     metadata["heldout_rows"] = len(heldout)
     version = save_classifier(pipeline, metadata, model_path, evaluation=report)
     head, two_stage = save_head(
-        training, heldout, metadata, version, model_path, corrections=corrections
+        training, heldout, metadata, version, model_path, corpus=corpus, corrections=corrections
     )
     return TrainingResult(version, metadata["training_rows"], len(heldout), report, head, two_stage)
 

@@ -146,6 +146,7 @@ def model_train(
     """
     from listener.classify import training
     from listener.classify.model import make_classifier
+    from listener.classify.refine import head_path
 
     rows = training.read_corpus(corpus or training.CORPUS_DIR)
     train_rows, heldout = training.split_heldout(rows)
@@ -181,6 +182,19 @@ def model_train(
     )
     click.echo(f"wrote {target} and {target.with_suffix('.json')}\n")
     click.echo(training.format_evaluation(report))
+    head, both = training.save_head(
+        train_rows,
+        heldout,
+        metadata,
+        version,
+        target,
+        corpus=corpus or training.CORPUS_DIR,
+        corrections=corrections,
+    )
+    click.echo(
+        f"\nsecond stage {head.version} ({head_path(target)}), both stages on the same rows: "
+        f"macro-F1 {both.overall.macro_f1:.3f}, uncertain {both.overall.uncertain_rate:.3f}"
+    )
     if previous is not None:
         delta = report.overall.macro_f1 - previous.overall.macro_f1
         click.echo(f"\nagainst the previous model ({previous_path}), same held-out rows:")
