@@ -8,6 +8,9 @@ bench/changing_server.py in its own process:
 cycle 1      every feed is new: N x M items fetched, parsed, classified and stored
 cycles 2-24  before each, a fresh ~5% of the feeds publish a new version (2 new items, one
              edited); the rest answer 304
+             after each poll, the refine job (`jobs.refine.refine_job`) as the daemon runs it:
+             at most classifier.refine_max_items of the uncertain items re-scored by the
+             second stage, whose sentence model is unmapped at the end of the run
 digest       then `jobs.digest.send_due_digests` at the default recipient's send time the
              next morning: the day's digest, built and written to the outbox in the work dir
 
@@ -82,7 +85,9 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
         (work_dir / "daemon.log").open("w", encoding="utf-8") as log_file,
     ):
         log_to(log_file, options.log_level)
-        store, services, classified = open_services(settings, db_path, options.classify)
+        store, services, classified = open_services(
+            settings, db_path, options.classify, refine=True
+        )
         try:
             with store.db.atomic():
                 for url in server.info.urls:
@@ -109,6 +114,7 @@ def _run_cycle(
     options: argparse.Namespace,
 ) -> Step:
     from listener.jobs.poll import poll_feeds
+    from listener.jobs.refine import refine_job
 
     now = DAY_STARTS_AT + timedelta(hours=cycle - 1)
     if cycle == 1:
@@ -121,6 +127,9 @@ def _run_cycle(
     wall, cpu = time.perf_counter(), time.process_time()
     results = poll_feeds(services, now, all_feeds=True)
     wall_s, cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+    refine_wall = time.perf_counter()
+    refined = refine_job(services, now)
+    refine_s = time.perf_counter() - refine_wall
     window = monitor.finish()
     memory = read_memory(os.getpid(), exclude=server.pid)
     statuses = Counter(result.status for result in results)
@@ -144,6 +153,8 @@ def _run_cycle(
         memory=memory,
         window=window,
         problems=tuple(problems),
+        refined=refined,
+        refine_s=refine_s,
     )
 
 

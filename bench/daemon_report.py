@@ -29,6 +29,8 @@ COLUMNS = (
     "items_db",
     "wall_s",
     "cpu_s",
+    "refined",
+    "refine_s",
     "rss_MB",
     "anon_MB",
     "pss_MB",
@@ -66,6 +68,8 @@ class Step:
     memory: Memory  # after the step
     window: Window | None  # sampled during the step (poll cycles)
     problems: tuple[str, ...]
+    refined: int = 0  # items the refine job re-scored after the poll
+    refine_s: float = 0.0  # its wall time (not in wall_s, which is the poll's)
 
 
 def make_report(
@@ -147,7 +151,9 @@ def make_report(
         "pages (interpreter, preloaded modules) once per process: an upper bound",
         "the target (resident memory <= 300 MB) is checked against the poller's VmRSS and the "
         "tree's PSS after each step (the daemon's steady state between jobs); the peaks during "
-        "a cycle are shown for information",
+        "a cycle (the poll, then the refine job) are shown for information",
+        "refined, refine_s: the refine job after each poll (items re-scored by the second "
+        "stage, its wall time); wall_s and cpu_s are the poll's alone",
         f"SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
         f"{os.cpu_count()} cores, load average at the end {load_average()}",
         *problems,
@@ -187,6 +193,8 @@ def _step_row(step: Step) -> tuple[str, ...]:
         str(step.items_in_db),
         f"{step.wall_s:.2f}",
         f"{step.cpu_s:.2f}",
+        str(step.refined) if window is not None else "-",
+        f"{step.refine_s:.1f}" if window is not None else "-",
         f"{memory.rss_mb:.0f}",
         f"{memory.anon_mb:.0f}",
         f"{memory.pss_mb:.0f}",

@@ -45,9 +45,12 @@ def log_to(stream: TextIO, level: str = "INFO") -> None:
             handler.setStream(stream)
 
 
-def open_services(settings: Any, db_path: Path, classify_option: str) -> tuple[Any, Any, str]:
+def open_services(
+    settings: Any, db_path: Path, classify_option: str, *, refine: bool = False
+) -> tuple[Any, Any, str]:
     """(store, services, what the report says of classification), as `listener run` builds
-    them; a model that --classify on cannot load ends the benchmark with its error."""
+    them (with `refine`, the second stage too, as the daemon does); a model that --classify
+    on cannot load ends the benchmark with its error."""
     from listener.app import make_services
     from listener.config import model_path
     from listener.errors import ClassifierError
@@ -57,9 +60,12 @@ def open_services(settings: Any, db_path: Path, classify_option: str) -> tuple[A
     model = model_path(settings)
     classify = classify_option == "on" or (classify_option == "auto" and model.exists())
     try:
-        services = make_services(settings, store, classify=classify)
+        services = make_services(settings, store, classify=classify, refine=refine)
     except ClassifierError as exc:
         store.close()
         raise SystemExit(f"bench: --classify {classify_option}: {exc}") from exc
     classified = f"on ({model})" if classify else f"off (--classify {classify_option})"
+    if refine:
+        stage = services.second_stage
+        classified += f", second stage {stage.head.version if stage else 'unavailable'}"
     return store, services, classified
