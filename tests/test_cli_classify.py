@@ -321,6 +321,8 @@ def test_model_train_adapts_the_corpus_model_to_corrections(
 ) -> None:
     from listener.classify.decision import item_text
     from listener.classify.model import load_classifier
+    from listener.classify.refine import Embedder, head_path, read_head, refine_text
+    from listener.domain import LABELS
 
     httpserver.expect_request("/feed").respond_with_data(HR_FEED)
     invoke(tmp_path, "feeds", "add", str(httpserver.url_for("/feed")))
@@ -347,6 +349,12 @@ def test_model_train_adapts_the_corpus_model_to_corrections(
     (old,) = load_classifier(plain).predict(text)
     (new,) = load_classifier(adapted).predict(text)
     assert new.scores["communication"] > old.scores["communication"]
+    # The second stage's head learnt the correction too (weighted as refine.CORRECTION_WEIGHT).
+    vector = Embedder().embed([refine_text(title, summary)])
+    column = LABELS.index("communication")
+    plain_head, adapted_head = read_head(head_path(plain)), read_head(head_path(adapted))
+    assert plain_head is not None and adapted_head is not None
+    assert adapted_head.scores(vector)[0, column] > plain_head.scores(vector)[0, column]
 
 
 def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None:

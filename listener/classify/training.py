@@ -790,7 +790,8 @@ def save_head(
     cache = refine.read_cache(cache_path)
     corrected = {row.id for row in corrections}
     training = sorted((row for row in rows if row.id not in corrected), key=_row_key)
-    training += sorted(corrections, key=_row_key)
+    weighted = (replace(row, weight=refine.CORRECTION_WEIGHT) for row in corrections)
+    training += sorted(weighted, key=_row_key)
     data = refine.train_head(training, metadata["thresholds"], version, cache, embedder)
     path = refine.head_path(model_path)
     path.write_bytes(data)
@@ -814,6 +815,7 @@ def save_head(
         "thresholds": dict(head.thresholds),
         "training_rows": len(training),
         "training_corrections": len(corrections),
+        "correction_weight": refine.CORRECTION_WEIGHT if corrections else None,
         "head_sha256": hashlib.sha256(data).hexdigest(),
         "heldout_two_stage": report_as_dict(report),
     }
