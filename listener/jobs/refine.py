@@ -67,11 +67,11 @@ def refine_uncertain(
         predictions = refine_predictions(
             stage.head, [scores for *_, scores in rows], vectors, stage.uncertain_below
         )
-        store.save_refined(
+        store.save_predictions(
             model_version,
-            stage.head.version,
             [(row[0], p) for row, p in zip(rows, predictions, strict=True)],
             now,
+            refined_by=stage.head.version,
         )
         done += len(rows)
         on_batch(len(rows))

@@ -41,12 +41,15 @@ class LabelsMixin(StoreBase):
         model_version: str,
         predictions: Sequence[tuple[int, ScoredLabels]],
         now: datetime,
+        *,
+        refined_by: str | None = None,
     ) -> None:
-        """Store (or replace) this model's predictions for these item ids."""
+        """Store (or replace) this model's predictions for these item ids; `refined_by`: the
+        second stage that re-scored them."""
         if not predictions:
             return
         with wrap_errors("saving predictions"), write_transaction(self.db):
-            insert_predictions(self.db, model_version, predictions, now)
+            insert_predictions(self.db, model_version, predictions, now, refined_by=refined_by)
 
     def items_to_classify(
         self, model_version: str, *, since: datetime | None, after_id: int, limit: int
@@ -92,23 +95,6 @@ class LabelsMixin(StoreBase):
         )
         with wrap_errors("counting items to refine"):
             return int(self.db.execute(sql, [model_version]).fetchone()[0])
-
-    def save_refined(
-        self,
-        model_version: str,
-        refined_by: str,
-        predictions: Sequence[tuple[int, ScoredLabels]],
-        now: datetime,
-    ) -> None:
-        """Replace this model's predictions of these items by the second stage's."""
-        if not predictions:
-            return
-        with wrap_errors("saving refined predictions"), write_transaction(self.db):
-            insert_predictions(self.db, model_version, predictions, now)
-            self.db.conn.executemany(
-                "UPDATE predictions SET refined_by = ? WHERE item_id = ? AND model_version = ?",
-                [(refined_by, item_id, model_version) for item_id, _ in predictions],
-            )
 
     def count_to_classify(self, model_version: str, *, since: datetime | None) -> int:
         sql = (
@@ -197,15 +183,18 @@ def insert_predictions(
     model_version: str,
     predictions: Sequence[tuple[int, ScoredLabels]],
     now: datetime,
+    *,
+    refined_by: str | None = None,
 ) -> None:
-    """(Re)write this model's predictions of these item ids, inside the caller's transaction."""
+    """(Re)write this model's predictions of these item ids, inside the caller's transaction
+    (a replaced row loses its refined_by unless this write is the second stage's)."""
     stamp = to_db_time(now)
     conn = db.conn
     ids = [(item_id, model_version) for item_id, _ in predictions]
     conn.executemany("DELETE FROM classifications WHERE item_id = ? AND model_version = ?", ids)
     conn.executemany(
         "INSERT OR REPLACE INTO predictions (item_id, model_version, classified_at,"
-        " uncertain, top_score, scores) VALUES (?,?,?,?,?,?)",
+        " uncertain, top_score, scores, refined_by) VALUES (?,?,?,?,?,?,?)",
         [
             (
                 item_id,
@@ -214,6 +203,7 @@ def insert_predictions(
                 int(p.uncertain),
                 max(p.scores.values(), default=0.0),
                 json.dumps(dict(p.scores)),
+                refined_by,
             )
             for item_id, p in predictions
         ],
