@@ -152,7 +152,8 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
 _SECOND_PROBE = """
 import json, sys, time
 from bench.texts import make_items
-from listener.classify.refine import EMBED_BATCH, Embedder, SecondStage, head_path, read_head
+from listener.classify.embedding import Embedder, SecondStage, read_head
+from listener.classify.refine import EMBED_BATCH, head_path
 from listener.classify.decision import Prediction
 from listener.config import SHIPPED_MODEL
 from listener.domain import LABELS

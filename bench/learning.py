@@ -73,7 +73,7 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
         )
     import numpy as np
 
-    from listener.classify import refine, training
+    from listener.classify import embedding, refine, training
     from listener.classify.evaluation import (
         macro_f1,
         read_dev_set,
@@ -91,8 +91,8 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
     train_s = time.perf_counter() - started
     # The corpus's cached embeddings and the dev items', embedded once: a head is then
     # trained per split without embedding anything again.
-    cache = refine.read_cache(training.CORPUS_DIR / training.EMBEDDINGS_NAME)
-    embedder = refine.Embedder(threads=os.cpu_count() or 1)
+    cache = embedding.read_cache(training.CORPUS_DIR / training.EMBEDDINGS_NAME)
+    embedder = embedding.Embedder(threads=os.cpu_count() or 1)
     dev_keys = [refine.text_key(refine.refine_text(i.row.title, i.row.summary)) for i in items]
     dev_vectors = embedder.embed([refine.refine_text(i.row.title, i.row.summary) for i in items])
     cache.update(zip(dev_keys, dev_vectors.astype(np.float16), strict=True))
@@ -105,7 +105,7 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
             dataclasses.replace(row, weight=refine.CORRECTION_WEIGHT)
             for row in sorted(corrections, key=lambda row: row.id)
         ]
-        data = refine.train_head(corpus_rows + weighted, thresholds, "bench", cache, embedder)
+        data = training.train_head(corpus_rows + weighted, thresholds, "bench", cache, embedder)
         return refine.head_from_bytes(data)
 
     started = time.perf_counter()

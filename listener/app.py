@@ -32,7 +32,7 @@ from listener.jobs.refine import refine_job
 from listener.jobs.services import Job, Services
 
 if TYPE_CHECKING:
-    from listener.classify.refine import SecondStage
+    from listener.classify.embedding import SecondStage
 from listener.store import Store, open_store
 
 log = structlog.get_logger(__name__)
@@ -75,7 +75,8 @@ def load_second_stage(
     """The second stage of the configured model (or `model_file`), checked to be made for
     `classifier`; ClassifierError saying why not (the daemon then logs it once, and
     uncertain items keep the poll's prediction)."""
-    from listener.classify.refine import Embedder, SecondStage, head_path, read_head  # numpy
+    from listener.classify.embedding import Embedder, SecondStage, read_head  # numpy
+    from listener.classify.refine import head_path
 
     if not settings.classifier.refine:
         raise ClassifierError("the second stage is off (classifier.refine = false)")

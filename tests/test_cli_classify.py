@@ -320,8 +320,9 @@ def test_model_train_adapts_the_corpus_model_to_corrections(
     tmp_path: Path, httpserver: HTTPServer
 ) -> None:
     from listener.classify.decision import item_text
+    from listener.classify.embedding import Embedder, read_head
     from listener.classify.model import load_classifier
-    from listener.classify.refine import Embedder, head_path, read_head, refine_text
+    from listener.classify.refine import head_path, refine_text
     from listener.domain import LABELS
 
     httpserver.expect_request("/feed").respond_with_data(HR_FEED)
@@ -353,7 +354,8 @@ def test_model_train_adapts_the_corpus_model_to_corrections(
     vector = Embedder().embed([refine_text(title, summary)])
     column = LABELS.index("communication")
     plain_head, adapted_head = read_head(head_path(plain)), read_head(head_path(adapted))
-    assert plain_head is not None and adapted_head is not None
+    assert plain_head is not None
+    assert adapted_head is not None
     assert adapted_head.scores(vector)[0, column] > plain_head.scores(vector)[0, column]
 
 
@@ -377,7 +379,7 @@ def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None
 def test_model_train_writes_the_second_stage_beside_the_model_and_its_cache_beside_the_corpus(
     tmp_path: Path,
 ) -> None:
-    from listener.classify.refine import read_head
+    from listener.classify.embedding import read_head
     from listener.classify.training import CORPUS_DIR, EMBEDDINGS_NAME
 
     shipped_cache = (CORPUS_DIR / EMBEDDINGS_NAME).read_bytes()

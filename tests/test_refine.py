@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from listener.classify import refine
+from listener.classify import embedding, refine
 from listener.classify.decision import Prediction
-from listener.classify.training import MODEL_PATH, LabelledRow
+from listener.classify.training import MODEL_PATH, LabelledRow, train_head
 from listener.domain import LABELS
 from listener.jobs.refine import refine_uncertain
 from listener.store import Store, open_store
@@ -28,10 +28,10 @@ FLAT = dict.fromkeys(LABELS, 0.2)  # a first stage that cannot tell
 
 
 @pytest.fixture(scope="module")
-def stage() -> refine.SecondStage:
-    head = refine.read_head(refine.head_path(MODEL_PATH))
+def stage() -> embedding.SecondStage:
+    head = embedding.read_head(refine.head_path(MODEL_PATH))
     assert head is not None
-    return refine.SecondStage(head, refine.Embedder(), uncertain_below=0.5)
+    return embedding.SecondStage(head, embedding.Embedder(), uncertain_below=0.5)
 
 
 def _head(probabilities: dict[str, float]) -> refine.Head:
@@ -94,7 +94,7 @@ def test_a_head_file_round_trips_with_the_same_bytes(tmp_path: Path) -> None:
     assert refine.head_bytes(coef, intercept, thresholds, "bf-123") == data
     path = tmp_path / "m.refine.npz"
     path.write_bytes(data)
-    head = refine.read_head(path)
+    head = embedding.read_head(path)
     assert head is not None
     assert head.pairs_with == "bf-123"
     assert head.thresholds == thresholds
@@ -105,21 +105,21 @@ def test_a_head_file_round_trips_with_the_same_bytes(tmp_path: Path) -> None:
 def test_a_missing_head_is_none_and_a_bad_one_is_refused_without_unpickling(
     tmp_path: Path,
 ) -> None:
-    assert refine.read_head(tmp_path / "none.refine.npz") is None
+    assert embedding.read_head(tmp_path / "none.refine.npz") is None
     bad = tmp_path / "bad.refine.npz"
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a listener second stage"):
-        refine.read_head(bad)
+        embedding.read_head(bad)
     pickled = tmp_path / "pickled.refine.npz"
     np.savez(pickled, coef=np.array([object()], dtype=object))
     pickled.rename(bad)
     with pytest.raises(ValueError, match="not a listener second stage"):
-        refine.read_head(bad)
+        embedding.read_head(bad)
 
 
 def test_the_shipped_head_is_made_for_the_shipped_model() -> None:
     metadata = json.loads(MODEL_PATH.with_suffix(".json").read_text())
-    head = refine.read_head(refine.head_path(MODEL_PATH))
+    head = embedding.read_head(refine.head_path(MODEL_PATH))
     assert head is not None
     assert head.pairs_with == metadata["model_version"]
     described = json.loads(refine.head_path(MODEL_PATH).with_suffix(".json").read_text())
@@ -131,7 +131,7 @@ def test_the_shipped_head_is_made_for_the_shipped_model() -> None:
 
 
 def test_the_embedder_is_multilingual_and_gives_the_same_vector_every_time() -> None:
-    embedder = refine.Embedder()
+    embedder = embedding.Embedder()
     texts = [
         "We are hiring 40 engineers in Lyon: apply by Friday",
         "Nous recrutons 40 ingénieurs à Lyon : candidatez avant vendredi",
@@ -148,7 +148,7 @@ def test_the_embedder_is_multilingual_and_gives_the_same_vector_every_time() -> 
 
 
 def test_the_shipped_second_stage_settles_clear_items_a_first_stage_could_not(
-    stage: refine.SecondStage,
+    stage: embedding.SecondStage,
 ) -> None:
     items = [
         ("Nous recrutons 40 ingénieurs", "Postes en CDI à Lyon et Nantes, candidatures ouvertes"),
@@ -166,12 +166,12 @@ def test_training_a_head_twice_gives_the_same_bytes_and_reuses_the_cache() -> No
         for i, label in enumerate(LABELS * 2)
     ]
     cache: dict[str, Any] = {}
-    embedder = refine.Embedder()
+    embedder = embedding.Embedder()
     thresholds = dict.fromkeys(LABELS, 0.5)
-    first = refine.train_head(rows, thresholds, "bf-x", cache, embedder)
+    first = train_head(rows, thresholds, "bf-x", cache, embedder)
     assert len(cache) == len(rows)
     cached = dict(cache)
-    second = refine.train_head(rows, thresholds, "bf-x", cache, embedder)
+    second = train_head(rows, thresholds, "bf-x", cache, embedder)
     assert second == first
     assert cache.keys() == cached.keys()
 
@@ -197,7 +197,7 @@ def _leaning(label: str) -> Prediction:
 
 
 @pytest.fixture
-def stored(db_path: Path, stage: refine.SecondStage) -> tuple[Store, dict[int, int], str]:
+def stored(db_path: Path, stage: embedding.SecondStage) -> tuple[Store, dict[int, int], str]:
     store = open_store(db_path)
     store.add_feed("https://acme.example/feed", now=NOW, tags=[], title="Acme")
     (source,) = store.feed_sources(None)
@@ -231,7 +231,7 @@ def _row(store: Store, item_id: int, version: str) -> dict[str, Any]:
 
 
 def test_the_job_rescores_uncertain_uncorrected_items_once_newest_first(
-    stored: tuple[Store, dict[int, int], str], stage: refine.SecondStage
+    stored: tuple[Store, dict[int, int], str], stage: embedding.SecondStage
 ) -> None:
     store, ids, version = stored
     assert store.count_to_refine(version) == 3  # 1, 2, 5: not the certain 3, not corrected 4
@@ -260,7 +260,7 @@ def test_the_job_rescores_uncertain_uncorrected_items_once_newest_first(
 
 
 def test_a_poll_that_reclassifies_a_changed_item_makes_it_wait_for_the_second_stage_again(
-    stored: tuple[Store, dict[int, int], str], stage: refine.SecondStage
+    stored: tuple[Store, dict[int, int], str], stage: embedding.SecondStage
 ) -> None:
     store, ids, version = stored
     refine_uncertain(store, version, stage, now=NOW, limit=10)
@@ -269,7 +269,7 @@ def test_a_poll_that_reclassifies_a_changed_item_makes_it_wait_for_the_second_st
 
 
 def test_a_stop_request_leaves_the_rest_for_the_next_run(
-    stored: tuple[Store, dict[int, int], str], stage: refine.SecondStage
+    stored: tuple[Store, dict[int, int], str], stage: embedding.SecondStage
 ) -> None:
     import threading
 
@@ -316,7 +316,7 @@ def test_listener_refine_says_why_it_cannot_run(db_path: Path, tmp_path: Path) -
 
 
 def test_the_daemon_refines_after_each_poll_and_before_the_digest(
-    stage: refine.SecondStage,
+    stage: embedding.SecondStage,
 ) -> None:
     from listener.app import daemon_jobs
     from listener.config import parse_settings
@@ -333,7 +333,7 @@ def test_the_daemon_refines_after_each_poll_and_before_the_digest(
 
 
 def test_the_daemons_refine_job_unmaps_the_sentence_model_after_its_run(
-    stored: tuple[Store, dict[int, int], str], stage: refine.SecondStage
+    stored: tuple[Store, dict[int, int], str], stage: embedding.SecondStage
 ) -> None:
     import threading
 

