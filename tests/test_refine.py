@@ -351,3 +351,64 @@ def test_the_daemons_refine_job_unmaps_the_sentence_model_after_its_run(
     assert refine_job(services, NOW) == 2  # the setting's cap
     assert stage.embedder._model is None
     assert refine_job(services, NOW) == 1
+
+
+def test_a_killed_refine_keeps_every_saved_batch_and_the_next_run_finishes_the_rest(
+    db_path: Path, tmp_path: Path, stage: refine.SecondStage
+) -> None:
+    """A real `listener refine` process, SIGTERM once its first batches are saved: it stops
+    within a batch, says how many it re-scored, and the rest is left for the next run."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    store = open_store(db_path)
+    store.add_feed("https://acme.example/feed", now=NOW, tags=[], title="Acme")
+    (source,) = store.feed_sources(None)
+    items = [
+        make_item(source.id, n, title=f"Acme update {n}", summary=f"News number {n} from Acme")
+        for n in range(1, 193)  # 12 batches: the signal comes after the 2nd
+    ]
+    apply_poll(store, poll(source.id), items)
+    version = stage.head.pairs_with
+    store.record_model(version, {}, NOW)
+    ids = store.item_ids_for_keys([item.key for item in items])
+    store.save_predictions(version, [(i, _leaning("other")) for i in ids.values()], NOW)
+    store.close()
+    config = no_starter_feeds(tmp_path)
+    base = [sys.executable, "-m", "listener", "--config", str(config), "--db", str(db_path)]
+
+    def refined() -> int:
+        with sqlite3.connect(db_path) as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM predictions WHERE refined_by IS NOT NULL"
+            ).fetchone()
+            return int(count)
+
+    process = subprocess.Popen(
+        [*base, "--log-format", "json", "refine"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while refined() < 2 * refine.EMBED_BATCH and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    out, err = process.communicate(timeout=30)
+    assert time.monotonic() - stopped_at < 5  # one batch of 16 takes ~1.5 s
+    assert process.returncode == 0, err
+    done = refined()
+    assert 2 * refine.EMBED_BATCH <= done < len(items)
+    assert f"{done} items re-scored" in out
+    assert f"{len(items) - done} still waiting" in out
+    assert '"refine_stopping"' in err
+
+    finish = subprocess.run([*base, "refine"], capture_output=True, text=True, timeout=120)
+    assert f"{len(items) - done} items re-scored" in finish.stdout
+    assert refined() == len(items)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
