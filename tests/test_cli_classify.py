@@ -230,6 +230,9 @@ def test_model_info_and_evaluate(tmp_path: Path) -> None:
     assert info.exit_code == 0
     assert "loads and is compatible" in info.output
     assert "held-out:" in info.output
+    assert "second stage:     e5-" in info.output
+    assert "made for this model" in info.output
+    assert "held-out, both:   macro-F1 0.9" in info.output
     data = tmp_path / "eval.jsonl"
     data.write_text(
         "\n".join(

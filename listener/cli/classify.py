@@ -325,7 +325,10 @@ def _read_labelled_jsonl(path: Path) -> list[Any]:
 @click.pass_obj
 @handle_errors
 def model_info(obj: Context, model_file: Path | None) -> None:
-    """The model's version, labels, training data, thresholds and held-out scores."""
+    """The model's version, labels, training data, thresholds and held-out scores, and its
+    second stage."""
+    from listener.classify.refine import head_path
+
     path = model_file or model_path(obj.settings)
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
@@ -355,6 +358,27 @@ def model_info(obj: Context, model_file: Path | None) -> None:
         click.echo(
             f"held-out:         macro-F1 {overall['macro_f1']:.3f} ({langs}) "
             f"on {overall['rows']} rows"
+        )
+    _echo_second_stage(head_path(path), metadata.get("model_version"))
+
+
+def _echo_second_stage(path: Path, model_version: str | None) -> None:
+    """`model info`'s lines on the second stage beside the model, from its .json."""
+    described = path.with_suffix(".json")
+    if not described.is_file():
+        click.echo(f"second stage:     none ({path} not found; `listener model train` writes it)")
+        return
+    head = json.loads(described.read_text(encoding="utf-8"))
+    paired = head.get("pairs_with") == model_version
+    click.echo(
+        f"second stage:     {head.get('head_version')} ({head.get('embedder')}), "
+        + ("made for this model" if paired else f"NOT for this model: {head.get('pairs_with')}")
+    )
+    both = (head.get("heldout_two_stage") or {}).get("overall", {})
+    if both:
+        click.echo(
+            f"held-out, both:   macro-F1 {both['macro_f1']:.3f}, uncertain "
+            f"{both['uncertain_rate']:.3f} on {both['rows']} rows"
         )
 
 
