@@ -394,10 +394,16 @@ def make_linear_classifier(
 
 
 def scorer_bytes(scorer: LinearScorer) -> bytes:
-    """The scorer as an .npz archive with reproducible bytes (fixed entry times, sorted)."""
+    """The scorer as an .npz archive with reproducible bytes."""
+    return npz_bytes(scorer.arrays())
+
+
+def npz_bytes(arrays: Mapping[str, Any]) -> bytes:
+    """Arrays as an .npz archive with reproducible bytes (fixed entry times, sorted names,
+    no pickle): the same arrays give the same file."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, array in sorted(scorer.arrays().items()):
+        for name, array in sorted(arrays.items()):
             entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             entry.compress_type = zipfile.ZIP_DEFLATED
             with archive.open(entry, "w") as out:

