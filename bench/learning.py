@@ -23,6 +23,7 @@ import dataclasses
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,20 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
     # trained per split without embedding anything again.
     cache = embedding.read_cache(training.CORPUS_DIR / training.EMBEDDINGS_NAME)
     embedder = embedding.Embedder(threads=os.cpu_count() or 1)
-    dev_keys = [refine.text_key(refine.refine_text(i.row.title, i.row.summary)) for i in items]
-    dev_vectors = embedder.embed([refine.refine_text(i.row.title, i.row.summary) for i in items])
-    cache.update(zip(dev_keys, dev_vectors.astype(np.float16), strict=True))
-    vector_of = dict(zip((id(item) for item in items), dev_keys, strict=True))
+    dev_texts = [refine.refine_text(item.row.title, item.row.summary) for item in items]
+    dev_vectors = embedder.embed(dev_texts).astype(np.float16)
+    cache.update(zip(map(refine.text_key, dev_texts), dev_vectors, strict=True))
+
+    class CachedEmbedder(embedding.Embedder):
+        """The second stage's embedder over the vectors embedded above."""
+
+        def embed(self, texts: Sequence[str]) -> Any:
+            out = np.zeros((len(texts), dev_vectors.shape[1]))
+            for row, text in enumerate(texts):
+                out[row] = cache[refine.text_key(text)]
+            return out
+
+    cached = CachedEmbedder()
     thresholds = base_metadata["thresholds"]
     uncertain_below = float(base_metadata["uncertain_below"])
 
@@ -114,16 +125,10 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
 
     def score(classifier: Any, head: refine.Head, evaluation: Any) -> float:
         texts = [item_text(item.row.title, item.row.summary) for item in evaluation]
-        predictions = classifier.predict(texts)
-        unsure = [k for k, prediction in enumerate(predictions) if prediction.uncertain]
-        vectors = np.zeros((len(unsure), dev_vectors.shape[1]))
-        for row, k in enumerate(unsure):
-            vectors[row] = cache[vector_of[id(evaluation[k])]]
-        refined = refine.refine_predictions(
-            head, [predictions[k].scores for k in unsure], vectors, uncertain_below
+        stage = embedding.SecondStage(head, cached, uncertain_below)
+        predictions = stage.refine(
+            [(item.row.title, item.row.summary) for item in evaluation], classifier.predict(texts)
         )
-        for k, prediction in zip(unsure, refined, strict=True):
-            predictions[k] = prediction
         return macro_f1([item.row.labels for item in evaluation], [p.labels for p in predictions])
 
     def curve(
