@@ -26,7 +26,8 @@ log = structlog.get_logger(__name__)
 
 
 def refine_job(services: Services, now: datetime) -> int:
-    """The daemon's and `listener refine`'s job: at most `classifier.refine_max_items`."""
+    """The daemon's job: at most `classifier.refine_max_items` (`listener refine` calls
+    refine_uncertain with its own limit)."""
     stage, classifier = services.second_stage, services.classifier
     if stage is None or classifier is None:
         return 0
