@@ -54,9 +54,31 @@ def test_the_embedder_reads_title_and_lead_as_written_without_feed_boilerplate()
         "Équipe RH : nous recrutons",
         "Équipe RH : nous recrutons 40 ingénieurs à Lyon. The post Hiring appeared first on Blog.",
     )
-    assert text == "Équipe RH : nous recrutons. 40 ingénieurs à Lyon."  # no echo, no boilerplate
+    # The summary repeats the title: it is read alone, its first sentence whole.
+    assert text == "Équipe RH : nous recrutons 40 ingénieurs à Lyon."
     assert len(refine.refine_text("t", "x" * 5000)) == refine.MAX_CHARS
     assert refine.refine_text("", "only a summary") == "only a summary"
+    assert refine.refine_text("Only a title", "") == "Only a title"
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "expected"),
+    [
+        ("Rappel produit", "Les lots 12 à 14 sont concernés.", "Rappel produit. Les lots 12 à 14"),
+        ("Why we changed?", "Pricing  moves\n today.", "Why we changed? Pricing moves today."),
+        ("Nous recrutons !", "Dix postes.", "Nous recrutons ! Dix postes."),
+        (
+            "Hiring 40 engineers in…",
+            "Hiring 40 engineers in Lyon and Nantes",
+            "Hiring 40 engineers",
+        ),
+    ],
+)
+def test_the_title_is_a_sentence_of_its_own_unless_the_summary_opens_with_it(
+    title: str, summary: str, expected: str
+) -> None:
+    assert refine.refine_text(title, summary).startswith(expected)
+    assert ". ." not in refine.refine_text(title, summary)
 
 
 def test_the_final_score_and_threshold_are_the_mean_of_the_two_models() -> None:
