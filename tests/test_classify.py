@@ -117,6 +117,25 @@ def test_item_text_cleans_markup_entities_and_mojibake() -> None:
         ),
         ("T", "Rooms. Share this: Twitter Facebook", "Rooms."),
         ("T", "Our support team reads more tickets", "Our support team reads more tickets"),
+        # a news aggregator's "Headline - Source" title, its summary "Headline Source" and
+        # the related headlines
+        (
+            "Acme names a new chief executive after the merger - Daily Wire",
+            "Acme names a new chief executive after the merger\xa0\xa0Daily Wire Acme CEO out",
+            "Acme CEO out",
+        ),
+        (
+            "Acme names a new chief executive after the merger - Daily Wire",
+            "Acme names a new chief executive after the merger, its board says",
+            "its board says",
+        ),
+        # not an echo: a short headline, or one that ends inside the summary's word
+        ("Prices - a guide", "Prices rise in May", "Prices rise in May"),
+        (
+            "Acme reports record quarterly revenue - Wire",
+            "Acme reports record quarterly revenues again",
+            "Acme reports record quarterly revenues again",
+        ),
     ],
 )
 def test_strip_boilerplate_keeps_only_what_the_item_is_about(

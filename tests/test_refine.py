@@ -68,6 +68,11 @@ def test_the_embedder_reads_title_and_lead_as_written_without_feed_boilerplate()
         ("Why we changed?", "Pricing  moves\n today.", "Why we changed? Pricing moves today."),
         ("Nous recrutons !", "Dix postes.", "Nous recrutons ! Dix postes."),
         (
+            "Acme opens a plant in Lyon and hires 200 - Le Quotidien",
+            "Acme opens a plant in Lyon and hires 200 Le Quotidien Other headline",
+            "Acme opens a plant in Lyon and hires 200 Le Quotidien Other",
+        ),
+        (
             "Hiring 40 engineers in…",
             "Hiring 40 engineers in Lyon and Nantes",
             "Hiring 40 engineers",

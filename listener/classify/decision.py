@@ -27,7 +27,7 @@ DEFAULT_UNCERTAIN_BELOW = 0.5
 METADATA_FORMAT = 1
 
 # Bump when item_text changes what the model sees: a model trained on other text is refused.
-ITEM_TEXT_VERSION = 3
+ITEM_TEXT_VERSION = 4
 # The title is the densest signal and feed summaries run to hundreds of words; the lead
 # carries the topic, and vectorising only it keeps classification at several thousand
 # items/s per core (the cost is linear in the characters the analyzers see). A 400-char
@@ -74,7 +74,9 @@ _BOILERPLATE = (
 )
 # Link aggregators put only this in the summary of a discussion item.
 _EMPTY_SUMMARIES = frozenset({"comments", "commentaires"})
-_TITLE_ECHO_TRIM = " :.-–—|"
+_TITLE_ECHO_TRIM = " :;,.-–—|"
+_MIN_HEADLINE_CHARS = 20
+_MAX_SOURCE_CHARS = 60  # a publication's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +122,38 @@ def item_text(title: str, summary: str) -> str:
     return " ".join(text.split())
 
 
-def strip_boilerplate(title: str, summary: str) -> str:
-    """Pure: the summary without the title echoed at its start and feed boilerplate."""
+def title_echo(title: str, summary: str) -> int:
+    """Pure: how many of the summary's first characters repeat the title (0: none)."""
     # A title made from the summary's start when the item had none ("First words…", as
     # parse_feed makes it) is an echo too.
     echo = title[:-1].rstrip() if title.endswith("…") else title
     if echo and summary.startswith(echo):
-        summary = summary[len(echo) :].lstrip(_TITLE_ECHO_TRIM)
+        return len(echo)
+    # News aggregators (Google News) title an item "Headline - Source" and open its summary
+    # with "Headline Source", then the related headlines: the first pair is the echo.
+    headline, dash, source = title.rpartition(" - ")
+    source = source.strip()
+    if not (
+        dash
+        and len(headline) >= _MIN_HEADLINE_CHARS  # "Prices - a guide" / "Prices rise": no echo
+        and 0 < len(source) <= _MAX_SOURCE_CHARS
+        and summary.startswith(headline)
+    ):
+        return 0
+    rest = summary[len(headline) :]
+    if rest[:1].isalnum():  # the headline ends inside one of the summary's words
+        return 0
+    rest = rest.lstrip()
+    if rest.startswith(source):
+        return len(summary) - len(rest) + len(source)
+    return len(headline)
+
+
+def strip_boilerplate(title: str, summary: str) -> str:
+    """Pure: the summary without the title echoed at its start and feed boilerplate."""
+    echo = title_echo(title, summary)
+    if echo:
+        summary = summary[echo:].lstrip(_TITLE_ECHO_TRIM)
     folded = summary.lower()
     for markers, pattern in _BOILERPLATE:
         # Substring tests first: the regexes cost a tenth of classification when always run.

@@ -28,7 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from listener.classify.decision import Prediction, decide_labels, strip_boilerplate
+from listener.classify.decision import (
+    Prediction,
+    decide_labels,
+    strip_boilerplate,
+    title_echo,
+)
 from listener.classify.linear import npz_bytes
 from listener.domain import LABELS
 
@@ -59,8 +64,7 @@ def refine_text(title: str, summary: str) -> str:
     otherwise the title is its own sentence before the summary."""
     title = " ".join(title.split())
     body = " ".join(strip_boilerplate("", summary).split())
-    echo = title[:-1].rstrip() if title.endswith("…") else title
-    if not body or not echo or body.startswith(echo):
+    if not body or not title or title_echo(title, body):
         text = body or title
     elif title.endswith(_SENTENCE_ENDS):
         text = f"{title} {body}"
