@@ -362,6 +362,39 @@ def test_model_train_adapts_the_corpus_model_to_corrections(
     assert adapted_head.scores(vector)[0, column] > plain_head.scores(vector)[0, column]
 
 
+def test_model_train_never_replaces_the_shipped_model_and_says_how_to_use_its_own(
+    tmp_path: Path,
+) -> None:
+    from listener.config import SHIPPED_MODEL
+
+    shipped = SHIPPED_MODEL.read_bytes()
+    corpus = write_tiny_corpus(tmp_path)
+    config = tmp_path / "listener.toml"
+    config.write_text("")  # the defaults: the shipped model
+    base = ("--config", str(config), "model", "train", "--corpus", str(corpus))
+    refused = invoke(tmp_path, *base)
+    assert refused.exit_code == 2
+    assert "the model shipped with listener is not replaced: give --output FILE" in (refused.output)
+    assert SHIPPED_MODEL.read_bytes() == shipped
+
+    own = tmp_path / "models" / "own.skops"
+    own.parent.mkdir()
+    written = invoke(tmp_path, *base, "--output", str(own))
+    assert written.exit_code == 0, written.output
+    assert own.is_file()
+    assert f'to use it: set model_path = "{own}" under [classifier] in {config}' in (written.stdout)
+    assert "`listener reclassify --since 30d`" in written.stdout
+    assert SHIPPED_MODEL.read_bytes() == shipped
+
+    # Configured, it is the default output: replaced in place, nothing to set.
+    config.write_text('[classifier]\nmodel_path = "models/own.skops"\n')
+    replaced = invoke(tmp_path, *base)
+    assert replaced.exit_code == 0, replaced.output
+    assert f"against the previous model ({own}), same held-out rows:" in replaced.stdout
+    assert "to use it: restart the daemon" in replaced.stdout
+    assert "set model_path" not in replaced.stdout
+
+
 def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None:
     corpus = write_tiny_corpus(tmp_path)
     model = tmp_path / "m.skops"

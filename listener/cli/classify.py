@@ -132,7 +132,8 @@ def model_group() -> None:
 @click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Model file to write (default: the configured model, replaced).",
+    help="Model file to write (default: the configured `classifier.model_path`, replaced; "
+    "required when none is configured, so the model shipped with listener stays as it is).",
 )
 @click.pass_obj
 @handle_errors
@@ -142,8 +143,15 @@ def model_train(
     """Retrain from the corpus (deterministic), evaluate on the held-out split, save.
 
     The previous model at the same path is evaluated on the same rows first, so you see
-    whether the new one is better.
+    whether the new one is better. This deployment's model is a file of its own: the one
+    shipped with listener is never replaced (`make model` rebuilds it in a checkout).
     """
+    if output is None and not obj.settings.classifier.model_path:
+        raise click.UsageError(
+            "the model shipped with listener is not replaced: give --output FILE for this "
+            "deployment's model (for example models/classifier.skops beside listener.toml), "
+            "then set [classifier] model_path to it"
+        )
     from listener.classify import training
     from listener.classify.model import make_classifier
     from listener.classify.refine import head_path
@@ -195,6 +203,7 @@ def model_train(
         f"\nsecond stage {head.version} ({head_path(target)}), both stages on the same rows: "
         f"macro-F1 {both.overall.macro_f1:.3f}, uncertain {both.overall.uncertain_rate:.3f}"
     )
+    _say_how_to_use(obj, target)
     if previous is not None:
         delta = report.overall.macro_f1 - previous.overall.macro_f1
         click.echo(f"\nagainst the previous model ({previous_path}), same held-out rows:")
@@ -203,6 +212,19 @@ def model_train(
             f"\nheld-out macro-F1: {report.overall.macro_f1:.3f} "
             f"(previous model {previous.overall.macro_f1:.3f}, {delta:+.3f})"
         )
+
+
+def _say_how_to_use(obj: Context, target: Path) -> None:
+    """The steps that put a newly written model to work, on stdout."""
+    steps = []
+    if target.resolve() != model_path(obj.settings).resolve():
+        where = obj.config_file.path or "listener.toml"
+        steps.append(f'set model_path = "{target.resolve()}" under [classifier] in {where}')
+    steps += [
+        "restart the daemon (it loads the model when it starts)",
+        "run `listener reclassify --since 30d` to re-score the items already stored",
+    ]
+    click.echo("\nto use it: " + "; ".join(steps) + ".")
 
 
 @model_group.command("evaluate")
