@@ -375,6 +375,8 @@ def test_model_train_never_replaces_the_shipped_model_and_says_how_to_use_its_ow
     refused = invoke(tmp_path, *base)
     assert refused.exit_code == 2
     assert "the model shipped with listener is not replaced: give --output FILE" in (refused.output)
+    named = invoke(tmp_path, *base, "--output", str(SHIPPED_MODEL))  # named, still refused
+    assert named.exit_code == 2
     assert SHIPPED_MODEL.read_bytes() == shipped
 
     own = tmp_path / "models" / "own.skops"

@@ -26,7 +26,7 @@ from listener.cli.support import (
     plural,
     since_time,
 )
-from listener.config import model_path
+from listener.config import SHIPPED_MODEL, model_path
 from listener.errors import ClassifierError
 
 _CLASSIFY_BATCH = 256
@@ -146,10 +146,11 @@ def model_train(
     whether the new one is better. This deployment's model is a file of its own: the one
     shipped with listener is never replaced (`make model` rebuilds it in a checkout).
     """
-    if output is None and not obj.settings.classifier.model_path:
+    target = output or model_path(obj.settings)
+    if target.resolve() == SHIPPED_MODEL.resolve():
         raise click.UsageError(
             "the model shipped with listener is not replaced: give --output FILE for this "
-            "deployment's model (for example models/classifier.skops beside listener.toml), "
+            "deployment's model (for example models/ours.skops beside listener.toml), "
             "then set [classifier] model_path to it"
         )
     from listener.classify import training
@@ -172,7 +173,6 @@ def model_train(
                 )
                 for row in store.corrections()
             ]
-    target = output or model_path(obj.settings)
     # The model this one replaces: the file it overwrites, else the configured model.
     previous_path = target if target.exists() else model_path(obj.settings)
     previous = None
