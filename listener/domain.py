@@ -504,6 +504,7 @@ class DigestItem:
     labels: tuple[str, ...]  # effective labels (human correction, else confident model)
     scores: Mapping[str, float]  # label -> score, for every label the model scored
     uncertain: bool
+    corrected: bool = False  # `labels` are a person's (listener label), not the model's
 
 
 @dataclass(frozen=True, slots=True)

@@ -515,6 +515,37 @@ def test_build_digest_does_not_ask_about_a_story_another_copy_settles() -> None:
     assert digest.counts["communication"] == 1
 
 
+def test_a_persons_correction_of_one_copy_settles_the_whole_story() -> None:
+    title = "Coalition strike hits a fuel depot near the border"
+    model_copy = make_item(1, ("human_resources",), title=title, feed="a")
+    corrected = dataclasses.replace(
+        make_item(2, ("other",), {"human_resources": 0.9}, title=title, feed="b"),
+        corrected=True,
+    )
+    unsure = make_item(3, (), {"human_resources": 0.4}, title=title, feed="c", uncertain=True)
+    elsewhere = make_item(4, ("human_resources",), title="Nurses vote to strike over pay")
+    digest = build_digest(TEAM, PERIOD, data(model_copy, corrected, unsure, elsewhere))
+    sections = {section.label: section for section in digest.sections}
+    assert [s.lead.item_id for s in sections["human_resources"].stories] == [4]
+    [story] = sections["other"].stories
+    assert {story.lead.item_id, *(i.item_id for i in story.others)} == {1, 2, 3}
+    assert digest.uncertain == ()  # settled by the person, nothing left to ask
+    # Counts stay per item, as the seven-day baseline counts them.
+    assert (digest.counts["human_resources"], digest.counts["other"]) == (2, 1)
+
+
+def test_copies_corrected_differently_keep_their_own_labels() -> None:
+    title = "Acme and Globex sign a distribution partnership"
+    a = dataclasses.replace(make_item(1, ("communication",), title=title), corrected=True)
+    b = dataclasses.replace(make_item(2, ("marketing",), title=title, feed="b"), corrected=True)
+    c = make_item(3, ("business_intelligence",), title=title, feed="c")
+    digest = build_digest(TEAM, PERIOD, data(a, b, c))
+    shown = {s.label: [st.lead.item_id for st in s.stories] for s in digest.sections}
+    assert shown["communication"] == [1]
+    assert shown["marketing"] == [2]
+    assert shown["business_intelligence"] == []  # c took both corrections' labels
+
+
 def test_build_digest_puts_other_last_and_passes_feed_health_through() -> None:
     health = (FeedHealth("https://gone.example/feed", None, "gone since 2026-11-20"),)
     items = (make_item(1, ("other",)), make_item(2, ("marketing",)))

@@ -156,11 +156,11 @@ def test_digest_items_and_counts_use_effective_labels(store: Store) -> None:
     # An older model's prediction does not count when a newer model classified the item.
     store.save_predictions("old", [(ids[items[0].key], _Prediction(("other",), {}, False))], at)
     store.set_labels(ids[items[2].key], ["communication"], by="ana", now=NOW)
-    got = {i.title: (i.labels, i.uncertain) for i in store.digest_items(*PERIOD, ())}
+    got = {i.title: (i.labels, i.uncertain, i.corrected) for i in store.digest_items(*PERIOD, ())}
     assert got == {
-        "Item 1": (("human_resources",), False),
-        "Item 2": ((), True),  # uncertain: in no function until a person decides
-        "Item 3": (("communication",), False),  # the correction wins
+        "Item 1": (("human_resources",), False, False),
+        "Item 2": ((), True, False),  # uncertain: in no function until a person decides
+        "Item 3": (("communication",), False, True),  # the correction wins, and says so
     }
     assert store.label_counts(*PERIOD, ()) == {"human_resources": 1, "communication": 1}
     # The same answer as the item_labels view people query by hand.

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -151,7 +152,7 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
     counts = {label: confident[label] for label in labels}
     averages = {label: daily_average(data.daily_counts.get(label, ())) for label in labels}
     followed = _followed(recipient)
-    groups = _group(items)
+    groups = [_settled_by_people(group) for group in _group(items)]
     by_label = _groups_by_label(groups)
     sections = tuple(
         Section(
@@ -230,7 +231,8 @@ def _section_stories(groups: Sequence[Sequence[DigestItem]], label: str) -> list
     for group in groups:
         members = [item for item in group if label in item.labels and not item.uncertain]
         if members:
-            lead = _best(members, lambda item: _relevance(item, label))
+            # A copy a person labelled leads: the others may only have taken its labels.
+            lead = _best(members, lambda item: _relevance(item, label) + item.corrected)
             stories.append(_story_with_lead(lead, group))
     return stories
 
@@ -285,6 +287,19 @@ def _group(items: Sequence[DigestItem]) -> list[list[DigestItem]]:
     for index, item in enumerate(items):
         groups.setdefault(root(index), []).append(item)
     return list(groups.values())
+
+
+def _settled_by_people(group: list[DigestItem]) -> list[DigestItem]:
+    """A person's correction of one copy settles the story: the other copies take its labels
+    (with several corrected copies, all their labels), so a story corrected out of a
+    function does not come back into it through another feed's copy. Counts stay per item."""
+    corrected = [item for item in group if item.corrected]
+    if not corrected or len(corrected) == len(group):
+        return group  # nearly every group: nothing to settle
+    labels = tuple(dict.fromkeys(label for item in corrected for label in item.labels))
+    return [
+        item if item.corrected else replace(item, labels=labels, uncertain=False) for item in group
+    ]
 
 
 def _story(group: Sequence[DigestItem], score: _ScoreFn) -> Story:

@@ -200,6 +200,7 @@ def _digest_items(rows: Iterable[tuple[Any, ...]]) -> list[DigestItem]:
                 labels=human or (() if uncertain else parse_list(model_labels)),
                 scores=json.loads(scores) if scores else {},
                 uncertain=uncertain,
+                corrected=bool(human),
             )
         )
     return items
