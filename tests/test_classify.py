@@ -272,6 +272,20 @@ def test_load_refuses_another_sklearn_version(saved: Path) -> None:
         load_classifier(saved)
 
 
+def test_load_refuses_a_model_of_another_item_text_and_says_how_to_retrain_it(
+    saved: Path,
+) -> None:
+    from listener.classify.decision import ITEM_TEXT_VERSION
+
+    rewrite_metadata(saved, item_text_version=ITEM_TEXT_VERSION - 1)
+    with pytest.raises(ClassifierError) as refused:
+        load_classifier(saved)
+    message = str(refused.value)
+    assert f"trained on item text version {ITEM_TEXT_VERSION - 1}" in message
+    # A deployment's own model is rebuilt by the CLI, never over the shipped one.
+    assert f"`listener model train --include-corrections --output {saved}`" in message
+
+
 @pytest.mark.parametrize("thresholds", [{"marketing": 0.5}, dict.fromkeys(LABELS, "high"), "0.5"])
 def test_load_refuses_bad_thresholds(saved: Path, thresholds: object) -> None:
     rewrite_metadata(saved, thresholds=thresholds)
