@@ -154,11 +154,9 @@ def model_train(
             "then set [classifier] model_path to it"
         )
     from listener.classify import training
-    from listener.classify.model import make_classifier
     from listener.classify.refine import head_path
 
-    rows = training.read_corpus(corpus or training.CORPUS_DIR)
-    train_rows, heldout = training.split_heldout(rows)
+    _, heldout = training.split_heldout(training.read_corpus(corpus or training.CORPUS_DIR))
     corrections: list[Any] = []
     if include_corrections:
         with obj.store() as store:
@@ -180,28 +178,20 @@ def model_train(
         previous = training.evaluate(_load(obj, previous_path), heldout)
     except ClassifierError as exc:  # no model yet, or an unusable one: say so, train anyway
         click.echo(f"no comparison with the previous model: {exc}", err=True)
-    pipeline, metadata = training.train_classifier(train_rows, corrections=corrections)
-    report = training.evaluate(make_classifier(pipeline, metadata), heldout)
-    metadata["heldout_rows"] = len(heldout)
-    version = training.save_classifier(pipeline, metadata, target, evaluation=report)
+    result = training.retrain(
+        corpus or training.CORPUS_DIR, target, corrections=corrections
+    )  # the same steps as `make model`, written to `target`
+    report = result.report
     click.echo(
-        f"model {version}: {len(train_rows)} corpus rows + {len(corrections)} "
-        f"corrections, evaluated on {len(heldout)} held-out rows"
+        f"model {result.version}: {result.training_rows} corpus rows + {len(corrections)} "
+        f"corrections, evaluated on {result.heldout_rows} held-out rows"
     )
     click.echo(f"wrote {target} and {target.with_suffix('.json')}\n")
     click.echo(training.format_evaluation(report))
-    head, both = training.save_head(
-        train_rows,
-        heldout,
-        metadata,
-        version,
-        target,
-        corpus=corpus or training.CORPUS_DIR,
-        corrections=corrections,
-    )
+    both = result.two_stage_report
     click.echo(
-        f"\nsecond stage {head.version} ({head_path(target)}), both stages on the same rows: "
-        f"macro-F1 {both.overall.macro_f1:.3f}, uncertain {both.overall.uncertain_rate:.3f}"
+        f"\nsecond stage {result.head.version} ({head_path(target)}), both stages on the same "
+        f"rows: macro-F1 {both.overall.macro_f1:.3f}, uncertain {both.overall.uncertain_rate:.3f}"
     )
     _say_how_to_use(obj, target)
     if previous is not None:
