@@ -24,6 +24,17 @@ _EFFECTIVE_LABELS_BY_ID = (
 REVIEW_BELOW_TOP_SCORE = 0.95
 
 
+# A model's uncertain predictions that no second stage has re-scored and nobody has
+# corrected (one ? for the model version), read through the partial index made for them
+# (predictions_to_refine, migration m007): the job's batches and its count of what is
+# left are the same rows.
+_TO_REFINE = (
+    "predictions.model_version = ? AND predictions.uncertain = 1"
+    " AND predictions.refined_by IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = predictions.item_id)"
+)
+
+
 class LabelsMixin(StoreBase):
     def record_model(self, version: str, metadata: Mapping[str, Any], now: datetime) -> None:
         """Note that this model version is the one in use from `now` on."""
@@ -75,10 +86,7 @@ class LabelsMixin(StoreBase):
         sql = (
             "SELECT predictions.item_id, items.title, items.summary, predictions.scores"
             " FROM predictions INDEXED BY predictions_to_refine"
-            " JOIN items ON items.id = predictions.item_id"
-            " WHERE predictions.model_version = ? AND predictions.uncertain = 1"
-            " AND predictions.refined_by IS NULL"
-            " AND NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = predictions.item_id)"
+            f" JOIN items ON items.id = predictions.item_id WHERE {_TO_REFINE}"
             " ORDER BY predictions.item_id DESC LIMIT ?"
         )
         with wrap_errors("reading items to refine"):
@@ -89,9 +97,7 @@ class LabelsMixin(StoreBase):
 
     def count_to_refine(self, model_version: str) -> int:
         sql = (
-            "SELECT count(*) FROM predictions INDEXED BY predictions_to_refine"
-            " WHERE model_version = ? AND uncertain = 1 AND refined_by IS NULL"
-            " AND NOT EXISTS (SELECT 1 FROM labels WHERE labels.item_id = predictions.item_id)"
+            f"SELECT count(*) FROM predictions INDEXED BY predictions_to_refine WHERE {_TO_REFINE}"
         )
         with wrap_errors("counting items to refine"):
             return int(self.db.execute(sql, [model_version]).fetchone()[0])
