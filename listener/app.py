@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from listener import __version__
-from listener.classify.decision import Classifier
+from listener.classify.decision import Classifier, retrain_hint
 from listener.classify.deferred import DeferredClassifier, ModelFiles, runtime_path
 from listener.config import Settings, model_path
 from listener.daemon import DaemonScheduler, ScheduledJob, install_signal_handlers
@@ -30,10 +30,10 @@ from listener.jobs.digest import digest_job, maintenance_job
 from listener.jobs.poll import poll_job
 from listener.jobs.refine import refine_job
 from listener.jobs.services import Job, Services
+from listener.store import Store, open_store
 
 if TYPE_CHECKING:
     from listener.classify.embedding import SecondStage
-from listener.store import Store, open_store
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +93,7 @@ def load_second_stage(
     if head.pairs_with != classifier.version:
         raise ClassifierError(
             f"{path} was made for model {head.pairs_with}, not {classifier.version}: "
-            "retrain with `listener model train`"
+            f"{retrain_hint(model_file or model_path(settings))}"
         )
     return SecondStage(head, Embedder(threads), settings.classifier.uncertain_below)
 

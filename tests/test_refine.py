@@ -174,6 +174,25 @@ def test_the_embedder_is_multilingual_and_gives_the_same_vector_every_time() -> 
     assert embedder.embed([]).shape == (0, 384)
 
 
+def test_a_second_stage_made_for_another_model_is_refused_with_how_to_retrain(
+    tmp_path: Path,
+) -> None:
+    from listener.app import load_second_stage
+    from listener.config import parse_settings
+    from listener.errors import ClassifierError
+
+    model = tmp_path / "ours.skops"
+    refine.head_path(model).write_bytes(refine.head_path(MODEL_PATH).read_bytes())
+    settings = parse_settings({"classifier": {"model_path": str(model)}}, {})
+    other: Any = SimpleNamespace(version="bf-000000000000")
+    with pytest.raises(ClassifierError) as refused:
+        load_second_stage(settings, other)
+    message = str(refused.value)
+    assert "was made for model bf-" in message
+    assert "not bf-000000000000" in message
+    assert f"`listener model train --include-corrections --output {model}`" in message
+
+
 def test_the_shipped_second_stage_settles_clear_items_a_first_stage_could_not(
     stage: embedding.SecondStage,
 ) -> None:

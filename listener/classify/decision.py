@@ -233,24 +233,24 @@ def check_metadata(metadata: Mapping[str, Any], where: Path | str) -> None:
     if labels != list(LABELS):
         raise ClassifierError(
             f"{where}: the model's labels {labels} differ from listener's {list(LABELS)}: "
-            f"{_retrain_hint(where)}"
+            f"{retrain_hint(where)}"
         )
     trained_with = str(metadata.get("sklearn_version", "unknown"))
     if _major_minor(trained_with) != _major_minor(sklearn_version()):
         raise ClassifierError(
             f"{where}: model trained with scikit-learn {trained_with}, this environment has "
             f"{sklearn_version()}: install scikit-learn {'.'.join(_major_minor(trained_with))}.x "
-            f"(listener's own requirement), or {_retrain_hint(where)}"
+            f"(listener's own requirement), or {retrain_hint(where)}"
         )
     if metadata.get("item_text_version") != ITEM_TEXT_VERSION:
         raise ClassifierError(
             f"{where}: the model was trained on item text version "
             f"{metadata.get('item_text_version')}, this listener makes version "
-            f"{ITEM_TEXT_VERSION}: {_retrain_hint(where)}"
+            f"{ITEM_TEXT_VERSION}: {retrain_hint(where)}"
         )
 
 
-def _retrain_hint(where: Path | str) -> str:
+def retrain_hint(where: Path | str) -> str:
     """How to rebuild an incompatible model: a deployment's own with the CLI, the shipped
     one (which `listener model train` never overwrites) with `make model`."""
     model = Path(where).with_suffix(".skops")  # `where` may be its .json metadata
