@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import itertools
+import select
 import shutil
 import socket
 import ssl
@@ -845,21 +846,50 @@ def test_a_connection_the_pool_closes_under_a_fetch_is_closed_when_the_fetch_end
         assert hung_up.wait(5)  # the close the pool asked for, once the fetch was over
 
 
+def test_a_kept_alive_connection_the_server_hung_up_on_is_not_reused(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    """The server promises keep-alive, answers, then hangs up while the connection waits
+    in the pool: the next fetch goes out on a new connection instead of failing."""
+    hung_up = threading.Event()
+
+    def handler(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+        conn.sendall(response(FEED, close=False))
+        conn.shutdown(socket.SHUT_RDWR)
+        hung_up.set()
+
+    server = raw_server(handler)
+    with make_client(LIMITS) as client:
+        first = fetch_feed(client, source(server.url()), LIMITS)
+        assert hung_up.wait(5)
+        [connection] = client.transport._pool.connections  # type: ignore[attr-defined]
+        sock = connection._connection._network_stream.get_extra_info("socket")
+        assert select.select([sock], [], [], 5)[0]  # the hang-up has reached this side
+        second = fetch_feed(client, source(server.url()), LIMITS)
+
+    assert isinstance(first, Fetched)
+    assert isinstance(second, Fetched)
+    assert second.body == FEED
+    assert len(server.heads) == 2  # a second connection
+
+
 class _FakeNetworkStream(httpcore.NetworkStream):
-    def __init__(self) -> None:
+    def __init__(self, readable: bool = False) -> None:
         self.closed = 0
+        self.written = 0
+        self.readable = readable
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return b""
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        pass
+        self.written += 1
 
     def close(self) -> None:
         self.closed += 1
 
     def get_extra_info(self, info: str) -> object:
-        return None
+        return self.readable if info == "is_readable" else None
 
 
 def test_a_fetch_that_starts_on_a_connection_already_closed_asks_for_another() -> None:
@@ -891,3 +921,30 @@ def test_a_close_during_a_fetch_waits_for_its_end_and_happens_once() -> None:
     assert inner.closed == 1
     deadline.finish()  # once
     assert inner.closed == 1
+
+
+@pytest.mark.parametrize("readable", [False, True])
+def test_a_connection_is_checked_once_per_request_and_not_when_the_pool_sweeps(
+    readable: bool,
+) -> None:
+    """encode/httpcore#928: the pool asks every idle connection whether it is readable each
+    time a request comes or goes; the stream answers no and checks before the next request."""
+    inner = _FakeNetworkStream(readable=readable)
+    stream = _DeadlineStream(inner)
+    assert stream.get_extra_info("is_readable") is False
+    deadline = _Deadline(5.0)
+    token = _CURRENT.set(deadline)
+    try:
+        stream.write(b"GET /a HTTP/1.1\r\n\r\n")  # a new connection: nothing to check
+        stream.read(100)
+        if readable:  # the server hung up meanwhile
+            with pytest.raises(httpcore.ConnectionNotAvailable):  # httpcore retries elsewhere
+                stream.write(b"GET /b HTTP/1.1\r\n\r\n")
+            stream.close()  # what httpcore does next: closed once, not twice
+        else:
+            stream.write(b"GET /b HTTP/1.1\r\n\r\n")
+    finally:
+        _CURRENT.reset(token)
+    deadline.finish()
+    assert inner.written == (1 if readable else 2)
+    assert inner.closed == (1 if readable else 0)

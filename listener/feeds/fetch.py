@@ -516,6 +516,11 @@ class _DeadlineStream(httpcore.NetworkStream):
     (30 s) or failed it with EBADF, once in a few polls of many hosts. A close while a fetch
     uses the connection now waits for that fetch to end, and a fetch that starts on a
     connection already closed asks httpcore for another one (ConnectionNotAvailable).
+
+    It checks that a kept-alive connection is still open just before a request goes out on
+    it, instead of when httpcore's pool asks: the pool polls every idle socket each time a
+    request arrives or ends (encode/httpcore#928, open in 1.0.9), some 60 poll() calls per
+    fetch of a warm poll, each one handing the GIL to another fetch thread.
     """
 
     def __init__(self, inner: httpcore.NetworkStream) -> None:
@@ -524,6 +529,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._user: _Deadline | None = None  # the fetch using it last
         self._closed = False
         self._close_when_done = False
+        self._answered = False  # a response was read since the last request went out
 
     def _clip(self, timeout: float | None) -> float | None:
         deadline = _CURRENT.get()
@@ -548,13 +554,26 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._inner.close()
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._clip(timeout))
+        data = self._inner.read(max_bytes, self._clip(timeout))
+        self._answered = True
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._clip(timeout))
+        timeout = self._clip(timeout)
+        if self._answered:  # a new request on a kept-alive connection
+            self._answered = False
+            # Readable while idle: the server hung up (or sent what nobody asked for).
+            if self._inner.get_extra_info("is_readable"):
+                with self._lock:
+                    self._closed = True
+                self._inner.close()
+                raise httpcore.ConnectionNotAvailable()  # httpcore retries elsewhere
+        self._inner.write(buffer, timeout)
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             if self._user is not None and not self._user.finished:
                 self._close_when_done = True
                 return
@@ -572,6 +591,8 @@ class _DeadlineStream(httpcore.NetworkStream):
         return _DeadlineStream(inner)
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":  # only the pool's sweep asks; `write` checks (see above)
+            return False
         return self._inner.get_extra_info(info)
 
 
