@@ -210,6 +210,7 @@ class ParsedFeed:
     items: tuple[Item, ...]
     warning: str | None = None  # feedparser's bozo message when the feed was still usable
     skipped: int = 0  # entries dropped because nothing usable was in them
+    updated_at: datetime | None = None  # when the feed says it last changed (its own date)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +307,8 @@ class FeedUpdate:
     new: tuple[Item, ...] = ()
     changed: tuple[Item, ...] = ()  # stored, but their content changed
     unchanged: tuple[Item, ...] = ()
+    # The date new items without one are stored with; None: the poll's time (first seen).
+    undated_at: datetime | None = None
     predictions: Predictions | None = None
     mentions: PollMentions | None = None
 

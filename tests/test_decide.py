@@ -36,8 +36,10 @@ def fetched(**changes: object) -> Fetched:
     return Fetched(**(values | changes))  # type: ignore[arg-type]
 
 
-def parsed(*items: Item, **changes: object) -> Parsed:
-    feed = ParsedFeed(title="Acme", site_url=None, items=items, warning="bozo")
+def parsed(*items: Item, updated_at: datetime | None = None, **changes: object) -> Parsed:
+    feed = ParsedFeed(
+        title="Acme", site_url=None, items=items, warning="bozo", updated_at=updated_at
+    )
     return Parsed(fetched(**changes), feed, body_hash="new", duration_ms=12)
 
 
@@ -107,3 +109,20 @@ def test_a_permanent_move_moves_the_feed_unless_its_new_url_is_taken(
     assert (update.move.url, update.move.previous_url) == ("https://b.example/feed", FEED.url)
     assert (update.move.refused or "").endswith(refused or "")
     assert (update.move.refused is None) == (refused is None)
+
+
+@pytest.mark.parametrize(
+    ("body_hash", "updated_at", "undated_at"),
+    [
+        (None, NOW - timedelta(days=400), NOW - timedelta(days=400)),  # the first items: archive
+        (None, NOW + timedelta(hours=2), None),  # a date in the future says nothing
+        (None, None, None),  # no date of its own: first seen
+        ("old", NOW - timedelta(days=400), None),  # later items are new, even under a stale date
+    ],
+)
+def test_a_feeds_first_items_without_a_date_take_the_feeds_own_date(
+    body_hash: str | None, updated_at: datetime | None, undated_at: datetime | None
+) -> None:
+    feed = FeedSource(id=7, url="https://a.example/feed", body_hash=body_hash)
+    update = decide(feed, parsed(item("a"), updated_at=updated_at), Known(), NOW, POLICY, rand=0.5)
+    assert update.undated_at == undated_at

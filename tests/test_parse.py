@@ -63,6 +63,7 @@ def as_json(parsed: ParsedFeed) -> dict[str, Any]:
         "site_url": parsed.site_url,
         "warning": parsed.warning,
         "skipped": parsed.skipped,
+        "updated_at": parsed.updated_at.isoformat() if parsed.updated_at else None,
         "items": [item(value) for value in parsed.items],
     }
 

@@ -276,3 +276,53 @@ def test_poll_without_all_only_polls_due_feeds(tmp_path: Path, httpserver: HTTPS
     run(tmp_path, "feeds", "add", str(httpserver.url_for("/feed")))
     assert "polled 1 feed " in run(tmp_path, "poll", workers=1).output
     assert "nothing due" in run(tmp_path, "poll", workers=1).output
+
+
+UNDATED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Harbour notices</title><link>https://notices.example/</link>
+<lastBuildDate>{built}</lastBuildDate>{items}</channel></rss>"""
+
+
+def undated(built: datetime, *items: tuple[str, str]) -> bytes:
+    """An RSS body whose items have no date, under a channel built at `built`."""
+    body = "".join(
+        f"<item><title>{title}</title><link>https://notices.example/{n}</link>"
+        f"<description>{summary}</description></item>"
+        for n, (title, summary) in enumerate(items)
+    )
+    date = format_datetime(built, usegmt=True)
+    return UNDATED.format(built=date, items=body).encode()
+
+
+def test_a_new_feeds_undated_archive_takes_the_feeds_date_and_later_items_their_own(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    """The first poll's items without a date are the feed's archive: stored as first seen,
+    they would be today's news in every digest and spike. They take the channel's date; an
+    item that appears later is dated when first seen, even under a channel date that never
+    changes, and an edit keeps the date an item was stored with."""
+    built = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+    ferry, office = ("Ferry timetable", "Two extra crossings."), ("Office moves", "To the quay.")
+    later = ("Quay closed for repairs", "From Monday, use the north gate.")
+    edited = ("Ferry timetable", "Two extra crossings, and one on Sundays.")
+    httpserver.expect_ordered_request("/feed").respond_with_data(undated(built, ferry, office))
+    httpserver.expect_ordered_request("/feed").respond_with_data(
+        undated(built, edited, office, later)
+    )
+    run(tmp_path, "feeds", "add", str(httpserver.url_for("/feed")))
+    assert "2 new items" in run(tmp_path, "poll", "--all", workers=1).output
+    second_poll = datetime.now(UTC).replace(microsecond=0)
+    assert "1 new item, 1 updated" in run(tmp_path, "poll", "--all", workers=1).output
+
+    conn = sqlite3.connect(tmp_path / "l.db")
+    rows = {
+        title: (datetime.fromisoformat(published), estimated, summary)
+        for title, published, estimated, summary in conn.execute(
+            "SELECT title, published_at, date_is_estimated, summary FROM items"
+        )
+    }
+    assert rows["Ferry timetable"] == (built, 1, "Two extra crossings, and one on Sundays.")
+    assert rows["Office moves"] == (built, 1, "To the quay.")
+    published, estimated, _ = rows["Quay closed for repairs"]
+    assert published >= second_poll
+    assert estimated == 1

@@ -83,6 +83,15 @@ def _parsed(
         item for item in items if item.key in hashes and hashes[item.key] != item.content_hash
     )
     unchanged = tuple(item for item in items if hashes.get(item.key) == item.content_hash)
+    # A feed's first items are its archive. Those without a date would be stored as first
+    # seen now, today's news: they get the feed's own date instead, when it is earlier (a
+    # feed that says it last changed in 2017 has not published since). Later items without
+    # a date are new when first seen, whatever a stale channel date says.
+    undated_at = (
+        parsed.updated_at
+        if feed.body_hash is None and parsed.updated_at is not None and parsed.updated_at < now
+        else None
+    )
     return FeedUpdate(
         result=PollResult(
             feed_id=feed.id,
@@ -110,6 +119,7 @@ def _parsed(
         new=new,
         changed=changed,
         unchanged=unchanged,
+        undated_at=undated_at,
     )
 
 

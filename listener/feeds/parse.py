@@ -296,7 +296,19 @@ def _parse_xml_feed(
         items=_finish_items(items),
         warning=problem,
         skipped=skipped,
+        updated_at=_feed_updated_at(feed),
     )
+
+
+def _feed_updated_at(feed: Any) -> datetime | None:
+    """When the feed says it last changed: the later of its updated date (RSS lastBuildDate,
+    Atom updated) and its published date (RSS channel pubDate)."""
+    dates = [
+        _from_struct_time(dict.get(feed, f"{key}_parsed"))
+        or _from_local_date(_str(dict.get(feed, key)).strip())
+        for key in ("updated", "published")
+    ]
+    return max((date for date in dates if date is not None), default=None)
 
 
 def _is_encoding_problem(exc: object) -> bool:

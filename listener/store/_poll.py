@@ -52,6 +52,7 @@ class PollMixin(StoreBase):
         db = self.db
         result = update.result
         now = to_db_time(result.started_at)
+        undated = to_db_time(update.undated_at) if update.undated_at else now
         new, changed = update.new, update.changed
         if new:
             db.conn.executemany(
@@ -59,17 +60,19 @@ class PollMixin(StoreBase):
                 " published_at, published_raw, date_is_estimated, fetched_at, updated_at,"
                 " lang, content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (*_item_values(item, now), now, now, item.lang, item.content_hash)
+                    (*_item_values(item, undated), now, now, item.lang, item.content_hash)
                     for item in new
                 ],
             )
         if changed:
+            # An item without a date keeps the date it was stored with: an edit is not news.
             db.conn.executemany(
                 "UPDATE items SET guid=?, url=?, title=?, summary=?, author=?,"
-                " published_at=?, published_raw=?, date_is_estimated=?, updated_at=?,"
-                " lang=?, content_hash=? WHERE key=?",
+                " published_at=coalesce(?6, published_at), published_raw=?,"
+                " date_is_estimated=CASE WHEN ?6 IS NULL THEN date_is_estimated ELSE 0 END,"
+                " updated_at=?, lang=?, content_hash=? WHERE key=?",
                 [
-                    (*_item_values(item, now)[2:], now, item.lang, item.content_hash, item.key)
+                    (*_item_values(item, None)[2:9], now, item.lang, item.content_hash, item.key)
                     for item in changed
                 ],
             )
@@ -93,7 +96,7 @@ class PollMixin(StoreBase):
                 # earlier (a date in the future is a feed's mistake, not tomorrow's news).
                 return {
                     ids[item.key]: (
-                        min(_item_values(item, now)[7], now),
+                        min(_item_values(item, undated)[7], now),
                         mentions.by_key.get(item.key, {}),
                     )
                     for item in items
@@ -157,8 +160,10 @@ def _feed_columns(update: FeedUpdate, now: str) -> dict[str, Any]:
     return columns
 
 
-def _item_values(item: Item, now: str) -> tuple[Any, ...]:
-    published = to_db_time(item.published_at) if item.published_at else now
+def _item_values(item: Item, undated: str | None) -> tuple[Any, ...]:
+    """The item's columns, key to date_is_estimated; `undated` is the date of an item
+    without one."""
+    published = to_db_time(item.published_at) if item.published_at else undated
     return (
         item.key,
         item.feed_id,
