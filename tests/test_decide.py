@@ -111,18 +111,28 @@ def test_a_permanent_move_moves_the_feed_unless_its_new_url_is_taken(
     assert (update.move.refused is None) == (refused is None)
 
 
+YEAR_AGO = NOW - timedelta(days=365)
+LAST_MODIFIED = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # HEADERS' Last-Modified
+
+
 @pytest.mark.parametrize(
-    ("body_hash", "updated_at", "undated_at"),
+    ("body_hash", "updated_at", "headers", "undated_at"),
     [
-        (None, NOW - timedelta(days=400), NOW - timedelta(days=400)),  # the first items: archive
-        (None, NOW + timedelta(hours=2), None),  # a date in the future says nothing
-        (None, None, None),  # no date of its own: first seen
-        ("old", NOW - timedelta(days=400), None),  # later items are new, even under a stale date
+        (None, YEAR_AGO, HEADERS, YEAR_AGO),  # the first items are the archive: the feed's date
+        (None, None, HEADERS, LAST_MODIFIED),  # no channel date: the response's
+        (None, NOW + timedelta(hours=2), {}, None),  # a date in the future says nothing
+        (None, None, {"last-modified": "yesterday"}, None),  # nor does an unreadable one
+        (None, None, {}, None),  # no date at all: first seen
+        ("old", YEAR_AGO, HEADERS, None),  # later items are new, even under a stale date
     ],
 )
 def test_a_feeds_first_items_without_a_date_take_the_feeds_own_date(
-    body_hash: str | None, updated_at: datetime | None, undated_at: datetime | None
+    body_hash: str | None,
+    updated_at: datetime | None,
+    headers: dict[str, str],
+    undated_at: datetime | None,
 ) -> None:
     feed = FeedSource(id=7, url="https://a.example/feed", body_hash=body_hash)
-    update = decide(feed, parsed(item("a"), updated_at=updated_at), Known(), NOW, POLICY, rand=0.5)
+    outcome = parsed(item("a"), updated_at=updated_at, headers=headers)
+    update = decide(feed, outcome, Known(), NOW, POLICY, rand=0.5)
     assert update.undated_at == undated_at

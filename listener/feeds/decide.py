@@ -30,7 +30,11 @@ from listener.domain import (
 )
 from listener.errors import FeedGone, FetchError, ParseError
 from listener.feeds.dedupe import drop_duplicates
-from listener.feeds.schedule import next_poll_after_failure, next_poll_after_success
+from listener.feeds.schedule import (
+    next_poll_after_failure,
+    next_poll_after_success,
+    parse_http_date,
+)
 
 # What a poll of one feed ends with. A 2xx body with new bytes goes to the parser first, so
 # a Fetched here is the same bytes as last time: "unchanged", nothing to parse.
@@ -84,13 +88,13 @@ def _parsed(
     )
     unchanged = tuple(item for item in items if hashes.get(item.key) == item.content_hash)
     # A feed's first items are its archive. Those without a date would be stored as first
-    # seen now, today's news: they get the feed's own date instead, when it is earlier (a
-    # feed that says it last changed in 2017 has not published since). Later items without
-    # a date are new when first seen, whatever a stale channel date says.
+    # seen now, today's news: they get the feed's own date instead (its channel's, else the
+    # response's Last-Modified), when it is earlier: a feed that last changed in 2017 has
+    # not published since. Later items without a date are new when first seen, whatever a
+    # stale channel date says.
+    feed_date = parsed.updated_at or parse_http_date(fetched.headers.get("last-modified"))
     undated_at = (
-        parsed.updated_at
-        if feed.body_hash is None and parsed.updated_at is not None and parsed.updated_at < now
-        else None
+        feed_date if feed.body_hash is None and feed_date is not None and feed_date < now else None
     )
     return FeedUpdate(
         result=PollResult(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from listener.domain import FeedRow, PollPolicy, PollResult
@@ -19,18 +19,22 @@ _MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 def parse_http_delay(value: str | None, now: datetime) -> timedelta | None:
     """Retry-After or Expires: seconds or an HTTP-date, as a delay from `now` (never negative)."""
+    if value and value.strip().isdigit():
+        return timedelta(seconds=int(value))
+    when = parse_http_date(value)
+    return None if when is None else max(when - now, timedelta(0))
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP-date header (Expires, Last-Modified) in UTC; None when absent or unreadable."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
     try:
-        when = parsedate_to_datetime(value)
+        when = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # HTTP-dates are GMT by definition
-        when = when.replace(tzinfo=now.tzinfo)
-    return max(when - now, timedelta(0))
+    # HTTP-dates are GMT by definition.
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def cache_lifetime(headers: Mapping[str, str], now: datetime) -> timedelta | None:
