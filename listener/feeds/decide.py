@@ -92,10 +92,11 @@ def _parsed(
     # response's Last-Modified), when it is earlier: a feed that last changed in 2017 has
     # not published since. Later items without a date are new when first seen, whatever a
     # stale channel date says.
-    feed_date = parsed.updated_at or parse_http_date(fetched.headers.get("last-modified"))
-    undated_at = (
-        feed_date if feed.body_hash is None and feed_date is not None and feed_date < now else None
-    )
+    undated_at = None
+    if feed.body_hash is None:  # the first body parsed: read the feed's date only then
+        feed_date = parsed.updated_at or parse_http_date(fetched.headers.get("last-modified"))
+        if feed_date is not None and feed_date < now:
+            undated_at = feed_date
     return FeedUpdate(
         result=PollResult(
             feed_id=feed.id,
