@@ -111,6 +111,39 @@ def test_a_confident_head_settles_an_uncertain_item_and_an_unsure_one_does_not()
     assert len(still.labels) == 1  # the best guess, as the first stage gives it
 
 
+LOW = dict.fromkeys(LABELS, 0.02)
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "expected"),
+    [
+        # 0.30 of 0.98 in all: the runner-up holds its share and joins
+        (("marketing",), {"marketing": 0.6, "communication": 0.3}, ("marketing", "communication")),
+        (("marketing",), {"marketing": 0.6, "communication": 0.2}, ("marketing",)),  # 0.23
+        (("human_resources",), {"human_resources": 0.5, "other": 0.45}, ("human_resources",)),
+        (("other",), {"other": 0.5, "marketing": 0.45}, ("other",)),  # other stays alone
+        (
+            ("marketing", "business_intelligence"),
+            {"marketing": 0.5, "business_intelligence": 0.45, "communication": 0.4},
+            ("marketing", "business_intelligence"),  # two labels already
+        ),
+        ((), {}, ()),
+    ],
+)
+def test_the_runner_up_joins_when_it_holds_its_share_of_the_blend(
+    labels: tuple[str, ...], scores: dict[str, float], expected: tuple[str, ...]
+) -> None:
+    assert refine.with_runner_up(labels, {**LOW, **scores} if scores else {}) == expected
+
+
+def test_an_item_about_two_functions_gets_both_from_the_second_stage() -> None:
+    both = _head({**dict.fromkeys(LABELS, 0.05), "customer_service": 0.9, "communication": 0.6})
+    first = {**dict.fromkeys(LABELS, 0.05), "customer_service": 0.45, "communication": 0.3}
+    (outage,) = refine.refine_predictions(both, [first], np.zeros((1, 384)), uncertain_below=0.5)
+    assert outage.labels == ("customer_service", "communication")
+    assert outage.scores["communication"] < 0.5  # under its threshold: the share decided
+
+
 # --- files --------------------------------------------------------------------------------
 
 

