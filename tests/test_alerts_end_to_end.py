@@ -5,6 +5,7 @@ watch, and never twice: not on the next check, not after a restart."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -172,6 +173,10 @@ def test_a_volume_jump_sends_one_alert_to_the_followers(env: dict[str, Any]) -> 
     assert "acme corp" in text.split("WHAT DROVE IT")[1]
     assert "*Acme Corp* recall" in text
     assert '<span style="background-color:#fef08a;color:#111827;">Acme Corp</span>' in html
+    for part in (text, html):  # the footer says which file to change
+        assert f"in {env['config']} follows this watch" in " ".join(
+            re.sub(r"<[^>]+>", "", part).split()
+        )
 
     # The next check (volume still high) and a restart: the spike is not alerted again.
     again = run(env, T0 + timedelta(hours=1), "alerts", "check")

@@ -397,8 +397,27 @@ def test_feed_health_and_footer() -> None:
         assert state in page
     for part in (text, html.unescape(page)):
         assert "[[recipients]]" in part
-        assert "config/listener.toml" in part
         assert "listener label ITEM LABEL" in part
+
+
+def words_of(part: str) -> str:
+    """What a reader sees of a part: tags dropped, entities decoded, whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", part)).split())
+
+
+def test_the_footer_names_the_settings_file_the_daemon_read() -> None:
+    read = "/etc/listener/listener.toml"
+    message = parsed(
+        render_digest(sample_digest(), sender=SENDER, generated_at=GENERATED_AT, settings_file=read)
+    )
+    for part in message.iter_parts():
+        assert f"team” in {read}." in words_of(part.get_content()).replace('"', "”")
+    # On the built-in defaults there is no file to edit yet: say where one goes.
+    _, text, page = parts(sample_digest())
+    for part in (text, page):
+        words = words_of(part)
+        assert "in a listener.toml settings file (listener check-config lists where" in words
+        assert "config/listener.toml" not in words  # the shipped defaults, not the user's file
 
 
 def test_excerpts_are_cut_at_a_word_and_skip_repeated_titles() -> None:

@@ -225,6 +225,7 @@ def _send_one(
             sender=settings.digest.sender,
             generated_at=now,
             message_domain=settings.digest.message_domain,
+            settings_file=settings.source,
         )
         alert_id = alert_message_id(alert, recipient, settings.digest.message_domain)
         name = f"alert-{opened_at:%Y-%m-%dT%H}-{row.name}-{recipient.name}"

@@ -145,6 +145,7 @@ def preview_digest(
         sender=settings.digest.sender,
         generated_at=now,
         message_domain=settings.digest.message_domain,
+        settings_file=settings.source,
     )
 
 
@@ -167,6 +168,7 @@ def send_test_digest(
         sender=settings.digest.sender,
         generated_at=now,
         message_domain=settings.digest.message_domain,
+        settings_file=settings.source,
     )
     subject = str(message["Subject"])
     message.replace_header("Subject", f"[test] {subject}")
@@ -242,6 +244,7 @@ def _send_one(
             sender=settings.digest.sender,
             generated_at=now,
             message_domain=settings.digest.message_domain,
+            settings_file=settings.source,
         )
         return Letter(message, digest_id, f"{day}-{recipient.name}", digest.total_items)
 

@@ -14,7 +14,14 @@ from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 from listener.domain import ALL_FUNCTIONS, Recipient
-from listener.render.parts import LABEL_SHORT, local_time, make_message, text_heading, text_wrap
+from listener.render.parts import (
+    LABEL_SHORT,
+    local_time,
+    make_message,
+    settings_place,
+    text_heading,
+    text_wrap,
+)
 from listener.render.watch import MentionView, mention_view, text_marks
 from listener.watches.spikes import SpikeAlert, Volume
 
@@ -45,8 +52,10 @@ def render_alert(
     sender: str,
     generated_at: datetime,
     message_domain: str = "listener.localhost",
+    settings_file: str | None = None,
 ) -> EmailMessage:
-    """The alert as text/plain then text/html."""
+    """The alert as text/plain then text/html; its footer names `settings_file` (the file the
+    settings came from) as where to change it."""
     if generated_at.tzinfo is None:
         raise ValueError("generated_at must be an aware datetime")
     zone = ZoneInfo(recipient.timezone)
@@ -58,6 +67,8 @@ def render_alert(
         "subject": subject,  # the HTML <title>
         "watch": alert.watch,
         "recipient": recipient,
+        "settings_file": settings_file,
+        "settings_place": settings_place(settings_file),
         "timezone": recipient.timezone,
         "window": f"{local_time(alert.window_start, zone, None)} – "
         f"{local_time(alert.opened_at, zone, None)}",

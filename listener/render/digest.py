@@ -37,6 +37,7 @@ from listener.render.parts import (
     make_message,
     one_line,
     safe_href,
+    settings_place,
     shown_at,
     text_heading,
     text_wrap,
@@ -103,13 +104,19 @@ def render_digest(
     sender: str,
     generated_at: datetime,
     message_domain: str = "listener.localhost",
+    settings_file: str | None = None,
 ) -> EmailMessage:
-    """The digest as text/plain then text/html, with every header a mail client expects."""
+    """The digest as text/plain then text/html, with every header a mail client expects;
+    its footer names `settings_file` (the file the settings came from) as where to change it."""
     if generated_at.tzinfo is None:
         raise ValueError("generated_at must be an aware datetime")
     return make_message(
         "digest",
-        _context(digest, generated_at),
+        {
+            **_context(digest, generated_at),
+            "settings_file": settings_file,
+            "settings_place": settings_place(settings_file),
+        },
         sender=sender,
         recipient=digest.recipient,
         subject=digest_subject(digest),

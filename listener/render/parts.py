@@ -150,6 +150,14 @@ def long_date(day: date) -> str:
     return f"{DAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year}"
 
 
+def settings_place(settings_file: str | None) -> str:
+    """Where a recipient's entry is to be changed: the settings file the daemon read, or,
+    on the built-in defaults, where one would go."""
+    if settings_file:
+        return settings_file
+    return "a listener.toml settings file (listener check-config lists where one is read)"
+
+
 def text_heading(text: str, underline: str = "=") -> str:
     return f"{text}\n{underline * min(len(text), TEXT_WIDTH)}"
 
