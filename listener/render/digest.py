@@ -112,11 +112,7 @@ def render_digest(
         raise ValueError("generated_at must be an aware datetime")
     return make_message(
         "digest",
-        {
-            **_context(digest, generated_at),
-            "settings_file": settings_file,
-            "settings_place": settings_place(settings_file),
-        },
+        _context(digest, generated_at, settings_file),
         sender=sender,
         recipient=digest.recipient,
         subject=digest_subject(digest),
@@ -195,7 +191,9 @@ def covered_span(period: DigestPeriod, zone: ZoneInfo) -> str:
     return f"from {local_time(start, zone, None)} to {local_time(end, zone, None)}"
 
 
-def _context(digest: Digest, generated_at: datetime) -> dict[str, object]:
+def _context(
+    digest: Digest, generated_at: datetime, settings_file: str | None
+) -> dict[str, object]:
     zone = ZoneInfo(digest.recipient.timezone)
     covered = digest.period.day - timedelta(days=1)
     counts = tuple(_count_view(digest, section) for section in digest.sections)
@@ -208,6 +206,8 @@ def _context(digest: Digest, generated_at: datetime) -> dict[str, object]:
         "subject": digest_subject(digest),
         "preheader": " — ".join(part for part in (summary, first) if part),
         "recipient": digest.recipient,
+        "settings_file": settings_file,
+        "settings_place": settings_place(settings_file),
         "day_long": long_date(digest.period.day),
         "covered_span": covered_span(digest.period, zone),
         "timezone": digest.recipient.timezone,
