@@ -303,12 +303,15 @@ def _parse_xml_feed(
 def _feed_updated_at(feed: Any) -> datetime | None:
     """When the feed says it last changed: the later of its updated date (RSS lastBuildDate,
     Atom updated) and its published date (RSS channel pubDate)."""
-    dates = [
-        _from_struct_time(dict.get(feed, f"{key}_parsed"))
-        or _from_local_date(_str(dict.get(feed, key)).strip())
-        for key in ("updated", "published")
-    ]
+    dates = [_date_field(feed, key)[0] for key in ("updated", "published")]
     return max((date for date in dates if date is not None), default=None)
+
+
+def _date_field(node: Any, key: str) -> tuple[datetime | None, str]:
+    """A feed's or an entry's date `key` ("published", "updated"): (when, as written);
+    feedparser's parse of it, else ours of a date with non-English names."""
+    raw = _str(dict.get(node, key)).strip()
+    return _from_struct_time(dict.get(node, f"{key}_parsed")) or _from_local_date(raw), raw
 
 
 def _is_encoding_problem(exc: object) -> bool:
@@ -329,8 +332,7 @@ def _item_from_entry(feed_id: int, entry: Any, base: str) -> Item | None:
             summary = value
     published_at, published_raw = None, None
     for key in ("published", "updated"):
-        raw = _str(dict.get(entry, key)).strip()
-        parsed = _from_struct_time(dict.get(entry, f"{key}_parsed")) or _from_local_date(raw)
+        parsed, raw = _date_field(entry, key)
         if parsed is not None:
             published_at, published_raw = parsed, raw or None
             break
