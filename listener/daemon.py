@@ -99,9 +99,10 @@ class DaemonScheduler:
 
         self._misfire_grace_s = misfire_grace_s
         self._on_schedule = on_schedule
+        self._executors: dict[str, Any] = {name: ThreadPoolExecutor(1) for name in EXECUTORS}
         self._scheduler: Any = BackgroundScheduler(
             timezone=UTC,
-            executors={name: ThreadPoolExecutor(1) for name in EXECUTORS},
+            executors=self._executors,
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -157,7 +158,13 @@ class DaemonScheduler:
     def shutdown(self) -> None:
         """Stop scheduling and wait for running jobs to finish; idempotent."""
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+            # Not APScheduler's shutdown(wait=True): it waits for running jobs while holding
+            # its job-store lock, which next_runs() needs, so a job reading it at that moment
+            # (the heartbeat, every few seconds) hung the daemon's stop for good. Here the
+            # scheduler stops first and the jobs are waited for with no lock held.
+            self._scheduler.shutdown(wait=False)
+            for executor in self._executors.values():
+                executor.shutdown(wait=True)
             log.info("scheduler_stopped")
 
     def run_until_stopped(self, jobs: Sequence[ScheduledJob], stop: threading.Event) -> None:

@@ -285,6 +285,42 @@ def test_the_stop_event_ends_the_daemon_after_the_running_job_finishes() -> None
     assert time.monotonic() - stop_at < 2.0
 
 
+# A job that reads the schedule while the daemon stops, as the heartbeat does every few
+# seconds. Run in its own process: a deadlock would leave threads no test can end.
+READ_SCHEDULE_WHILE_STOPPING = """
+import threading
+from listener.daemon import DaemonScheduler, ScheduledJob
+
+stop, pause = threading.Event(), threading.Event()
+scheduler = DaemonScheduler()
+
+def heartbeat():
+    stop.set()
+    pause.wait(1.0)  # the main thread sees `stop` within 0.25 s and begins the shutdown
+    print("read", scheduler.next_runs(), flush=True)
+
+scheduler.run_until_stopped([ScheduledJob("heartbeat", heartbeat, every_s=3600)], stop)
+print("stopped", flush=True)
+"""
+
+
+def test_a_job_reading_the_schedule_does_not_hang_the_stop() -> None:
+    # APScheduler's shutdown(wait=True) held the lock next_runs() needs while it waited for
+    # the job: the daemon logged daemon_stopping and never exited.
+    root = Path(__file__).parent.parent
+    child = subprocess.run(
+        [sys.executable, "-c", READ_SCHEDULE_WHILE_STOPPING],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+
+    assert child.returncode == 0, child.stderr
+    ours = [line for line in child.stdout.splitlines() if line.startswith(("read", "stopped"))]
+    assert ours == ["read {}", "stopped"]  # no run to come once the scheduler has stopped
+
+
 def test_job_definitions_are_checked() -> None:
     with pytest.raises(ValueError, match="exactly one of every_s and daily_at_utc"):
         ScheduledJob("poll", Runs())
