@@ -17,6 +17,7 @@ Missed runs (a host that sleeps, a long poll holding the one default worker):
 
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import math
 import os
@@ -43,6 +44,7 @@ log = structlog.get_logger(__name__)
 EXECUTORS = ("default", "side")
 WAKEUP_EVERY_S = 60.0
 STOP_CHECK_S = 0.25
+STDERR_FD = 2  # the descriptor, not sys.stderr: the process's own, whatever Python wraps it in
 _DAILY_AT = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 # Receives every job's next run time (aware UTC; None: no run to come).
@@ -219,7 +221,8 @@ class DaemonScheduler:
 def install_signal_handlers(
     stop: threading.Event, event: str = "daemon_stopping"
 ) -> Callable[[], None]:
-    """SIGTERM and SIGINT set `stop`; return a function that restores the previous handlers.
+    """SIGTERM and SIGINT set `stop`, SIGUSR1 writes every thread's stack to stderr; return a
+    function that restores the previous handlers.
 
     Only from the main thread (Python's rule for signal handlers). A second signal while
     stopping is logged and changes nothing: the stop is already as quick as it can be.
@@ -232,13 +235,22 @@ def install_signal_handlers(
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _register_stack_dump()
 
     def restore() -> None:
         for sig, handler in previous.items():
             # None: the handler was not installed from Python; the default is the best guess.
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        faulthandler.unregister(signal.SIGUSR1)
 
     return restore
+
+
+def _register_stack_dump() -> None:
+    """`kill -USR1 <pid>`: every thread's stack on stderr, and the process runs on. It shows
+    what a stop that hangs or a job that drags is doing, with no debugger on the server;
+    faulthandler writes from C, so it answers even when the main thread is stuck in a lock."""
+    faulthandler.register(signal.SIGUSR1, file=STDERR_FD, all_threads=True)
 
 
 @contextmanager

@@ -397,6 +397,51 @@ def test_signals_set_the_stop_event_and_handlers_are_restored() -> None:
     assert logs == [{"event": "daemon_stopping", "signal": "SIGTERM", "log_level": "info"}]
 
 
+STACKS_ON_SIGUSR1 = """
+import threading
+from listener.daemon import install_signal_handlers
+
+stop = threading.Event()
+install_signal_handlers(stop)
+
+def wait_here():
+    print("ready", flush=True)
+    return stop.wait(20)  # gives up by itself: the test never waits for ever
+
+print("stopped" if wait_here() else "timed out", flush=True)
+"""
+
+
+def test_sigusr1_writes_every_threads_stack_and_the_process_runs_on() -> None:
+    root = Path(__file__).parent.parent
+    child = subprocess.Popen(
+        [sys.executable, "-c", STACKS_ON_SIGUSR1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stderr is not None
+        assert child.stdout.readline() == "ready\n"
+        child.send_signal(signal.SIGUSR1)
+        dump = []
+        for line in child.stderr:  # ends at EOF if no dump comes before the child gives up
+            dump.append(line)
+            if "in wait_here" in line:
+                break
+        child.send_signal(signal.SIGTERM)
+        out, _ = child.communicate(timeout=WAIT_S)
+    finally:
+        child.kill()
+        child.wait(timeout=WAIT_S)
+
+    assert any(line.startswith("Current thread") for line in dump), dump
+    assert any("in wait_here" in line for line in dump), dump
+    assert out.endswith("stopped\n")  # the dump did not end the process; SIGTERM did
+
+
 def test_sigint_sets_the_stop_event() -> None:
     stop = threading.Event()
     restore = install_signal_handlers(stop)

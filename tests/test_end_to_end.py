@@ -25,6 +25,7 @@ from listener.cli import cli
 from listener.store import open_store
 from tests.conftest import NOW
 from tests.smtp import SmtpServer
+from tests.stopping import stop_process
 from tests.test_alerts_end_to_end import Hook
 from tests.test_poll import rss
 
@@ -377,8 +378,7 @@ def test_daemon_polls_sends_stops_cleanly_and_survives_kill_9(
         # every later count is what this run stored.
         assert wait_for(lambda: stored_items(env["db"]) == 5)
         # SIGTERM: a clean stop within seconds.
-        daemon.send_signal(signal.SIGTERM)
-        _, log_text = daemon.communicate(timeout=30)
+        _, log_text = stop_process(daemon, signal.SIGTERM, timeout_s=30)
         assert daemon.returncode == 0
         (starting,) = [
             json.loads(line) for line in log_text.splitlines() if '"daemon_starting"' in line

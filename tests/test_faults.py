@@ -33,6 +33,7 @@ from listener.store import open_store
 from tests.conftest import NOW
 from tests.hostile import Hostile, hostile_server, ok, silent, trickle_headers, unterminated_body
 from tests.polls import apply_poll
+from tests.stopping import stop_process
 from tests.test_poll import rss
 from tests.test_poll_job import FakeFetcher, two_items
 from tests.test_store import make_item, poll
@@ -168,9 +169,8 @@ def test_a_signal_stops_a_poll_at_once_and_keeps_what_was_fetched(
         poll = start(base, "poll", "--all")
         # max_per_host is 2: /hang1 is asked for only once /a's fetch has ended.
         wait_for_requests(server, "/hang1", 1)
-        poll.send_signal(sig)
         started = time.monotonic()
-        out, err = poll.communicate(timeout=20)
+        out, err = stop_process(poll, sig, timeout_s=20)
         took = time.monotonic() - started
     assert took < 10, took  # the fetches in flight had 30 s left
     assert poll.returncode == 130, err
@@ -235,9 +235,8 @@ def test_sigterm_stops_the_daemon_in_the_middle_of_a_poll(tmp_path: Path) -> Non
         try:
             # max_per_host is 2: /hang1 is asked for only once /a's fetch has ended.
             wait_for_requests(server, "/hang1", 1, timeout_s=60)
-            daemon.send_signal(signal.SIGTERM)
             started = time.monotonic()
-            _, err = daemon.communicate(timeout=30)
+            _, err = stop_process(daemon, signal.SIGTERM, timeout_s=30)
             took = time.monotonic() - started
         finally:
             if daemon.poll() is None:

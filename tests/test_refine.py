@@ -21,6 +21,7 @@ from listener.jobs.refine import refine_uncertain
 from listener.store import Store, open_store
 from tests.conftest import NOW
 from tests.polls import apply_poll
+from tests.stopping import stop_process
 from tests.test_cli import invoke, no_starter_feeds
 from tests.test_store import make_item, poll
 
@@ -475,9 +476,8 @@ def test_a_killed_refine_keeps_every_saved_batch_and_the_next_run_finishes_the_r
     deadline = time.monotonic() + 60
     while refined() < 2 * refine.EMBED_BATCH and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
     stopped_at = time.monotonic()
-    out, err = process.communicate(timeout=30)
+    out, err = stop_process(process, signal.SIGTERM, timeout_s=30)
     assert time.monotonic() - stopped_at < 5  # one batch of 16 takes ~1.5 s
     assert process.returncode == 0, err
     done = refined()
