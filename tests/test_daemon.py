@@ -34,6 +34,19 @@ from listener.errors import ListenerError, StoreError
 from tests.scheduling import run_until_stopped
 
 WAIT_S = 5.0  # upper bound for something that should happen within milliseconds
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}  # finds listener
+
+
+def start_script(script: str, *args: str) -> subprocess.Popen[str]:
+    """`python -c script args…` in a process of its own, its three streams piped."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=CHILD_ENV,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -307,13 +320,12 @@ print("stopped", flush=True)
 def test_a_job_reading_the_schedule_does_not_hang_the_stop() -> None:
     # APScheduler's shutdown(wait=True) held the lock next_runs() needs while it waited for
     # the job: the daemon logged daemon_stopping and never exited.
-    root = Path(__file__).parent.parent
     child = subprocess.run(
         [sys.executable, "-c", READ_SCHEDULE_WHILE_STOPPING],
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env=CHILD_ENV,
     )
 
     assert child.returncode == 0, child.stderr
@@ -413,14 +425,7 @@ print("stopped" if wait_here() else "timed out", flush=True)
 
 
 def test_sigusr1_writes_every_threads_stack_and_the_process_runs_on() -> None:
-    root = Path(__file__).parent.parent
-    child = subprocess.Popen(
-        [sys.executable, "-c", STACKS_ON_SIGUSR1],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
+    child = start_script(STACKS_ON_SIGUSR1)
     try:
         assert child.stdout is not None
         assert child.stderr is not None
@@ -482,15 +487,7 @@ with daemon_lock(Path(sys.argv[1])):
 def test_a_second_daemon_on_the_same_database_is_refused_until_the_first_dies(
     db_path: Path,
 ) -> None:
-    root = Path(__file__).parent.parent
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(db_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
+    holder = start_script(HOLD_LOCK, str(db_path))
     try:
         assert holder.stdout is not None
         line = holder.stdout.readline()  # returns at "locked", or at EOF if the child failed
