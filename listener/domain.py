@@ -519,16 +519,22 @@ class FeedHealth:
     state: str  # as schedule.feed_health words it, e.g. "failing since 2026-11-20 07:00Z"
 
 
+BASELINE_DAYS = 7  # a digest compares its counts with the daily average of up to 7 days
+
+
 @dataclass(frozen=True, slots=True)
 class DigestData:
     """What the store hands to build_digest for one recipient and period."""
 
     items: tuple[DigestItem, ...]  # new in the period, from the feeds the recipient follows
-    # label -> item counts of each of the 7 local days before the period (oldest first)
+    # label -> item counts of each baseline day (oldest first; a label with none is absent)
     daily_counts: Mapping[str, tuple[int, ...]]
     unhealthy_feeds: tuple[FeedHealth, ...]
     watches: tuple[Watch, ...] = ()  # the watches the recipient follows, in config order
     # item_id -> {watch name: matched terms}, for the period's items that mention a watch
     mentions: Mapping[int, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
-    # watch name -> mention counts of each of the 7 local days before the period
+    # watch name -> mention counts of each baseline day
     watch_daily_counts: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # The baseline: the last BASELINE_DAYS local days before the period that began after
+    # listener first stored an item (the first day holds the feeds' archives). 0: none yet.
+    baseline_days: int = BASELINE_DAYS

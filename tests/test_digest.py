@@ -22,6 +22,7 @@ from listener.digest.build import (
 )
 from listener.digest.model import Story
 from listener.digest.periods import (
+    baseline_periods,
     digest_period,
     fit_to_history,
     is_digest_due,
@@ -668,3 +669,44 @@ def test_fit_to_history(
         assert (fitted.starts_at, fitted.ends_at) == (previous, period.ends_at)
     else:
         assert fitted == period
+
+
+@pytest.mark.parametrize(
+    ("first_poll", "days"),
+    [
+        (None, 0),  # nothing stored
+        (timedelta(hours=-2), 0),  # first poll inside the period: no earlier day
+        (timedelta(days=-1, hours=10), 0),  # in the day before: it holds the archives
+        (timedelta(days=-3), 3),  # at the start of a day: that day counts
+        (timedelta(days=-3, seconds=1), 2),
+        (timedelta(days=-30), 7),  # a week or more of history: the whole baseline
+    ],
+)
+def test_baseline_periods_leave_out_days_before_the_first_poll(
+    first_poll: timedelta | None, days: int
+) -> None:
+    period = _period(date(2026, 11, 26))
+    history = None if first_poll is None else period.starts_at + first_poll
+    baseline = baseline_periods(TEAM, period, history)
+    assert len(baseline) == days
+    expected = [_period(date(2026, 11, 26) - timedelta(days=back)) for back in range(days, 0, -1)]
+    assert baseline == expected  # the days right before the period, oldest first
+
+
+def test_build_digest_with_a_short_baseline_averages_over_its_days() -> None:
+    items = [make_item(n, ("human_resources",)) for n in range(1, 5)]
+    three_days = dataclasses.replace(data(*items, human_resources=(1, 2, 3)), baseline_days=3)
+    sections = {s.label: s for s in build_digest(TEAM, PERIOD, three_days).sections}
+    assert (
+        sections["human_resources"].previous_daily_average,
+        sections["human_resources"].change_pct,
+    ) == (2.0, 100.0)
+    assert sections["marketing"].previous_daily_average == 0.0  # none in those 3 days
+
+
+def test_build_digest_without_a_baseline_shows_no_change() -> None:
+    items = [make_item(n, ("human_resources",)) for n in range(1, 5)]
+    digest = build_digest(TEAM, PERIOD, dataclasses.replace(data(*items), baseline_days=0))
+    assert digest.baseline_days == 0
+    for section in digest.sections:
+        assert (section.previous_daily_average, section.change_pct) == (None, None)

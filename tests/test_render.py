@@ -446,6 +446,33 @@ def test_a_digest_stretched_past_its_day_names_its_real_bounds() -> None:
     assert f"Nothing new {span}." in render_digest_summary(empty).get_content()
 
 
+@pytest.mark.parametrize(
+    ("days", "count_line", "note"),
+    [
+        (7, "(7-day avg 2.4)", "of the 7 days before."),
+        (3, "(3-day avg 3.0)", "of the 3 days before, all that listener has stored yet"),
+        (0, "(no baseline yet)", "No change shown yet: listener has not stored a full day"),
+    ],
+)
+def test_the_counts_say_what_baseline_they_are_compared_with(
+    days: int, count_line: str, note: str
+) -> None:
+    """A new install's first week compares with the days it has, not with empty days."""
+    daily = {label: counts[len(counts) - days :] for label, counts in DAILY.items()}
+    data = DigestData(items=ITEMS, daily_counts=daily, unhealthy_feeds=(), baseline_days=days)
+    _, text, page = parts(build_digest(TEAM, digest_period(TEAM, DAY), data))
+    (hr_count,) = [line for line in text.splitlines() if line.startswith("  HR & employer brand")]
+    assert hr_count.endswith(count_line)
+    assert note in html.unescape(page)
+    heading = next(line for line in text.splitlines() if line.startswith("HR & EMPLOYER BRAND ("))
+    if days:
+        assert heading.endswith("%)")  # the change against the baseline
+        assert f'title="{count_line[1:-1]}"' in page
+    else:
+        assert heading.endswith(" items)")  # no change: "new" would say it rose from zero
+        assert "new" not in hr_count
+
+
 def test_empty_digest_says_nothing_new() -> None:
     _, text, page = parts(sample_digest(items=ITEMS[8:]))
     assert "Nothing new on Wednesday 25 November 2026 in the functions you follow." in text

@@ -206,6 +206,10 @@ def test_an_item_only_an_older_model_classified_keeps_that_models_labels(store: 
 def test_digests_of_one_run_read_a_shared_period_once(store: Store, tmp_path: Path) -> None:
     store.add_feed("https://a.example/feed", now=NOW)
     (source,) = store.feed_sources(None)
+    # A first poll more than a week ago: every one of the 7 days before counts.
+    apply_poll(
+        store, poll(source.id, started_at=NOW - timedelta(days=9)), [make_item(source.id, 9)]
+    )
     apply_poll(
         store, poll(source.id, started_at=NOW - timedelta(hours=3)), [make_item(source.id, 1)]
     )
@@ -221,5 +225,7 @@ def test_digests_of_one_run_read_a_shared_period_once(store: Store, tmp_path: Pa
     store.db.conn.set_trace_callback(None)
     assert shared == alone
     assert len(shared[0].items) == 1
-    # The day's items and the 7 days' counts, once for both recipients.
+    # The day's items, the 7 days' counts and where the history starts, once for both.
+    assert shared[0].baseline_days == 7
     assert sum("WITH period" in sql for sql in statements) == 1 + 7
+    assert sum("min(fetched_at)" in sql for sql in statements) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -40,14 +41,16 @@ def mentions(store: Store) -> set[tuple[str, str, tuple[str, ...]]]:
     return {(name, title, tuple(json.loads(terms))) for name, title, terms in rows}
 
 
-def store_items(store: Store, feed_id: int, titles: list[str], start: int = 0) -> None:
-    """A poll of one feed, matched as poll_feeds matches it."""
+def store_items(
+    store: Store, feed_id: int, titles: list[str], start: int = 0, at: datetime = NOW
+) -> None:
+    """A poll of one feed at `at`, matched as poll_feeds matches it."""
     items = [make_item(feed_id, start + n, title=t) for n, t in enumerate(titles)]
     (source,) = [s for s in store.feed_sources(None) if s.id == feed_id]
     matcher = poll_matcher(store)
     apply_poll(
         store,
-        poll(feed_id, new=len(items)),
+        poll(feed_id, new=len(items), started_at=at),
         items,
         mentions=match_poll_items(matcher, items, source.tags),
     )
@@ -162,7 +165,7 @@ def test_mention_time_is_published_or_first_seen_if_earlier(store: Store) -> Non
     assert at == "2026-11-26T08:00:00Z"
 
 
-def test_digest_data_has_the_periods_mentions_and_the_weeks_counts(store: Store) -> None:
+def test_digest_data_has_the_periods_mentions_and_the_baseline_days_counts(store: Store) -> None:
     from datetime import timedelta
 
     from listener.config import parse_settings
@@ -183,7 +186,12 @@ def test_digest_data_has_the_periods_mentions_and_the_weeks_counts(store: Store)
         "acme today": {"acme": ("acme",)},
         "globex today": {"globex": ("globex",)},
     }
-    assert data.watch_daily_counts == {"acme": (0,) * 7, "globex": (0,) * 7}
+    # Nothing was stored before NOW's day, and that day holds the first poll: no baseline.
+    assert data.baseline_days == 0
+    assert data.watch_daily_counts == {"acme": (), "globex": ()}
+    store_items(store, 1, ["acme the next day"], start=20, at=NOW + timedelta(days=1))
     later = digest_period(recipient, period.day + timedelta(days=3))
-    counts = digest_data(store, parse_settings({}, {}), recipient, later, NOW).watch_daily_counts
-    assert counts["acme"] == (0, 0, 0, 0, 1, 0, 0)  # oldest first: NOW was 3 periods before
+    data = digest_data(store, parse_settings({}, {}), recipient, later, NOW)
+    # The 7 days before: the 2 after the first poll's day count, oldest first.
+    assert data.baseline_days == 2
+    assert data.watch_daily_counts == {"acme": (1, 0), "globex": (0, 0)}

@@ -143,14 +143,15 @@ def rank_stories(stories: Sequence[Story], label: str | None, now: datetime) -> 
 
 
 def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -> Digest:
-    """Counts against the 7-day baseline, the top stories per followed function, the
+    """Counts against the daily baseline, the top stories per followed function, the
     uncertain items worth a look, and the feeds that need attention."""
     items = data.items
     labels = [*LABELS, *sorted({lb for item in items for lb in item.labels} - set(LABELS))]
     # One pass over the items, not one per label.
     confident = Counter(lb for item in items if not item.uncertain for lb in set(item.labels))
     counts = {label: confident[label] for label in labels}
-    averages = {label: daily_average(data.daily_counts.get(label, ())) for label in labels}
+    days = data.baseline_days
+    averages = {label: daily_average(data.daily_counts.get(label, ()), days) for label in labels}
     followed = _followed(recipient)
     groups = [_settled_by_people(group) for group in _group(items)]
     by_label = _groups_by_label(groups)
@@ -175,6 +176,7 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
         total_items=len(items),
         counts=counts,
         previous_daily_average=averages,
+        baseline_days=days,
         sections=sections,
         uncertain=_uncertain_stories(groups, recipient, followed),
         unhealthy_feeds=data.unhealthy_feeds,
@@ -191,9 +193,10 @@ def is_empty(digest: Digest) -> bool:
     )
 
 
-def change_pct(count: int, baseline: float) -> float | None:
-    """Percentage change of `count` against the daily baseline; None when the baseline is 0."""
-    if baseline <= 0:
+def change_pct(count: int, baseline: float | None) -> float | None:
+    """Percentage change of `count` against the daily baseline; None when the baseline is 0
+    or there is none yet."""
+    if baseline is None or baseline <= 0:
         return None
     return (count - baseline) / baseline * 100
 
@@ -343,7 +346,7 @@ def _is_tracking(name: str) -> bool:
     return lowered in _TRACKING_PARAMS or lowered.startswith(_TRACKING_PREFIXES)
 
 
-def daily_average(values: Sequence[int]) -> float:
-    """The mean of daily counts (0 when there are none)."""
-    # Over the days the store knows: a fresh install with 2 days of history still compares.
-    return math.fsum(values) / len(values) if values else 0.0
+def daily_average(values: Sequence[int], days: int) -> float | None:
+    """The mean count over the `days` baseline days (`values` has a count per day, or none
+    for a label or watch never seen then); None when there is no baseline day yet."""
+    return math.fsum(values) / days if days else None

@@ -22,9 +22,9 @@ class Section:
 
     label: str
     title: str
-    count: int  # items (not stories), like the 7-day baseline it is compared with
-    previous_daily_average: float
-    change_pct: float | None  # None when the baseline is 0
+    count: int  # items (not stories), like the baseline it is compared with
+    previous_daily_average: float | None  # None: no baseline day yet (a new install)
+    change_pct: float | None  # None when the baseline is 0 or there is none
     stories: tuple[Story, ...]
 
 
@@ -34,7 +34,8 @@ class Digest:
     period: DigestPeriod
     total_items: int  # every item of the period, classified or not
     counts: Mapping[str, int]  # label -> items, for every label (followed or not)
-    previous_daily_average: Mapping[str, float]
+    previous_daily_average: Mapping[str, float | None]
+    baseline_days: int  # how many days the averages are over (0: none yet)
     sections: tuple[Section, ...]
     uncertain: tuple[Story, ...]
     unhealthy_feeds: tuple[FeedHealth, ...]
@@ -56,8 +57,8 @@ class WatchSection:
     kind: str
     query: str
     count: int  # items mentioning the watch in the period
-    previous_daily_average: float
-    change_pct: float | None  # None when the baseline is 0
+    previous_daily_average: float | None  # None: no baseline day yet
+    change_pct: float | None  # None when the baseline is 0 or there is none
     by_function: tuple[tuple[str, int], ...]  # (label or "uncertain", items), LABELS order
     mentions: tuple[MentionStory, ...]  # the top stories, best first
     hidden: int  # mentioning items not shown as a story or a copy of one

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from listener.domain import DigestPeriod, Recipient
+from listener.domain import BASELINE_DAYS, DigestPeriod, Recipient
 
 _SEND_TIME = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
 
@@ -70,6 +70,23 @@ def fit_to_history(
     if previous_end is not None and period.starts_at < previous_end:
         return replace(period, starts_at=min(previous_end, period.ends_at))
     return period
+
+
+def baseline_periods(
+    recipient: Recipient, period: DigestPeriod, history_since: datetime | None
+) -> list[DigestPeriod]:
+    """The local days a digest's counts are compared with, oldest first: the BASELINE_DAYS
+    days before its own, less those that began before `history_since` (when listener first
+    stored an item). A day before it had nothing stored, and the day it falls in holds the
+    feeds' archives, all first seen at once: either would make every count of a new install's
+    first week look like a fall or a rise. Empty when nothing is stored."""
+    if history_since is None:
+        return []
+    days = (
+        digest_period(recipient, period.day - timedelta(days=back))
+        for back in range(BASELINE_DAYS, 0, -1)
+    )
+    return [day for day in days if day.starts_at >= history_since]
 
 
 def _next_whole_second(when: datetime) -> datetime:

@@ -58,7 +58,7 @@ def build_watch_sections(
             if watch.name in found and item_id in items
         ]
         mentioning.sort(key=lambda item: item.item_id)
-        average = daily_average(data.watch_daily_counts.get(watch.name, ()))
+        average = daily_average(data.watch_daily_counts.get(watch.name, ()), data.baseline_days)
         stories = _ranked(group_stories(mentioning), data.mentions, watch.name, now)
         top = tuple(stories[: recipient.items_per_section])
         shown = sum(1 + len(each.story.others) for each in top)

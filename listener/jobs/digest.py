@@ -21,6 +21,7 @@ from listener.config import Settings
 from listener.digest.build import build_digest, is_empty
 from listener.digest.model import Digest
 from listener.digest.periods import (
+    baseline_periods,
     digest_period,
     fit_to_history,
     is_digest_due,
@@ -61,13 +62,20 @@ class DigestOutcome:
 class PeriodReads:
     """The period reads of one digest job run, each done once: recipients in one time zone
     following the same feeds (and a recipient's webhook summary after its email) share the
-    period's items and the 7 days' label counts, ~0.5 s of a digest at a million items.
-    Made per run, so a later run reads afresh."""
+    period's items and the baseline days' label counts, ~0.5 s of a digest at a million
+    items. Made per run, so a later run reads afresh."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._items: dict[tuple[datetime, datetime, tuple[str, ...]], list[DigestItem]] = {}
         self._counts: dict[tuple[datetime, datetime, tuple[str, ...]], dict[str, int]] = {}
+        self._history_since: list[datetime | None] = []  # read once, when first asked
+
+    def history_since(self) -> datetime | None:
+        """When the oldest stored item was first seen (Store.first_fetched_at)."""
+        if not self._history_since:
+            self._history_since.append(self.store.first_fetched_at())
+        return self._history_since[0]
 
     def digest_items(
         self, start: datetime, end: datetime, tags: tuple[str, ...]
@@ -92,14 +100,13 @@ def digest_data(
     now: datetime,
     reads: PeriodReads | None = None,
 ) -> DigestData:
-    """Everything build_digest needs: the period's items, the 7 days before, feed health.
-    `reads` shares the period reads between the digests of one job run."""
+    """Everything build_digest needs: the period's items, the baseline days before, feed
+    health. `reads` shares the period reads between the digests of one job run."""
     reads = reads or PeriodReads(store)
     items = reads.digest_items(period.starts_at, period.ends_at, recipient.tags)
     watches = followed_watches(recipient, [row.watch() for row in store.list_watches()])
     per_day, watch_per_day = [], []
-    for days_back in range(7, 0, -1):
-        earlier = digest_period(recipient, period.day - timedelta(days=days_back))
+    for earlier in baseline_periods(recipient, period, reads.history_since()):
         per_day.append(reads.label_counts(earlier.starts_at, earlier.ends_at, recipient.tags))
         if watches:
             watch_per_day.append(
@@ -126,6 +133,7 @@ def digest_data(
         watch_daily_counts={
             w.name: tuple(counts.get(w.name, 0) for counts in watch_per_day) for w in watches
         },
+        baseline_days=len(per_day),
     )
 
 
@@ -185,8 +193,8 @@ def send_test_digest(
 def send_due_digests(store: Store, settings: Settings, now: datetime) -> list[DigestOutcome]:
     """Send every recipient's due digest exactly once (claim, send, mark; release on error)."""
     outcomes = []
-    history_since = store.first_fetched_at()
     reads = PeriodReads(store)
+    history_since = reads.history_since()
     for recipient in settings.recipients:
         period = latest_due_period(recipient, now)
         day = period.day.isoformat()

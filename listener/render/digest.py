@@ -28,6 +28,8 @@ from listener.render.parts import (
     TITLE_CHARS,
     Chip,
     Link,
+    average_text,
+    baseline_note,
     change_texts,
     feed_name,
     host,
@@ -69,9 +71,9 @@ class _CountView:
     title: str
     short: str
     count: int
-    change: str  # "▲ +40%", "▼ −20%", "±0%", "new" or "—"
+    change: str  # "▲ +40%", "▼ −20%", "±0%", "new", "—", or "" with no baseline yet
     change_text: str  # the same in ASCII, for the plain-text part
-    average: str
+    average: str  # "7-day avg 4.0" (parts.average_text)
     color: str
 
 
@@ -215,6 +217,7 @@ def _context(
         "empty": is_empty(digest),
         "counts": counts,
         "count_width": 100 // max(len(counts), 1),
+        "baseline_note": baseline_note(digest.baseline_days),
         "sections": sections,
         "uncertain": uncertain,
         "feeds": feeds,
@@ -229,7 +232,8 @@ def _context(
 
 
 def _count_view(digest: Digest, section: Section) -> _CountView:
-    change, change_text = change_texts(section.count, section.change_pct)
+    average = section.previous_daily_average
+    change, change_text = change_texts(section.count, section.change_pct, average)
     return _CountView(
         label=section.label,
         title=section.title,
@@ -237,7 +241,7 @@ def _count_view(digest: Digest, section: Section) -> _CountView:
         count=section.count,
         change=change,
         change_text=change_text,
-        average=f"{digest.previous_daily_average.get(section.label, 0.0):.1f}",
+        average=average_text(average, digest.baseline_days),
         color=LABEL_COLORS.get(section.label, DEFAULT_COLORS)[1],
     )
 
@@ -250,7 +254,9 @@ def _section_view(section: Section, covered: date, zone: ZoneInfo) -> _SectionVi
         for item in (story.lead, *story.others)
         if section.label in item.labels and not item.uncertain
     )
-    change, change_text = change_texts(section.count, section.change_pct)
+    change, change_text = change_texts(
+        section.count, section.change_pct, section.previous_daily_average
+    )
     return _SectionView(
         label=section.label,
         title=section.title,

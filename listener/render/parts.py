@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from listener.domain import DigestItem, Recipient
+from listener.domain import BASELINE_DAYS, DigestItem, Recipient
 
 if TYPE_CHECKING:
     import jinja2
@@ -92,8 +92,11 @@ def label_chip(item: DigestItem, label: str) -> Chip:
     return Chip(f"{short} {score:.0%}" if score is not None else short, background, color)
 
 
-def change_texts(count: int, change_pct: float | None) -> tuple[str, str]:
-    """(HTML, plain text) forms of the change against the 7-day daily average."""
+def change_texts(count: int, change_pct: float | None, average: float | None) -> tuple[str, str]:
+    """(HTML, plain text) forms of the change against the baseline's daily `average`; empty
+    with no baseline yet (there is nothing to compare with, not a rise from zero)."""
+    if average is None:
+        return "", ""
     if change_pct is None:
         return ("new", "new") if count > 0 else ("—", "-")
     rounded = round(change_pct)
@@ -102,6 +105,27 @@ def change_texts(count: int, change_pct: float | None) -> tuple[str, str]:
     if rounded > 0:
         return f"▲ +{rounded}%", f"+{rounded}%"
     return f"▼ −{-rounded}%", f"-{-rounded}%"  # a true minus sign in HTML
+
+
+def average_text(average: float | None, days: int) -> str:
+    """'7-day avg 4.0'; '3-day avg 1.3' in a new install's first week; 'no baseline yet'."""
+    return "no baseline yet" if average is None else f"{days}-day avg {average:.1f}"
+
+
+def baseline_note(days: int) -> str:
+    """What the digest's changes are measured against, for the HTML part."""
+    if days == 0:
+        return (
+            "No change shown yet: listener has not stored a full day of items before this"
+            " period (the day of its first poll holds the feeds' archives)."
+        )
+    span = f"{days} days" if days > 1 else "day"
+    if days < BASELINE_DAYS:
+        return (
+            f"Change against the daily average of the {span} before, all that listener has"
+            f" stored yet ({BASELINE_DAYS} from then on)."
+        )
+    return f"Change against the daily average of the {span} before."
 
 
 def safe_href(url: str | None) -> str | None:

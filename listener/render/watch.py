@@ -22,6 +22,7 @@ from listener.render.parts import (
     TITLE_CHARS,
     Chip,
     Link,
+    average_text,
     change_texts,
     feed_name,
     label_chip,
@@ -114,7 +115,8 @@ def mention_view(
 
 
 def watch_views(digest: Digest, covered: date, zone: ZoneInfo) -> tuple[WatchView, ...]:
-    return tuple(_watch_view(section, covered, zone) for section in digest.watches)
+    days = digest.baseline_days
+    return tuple(_watch_view(section, days, covered, zone) for section in digest.watches)
 
 
 def voice_views(digest: Digest) -> tuple[VoiceView, ...]:
@@ -124,8 +126,11 @@ def voice_views(digest: Digest) -> tuple[VoiceView, ...]:
     )
 
 
-def _watch_view(section: WatchSection, covered: date, zone: ZoneInfo) -> WatchView:
-    change, change_text = change_texts(section.count, section.change_pct)
+def _watch_view(
+    section: WatchSection, baseline_days: int, covered: date, zone: ZoneInfo
+) -> WatchView:
+    average = section.previous_daily_average
+    change, change_text = change_texts(section.count, section.change_pct, average)
     split = " · ".join(
         f"{LABEL_SHORT.get(label, label)} {count}" for label, count in section.by_function
     )
@@ -135,7 +140,7 @@ def _watch_view(section: WatchSection, covered: date, zone: ZoneInfo) -> WatchVi
         count=section.count,
         change=change,
         change_text=change_text,
-        average=f"{section.previous_daily_average:.1f}",
+        average=average_text(average, baseline_days),
         split=split,
         mentions=tuple(_story_mention(each, covered, zone) for each in section.mentions),
         hidden=section.hidden,
