@@ -17,7 +17,7 @@ import argparse
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -113,7 +113,7 @@ def _run_recipient(
     store: Any, settings: Any, recipient: Any, now: datetime, repeat: int
 ) -> RecipientRun:
     from listener.digest.build import build_digest
-    from listener.digest.periods import digest_period
+    from listener.digest.periods import baseline_periods, digest_period
     from listener.jobs.digest import digest_data, preview_digest
     from listener.render.digest import render_digest
 
@@ -139,8 +139,7 @@ def _run_recipient(
     )
 
     def counts() -> None:
-        for days_back in range(7, 0, -1):
-            earlier = digest_period(recipient, period.day - timedelta(days=days_back))
+        for earlier in baseline_periods(recipient, period, store.first_fetched_at()):
             store.label_counts(earlier.starts_at, earlier.ends_at, recipient.tags)
 
     _, counts_t = _timed(counts)

@@ -37,7 +37,7 @@ class RecipientRun:
     build: Timed
     render: Timed
     items_query: Timed
-    counts_queries: Timed  # the 7 label_counts together
+    counts_queries: Timed  # the baseline days' label_counts together (7 on this data)
     feeds_query: Timed
     problems: tuple[str, ...]
 
@@ -116,8 +116,9 @@ def make_report(
         f"{len(first.previews) if first else 0} call(s), on a connection opened with open_store "
         "(SQLite's default 2 MB page cache; the OS cache is warm: the file was just written); "
         "cpu_s: this process's CPU time for it, the machine being shared",
-        "split (a second, separate run): data_s = digest_data; items_q, counts_q (the 7 "
-        "label_counts queries together) and feeds_q (list_feeds, health only) are the store "
+        "split (a second, separate run): data_s = digest_data; items_q, counts_q (the "
+        "baseline days' label_counts queries together: 7 on this data) and feeds_q "
+        "(list_feeds, health only) are the store "
         "calls inside digest_data, timed once more on their own; build_s, render_s = "
         "build_digest, render_digest",
         f"SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
