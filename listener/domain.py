@@ -536,5 +536,5 @@ class DigestData:
     # watch name -> mention counts of each baseline day
     watch_daily_counts: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     # The baseline: the last BASELINE_DAYS local days before the period that began after
-    # listener first stored an item (the first day holds the feeds' archives). 0: none yet.
+    # listening to the recipient's feeds began (that day holds their archives). 0: none yet.
     baseline_days: int = BASELINE_DAYS

@@ -204,7 +204,7 @@ def test_an_item_only_an_older_model_classified_keeps_that_models_labels(store: 
 
 
 def test_digests_of_one_run_read_a_shared_period_once(store: Store, tmp_path: Path) -> None:
-    store.add_feed("https://a.example/feed", now=NOW)
+    store.add_feed("https://a.example/feed", now=NOW - timedelta(days=10))
     (source,) = store.feed_sources(None)
     # A first poll more than a week ago: every one of the 7 days before counts.
     apply_poll(
@@ -229,3 +229,26 @@ def test_digests_of_one_run_read_a_shared_period_once(store: Store, tmp_path: Pa
     assert shared[0].baseline_days == 7
     assert sum("WITH period" in sql for sql in statements) == 1 + 7
     assert sum("min(fetched_at)" in sql for sql in statements) == 1
+    assert sum("min(added_at)" in sql for sql in statements) == 1
+
+
+def test_a_recipient_of_feeds_added_later_compares_with_the_days_since(
+    store: Store, tmp_path: Path
+) -> None:
+    """Feeds a team follows by tag, added long after the install: its baseline starts with
+    them, not with the install (whose days had none of their items)."""
+    store.add_feed("https://old.example/feed", now=NOW - timedelta(days=30))
+    store.add_feed("https://new.example/feed", now=NOW - timedelta(days=3), tags=["rivals"])
+    old, new = sorted(store.feed_sources(None), key=lambda source: source.id)
+    apply_poll(store, poll(old.id, started_at=NOW - timedelta(days=30)), [make_item(old.id, 1)])
+    apply_poll(store, poll(new.id, started_at=NOW - timedelta(days=3)), [make_item(new.id, 2)])
+    settings = parse_settings({"database": str(tmp_path / "x.db"), "import_opml_on_init": ""}, {})
+    everyone = Recipient("everyone", "all@example.com", "UTC")
+    rivals = Recipient("rivals", "r@example.com", "UTC", tags=("rivals",))
+    day = (NOW + timedelta(days=1)).date()
+    days = [
+        digest_data(store, settings, r, digest_period(r, day), NOW).baseline_days
+        for r in (everyone, rivals)
+    ]
+    # NOW's day is covered; the new feed was added 3 days before it: the 2 full days since.
+    assert days == [7, 2]

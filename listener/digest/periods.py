@@ -76,10 +76,11 @@ def baseline_periods(
     recipient: Recipient, period: DigestPeriod, history_since: datetime | None
 ) -> list[DigestPeriod]:
     """The local days a digest's counts are compared with, oldest first: the BASELINE_DAYS
-    days before its own, less those that began before `history_since` (when listener first
-    stored an item). A day before it had nothing stored, and the day it falls in holds the
-    feeds' archives, all first seen at once: either would make every count of a new install's
-    first week look like a fall or a rise. Empty when nothing is stored."""
+    days before its own, less those that began before `history_since` (since when listener
+    has listened to the recipient's feeds). A day before it had nothing stored, and the day
+    it falls in holds the feeds' archives, all first seen at once: either would make every
+    count of a new install's first week look like a fall or a rise. Empty when nothing is
+    stored."""
     if history_since is None:
         return []
     days = (

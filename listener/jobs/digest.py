@@ -69,13 +69,17 @@ class PeriodReads:
         self.store = store
         self._items: dict[tuple[datetime, datetime, tuple[str, ...]], list[DigestItem]] = {}
         self._counts: dict[tuple[datetime, datetime, tuple[str, ...]], dict[str, int]] = {}
-        self._history_since: list[datetime | None] = []  # read once, when first asked
+        self._history: dict[tuple[str, ...], datetime | None] = {}
 
-    def history_since(self) -> datetime | None:
-        """When the oldest stored item was first seen (Store.first_fetched_at)."""
-        if not self._history_since:
-            self._history_since.append(self.store.first_fetched_at())
-        return self._history_since[0]
+    def history_since(self, tags: tuple[str, ...] = ()) -> datetime | None:
+        """Since when the feeds with one of `tags` (every feed when empty) have been listened
+        to: the first stored item, or the first of those feeds to be added when that is later
+        (a recipient following feeds added a month after the install)."""
+        if tags not in self._history:
+            since = self.store.first_fetched_at()
+            added = self.store.first_added_at(tags) if since is not None else None
+            self._history[tags] = max(since, added) if since and added else since
+        return self._history[tags]
 
     def digest_items(
         self, start: datetime, end: datetime, tags: tuple[str, ...]
@@ -106,7 +110,7 @@ def digest_data(
     items = reads.digest_items(period.starts_at, period.ends_at, recipient.tags)
     watches = followed_watches(recipient, [row.watch() for row in store.list_watches()])
     per_day, watch_per_day = [], []
-    for earlier in baseline_periods(recipient, period, reads.history_since()):
+    for earlier in baseline_periods(recipient, period, reads.history_since(recipient.tags)):
         per_day.append(reads.label_counts(earlier.starts_at, earlier.ends_at, recipient.tags))
         if watches:
             watch_per_day.append(

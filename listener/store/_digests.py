@@ -73,6 +73,13 @@ class DigestsMixin(StoreBase):
         with wrap_errors("counting labels"):
             return {label: int(n) for label, n in self.db.execute(sql, params).fetchall()}
 
+    def first_added_at(self, tags: Sequence[str]) -> datetime | None:
+        """When the first of the feeds with one of `tags` (every feed when empty) was added."""
+        sql = "SELECT min(added_at) FROM feeds WHERE 1 " + (TAG_FILTER if tags else "")
+        with wrap_errors("reading feeds"):
+            value = self.db.execute(sql, {"tags": json.dumps(list(tags))}).fetchone()[0]
+        return from_db_time(value) if value else None
+
     def claim_digest(
         self,
         recipient: str,
