@@ -229,7 +229,6 @@ def test_digests_of_one_run_read_a_shared_period_once(store: Store, tmp_path: Pa
     assert shared[0].baseline_days == 7
     assert sum("WITH period" in sql for sql in statements) == 1 + 7
     assert sum("min(fetched_at)" in sql for sql in statements) == 1
-    assert sum("min(added_at)" in sql for sql in statements) == 1
 
 
 def test_a_recipient_of_feeds_added_later_compares_with_the_days_since(

@@ -77,7 +77,7 @@ class PeriodReads:
         (a recipient following feeds added a month after the install)."""
         if tags not in self._history:
             since = self.store.first_fetched_at()
-            added = self.store.first_added_at(tags) if since is not None else None
+            added = self.store.first_added_at(tags) if tags and since else None
             self._history[tags] = max(since, added) if since and added else since
         return self._history[tags]
 
