@@ -175,7 +175,6 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
         period=period,
         total_items=len(items),
         counts=counts,
-        previous_daily_average=averages,
         baseline_days=days,
         sections=sections,
         uncertain=_uncertain_stories(groups, recipient, followed),

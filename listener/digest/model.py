@@ -34,7 +34,6 @@ class Digest:
     period: DigestPeriod
     total_items: int  # every item of the period, classified or not
     counts: Mapping[str, int]  # label -> items, for every label (followed or not)
-    previous_daily_average: Mapping[str, float | None]
     baseline_days: int  # how many days the averages are over (0: none yet)
     sections: tuple[Section, ...]
     uncertain: tuple[Story, ...]
