@@ -19,6 +19,8 @@ SHIPPED = (
     "models/classifier.skops",
     "models/classifier.json",
     "models/classifier.npz",
+    "models/classifier.static.npz",
+    "models/classifier.static.json",
     "models/classifier.refine.npz",
     "models/classifier.refine.json",
     "models/training/embeddings.npz",

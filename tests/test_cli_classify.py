@@ -230,9 +230,11 @@ def test_model_info_and_evaluate(tmp_path: Path) -> None:
     assert info.exit_code == 0
     assert "loads and is compatible" in info.output
     assert "held-out:" in info.output
-    assert "second stage:     e5-" in info.output
-    assert "made for this model" in info.output
-    assert "held-out, both:   macro-F1 0.9" in info.output
+    assert "static stage:     st-" in info.output
+    assert "held-out, polls:  macro-F1 0.9" in info.output
+    assert "e5 stage:         e5-" in info.output
+    assert info.output.count("made for this model") == 2
+    assert "held-out, all:    macro-F1 0.9" in info.output
     data = tmp_path / "eval.jsonl"
     data.write_text(
         "\n".join(
@@ -418,6 +420,7 @@ def test_model_train_writes_the_second_stage_beside_the_model_and_its_cache_besi
     tmp_path: Path,
 ) -> None:
     from listener.classify.embedding import read_head
+    from listener.classify.linear import read_static_stage
     from listener.classify.training import CORPUS_DIR, EMBEDDINGS_NAME
 
     shipped_cache = (CORPUS_DIR / EMBEDDINGS_NAME).read_bytes()
@@ -428,11 +431,14 @@ def test_model_train_writes_the_second_stage_beside_the_model_and_its_cache_besi
     head = read_head(tmp_path / "m.refine.npz")
     assert head is not None
     assert head.pairs_with == json.loads(model.with_suffix(".json").read_text())["model_version"]
-    assert f"second stage {head.version}" in result.stdout
+    assert f"with the e5 stage {head.version}" in result.stdout
+    stage = read_static_stage(model, head.pairs_with)  # written, and made for this model
+    assert stage is not None
+    assert f"with the static stage {stage.head.version}" in result.stdout
     assert (corpus / EMBEDDINGS_NAME).is_file()
     assert (CORPUS_DIR / EMBEDDINGS_NAME).read_bytes() == shipped_cache  # another corpus's
 
     evaluated = invoke(tmp_path, "model", "evaluate", "--model", str(model))
     assert evaluated.exit_code == 0, evaluated.output
-    assert f"second stage {head.version}" in evaluated.stdout
-    assert "the first stage alone" in evaluated.stdout
+    assert f"e5 stage {head.version}" in evaluated.stdout
+    assert "the poll path alone" in evaluated.stdout

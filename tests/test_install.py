@@ -91,6 +91,9 @@ def test_the_wheel_works_from_an_empty_folder(installed: Path, tmp_path: Path) -
     model_line = next(line for line in where.stdout.splitlines() if line.startswith("model:"))
     assert str(installed.parent) in model_line, "the model is the wheel's own copy"
     assert str(ROOT) not in model_line
+    # the wheel carries the poll path's static stage and the e5 stage, made for its model
+    assert "static stage:     st-" in where.stdout
+    assert where.stdout.count("made for this model") == 2
 
     line = json.dumps({"id": 1, "summary": "We are hiring 40 engineers in Lyon: apply now!"})
     classified = listener(installed, tmp_path, "classify", stdin=line + "\n")

@@ -99,6 +99,10 @@ class Classifier(Protocol):
         """One Prediction per text; texts come from `item_text`."""
         ...
 
+    def predict_linear(self, texts: Sequence[str]) -> list[Prediction]:
+        """The linear model's predictions alone, whose scores the e5 stage blends with."""
+        ...
+
 
 def item_text(title: str, summary: str) -> str:
     """What the model sees: the title (twice) and the summary's lead, lower-cased, unaccented.
@@ -118,8 +122,13 @@ def item_text(title: str, summary: str) -> str:
     text = text.lower()
     if not text.isascii():
         # "Équipe" and "equipe" must be one feature: feeds and people drop accents.
-        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_FOLD)))
+        text = fold_accents(text)
     return " ".join(text.split())
+
+
+def fold_accents(text: str) -> str:
+    """Pure: text without its accents ("équipe" -> "equipe"), as `item_text` writes it."""
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_FOLD)))
 
 
 def title_echo(title: str, summary: str) -> int:

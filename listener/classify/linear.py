@@ -27,6 +27,7 @@ from typing import Any
 import mmh3
 import numpy as np
 
+from listener.classify.archive import npz_bytes
 from listener.classify.decision import (
     DEFAULT_UNCERTAIN_BELOW,
     WHY_TERMS,
@@ -35,6 +36,7 @@ from listener.classify.decision import (
     item_text,
 )
 from listener.classify.deferred import ModelFiles, read_model_files, runtime_path
+from listener.classify.static import StaticStage, static_from_bytes, static_path
 from listener.domain import LABELS
 from listener.errors import ClassifierError
 
@@ -303,9 +305,18 @@ class LinearClassifier:
         self.pipeline = pipeline  # the fitted scikit-learn pipeline, when it was loaded
         self.files: ModelFiles | None = None  # set when it was read from files
         self.load_ms = 0.0  # set by the loaders, for their log line
+        # the poll path's second stage, for the items the linear model is unsure of
+        self.static: StaticStage | None = None
 
     def predict(self, texts: Sequence[str], *, explain: bool = False) -> list[Prediction]:
         """One Prediction per text; texts come from `item_text`."""
+        predictions = self.predict_linear(texts, explain=explain)
+        if self.static is not None:
+            predictions = self.static.refine(texts, predictions, self.uncertain_below)
+        return predictions
+
+    def predict_linear(self, texts: Sequence[str], *, explain: bool = False) -> list[Prediction]:
+        """The linear model's predictions alone (the first stage)."""
         predictions: list[Prediction] = []
         for start in range(0, len(texts), CHUNK_TEXTS):
             predictions += self._predict_chunk(texts[start : start + CHUNK_TEXTS], explain)
@@ -398,19 +409,6 @@ def scorer_bytes(scorer: LinearScorer) -> bytes:
     return npz_bytes(scorer.arrays())
 
 
-def npz_bytes(arrays: Mapping[str, Any]) -> bytes:
-    """Arrays as an .npz archive with reproducible bytes (fixed entry times, sorted names,
-    no pickle): the same arrays give the same file."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, array in sorted(arrays.items()):
-            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(entry, "w") as out:
-                np.lib.format.write_array(out, np.asarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
 def scorer_from_bytes(data: bytes) -> LinearScorer:
     """Read what scorer_bytes wrote (no pickle); ValueError on anything else."""
     try:
@@ -446,9 +444,33 @@ def load_runtime_classifier(
     except ValueError as exc:
         raise ClassifierError(f"{path}: {exc}") from exc
     classifier = make_linear_classifier(scorer, metadata, uncertain_below=uncertain_below)
+    classifier.static = read_static_stage(model_path, classifier.version)
     classifier.load_ms = round((time.perf_counter() - started) * 1000, 1)
     classifier.files = ModelFiles(model_path, uncertain_below)
     return classifier
+
+
+def read_static_stage(model_path: Path, version: str) -> StaticStage | None:
+    """I/O: the static stage beside a model, None when it has none (a model trained before
+    it existed scores with its linear model alone); ClassifierError when it is unreadable or
+    made for another model."""
+    path = static_path(model_path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ClassifierError(f"cannot read {path}: {exc}") from exc
+    try:
+        stage = static_from_bytes(data)
+    except ValueError as exc:
+        raise ClassifierError(f"{path}: {exc}") from exc
+    if stage.head.pairs_with != version:
+        raise ClassifierError(
+            f"{path} was made for model {stage.head.pairs_with}, not {version}: the files "
+            "come from different trainings; run `make model`"
+        )
+    return stage
 
 
 _LOADED: dict[ModelFiles, LinearClassifier] = {}

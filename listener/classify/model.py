@@ -53,6 +53,7 @@ from listener.classify.linear import (
     LinearClassifier,
     LinearScorer,
     make_linear_classifier,
+    read_static_stage,
 )
 from listener.classify.linear import hashed_column as _hashed_column
 from listener.domain import LABELS
@@ -187,6 +188,7 @@ def load_classifier(model_path: Path, *, uncertain_below: float | None = None) -
         raise ClassifierError(f"{model_path} is not a readable skops model: {exc}") from exc
     _check_pipeline(pipeline, model_path)
     classifier = make_classifier(pipeline, metadata, uncertain_below=uncertain_below)
+    classifier.static = read_static_stage(model_path, classifier.version)
     classifier.load_ms = round((time.perf_counter() - started) * 1000, 1)
     return classifier
 

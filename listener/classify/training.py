@@ -39,7 +39,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.svm import LinearSVC
 
-from listener.classify import embedding, refine
+from listener.classify import embedding, refine, static
 from listener.classify.deferred import runtime_path
 from listener.classify.linear import scorer_bytes
 from listener.classify.model import (
@@ -603,11 +603,17 @@ def evaluate(
     *,
     second_stage: embedding.SecondStage | None = None,
 ) -> EvaluationReport:
-    """Assigned labels vs true labels (multi-label P/R/F1), overall and per language; with
-    `second_stage`, of the two stages together (the model as shipped)."""
-    predictions = classifier.predict([item_text(row.title, row.summary) for row in rows])
+    """Assigned labels vs true labels (multi-label P/R/F1), overall and per language, of the
+    poll path (the classifier and its static stage); with `second_stage`, of every stage
+    (the model as the refine job leaves items)."""
+    texts = [item_text(row.title, row.summary) for row in rows]
+    predictions = classifier.predict(texts)
     if second_stage is not None:
-        predictions = second_stage.refine([(row.title, row.summary) for row in rows], predictions)
+        predictions = second_stage.refine(
+            [(row.title, row.summary) for row in rows],
+            classifier.predict_linear(texts),
+            predictions,
+        )
     pairs = list(zip(rows, predictions, strict=True))
     langs = sorted({row.lang for row in rows})
     return EvaluationReport(
@@ -768,9 +774,11 @@ class TrainingResult:
     version: str
     training_rows: int
     heldout_rows: int
-    report: EvaluationReport  # on the held-out rows
+    report: EvaluationReport  # the linear model alone, on the held-out rows
+    static: static.StaticStage
+    poll_report: EvaluationReport  # the same rows, the poll path: the static stage included
     head: refine.Head
-    two_stage_report: EvaluationReport  # the same rows, the second stage included
+    two_stage_report: EvaluationReport  # the same rows, the e5 stage included
 
 
 def train_head(
@@ -781,7 +789,8 @@ def train_head(
     embedder: embedding.Embedder,
 ) -> bytes:
     """The head's file for rows (LabelledRow: title, summary, labels, weight), trained on
-    their embeddings; `cache` (key -> vector) is read and gains the texts it lacked."""
+    their embeddings; `cache` (key -> vector) is read and gains the texts it lacked.
+    `linear_thresholds` are those of the scores it blends with."""
     keys = [refine.text_key(refine.refine_text(row.title, row.summary)) for row in rows]
     texts = dict(
         zip(keys, (refine.refine_text(row.title, row.summary) for row in rows), strict=True)
@@ -792,6 +801,15 @@ def train_head(
         cache.update(zip(missing, vectors.astype(np.float16), strict=True))
     # float16 in the cache: the head reads the same numbers whether a vector was cached or not
     features = np.array([cache[key] for key in keys], dtype=np.float16).astype(np.float64)
+    coef, intercept = fit_head(features, rows)
+    return refine.head_bytes(
+        coef, intercept, refine.blended_thresholds(linear_thresholds), pairs_with
+    )
+
+
+def fit_head(features: Any, rows: Sequence[Any]) -> tuple[list[Any], list[float]]:
+    """A logistic regression per label on (rows, dim) features, with the rows' weights:
+    (coefficients, intercepts)."""
     weights = np.array([row.weight for row in rows], dtype=np.float64)
     coef, intercept = [], []
     for label in LABELS:
@@ -800,10 +818,132 @@ def train_head(
             features, truth, sample_weight=weights
         )
         coef.append(fitted.coef_[0])
-        intercept.append(fitted.intercept_[0])
-    return refine.head_bytes(
-        coef, intercept, refine.blended_thresholds(linear_thresholds), pairs_with
+        intercept.append(float(fitted.intercept_[0]))
+    return coef, intercept
+
+
+def build_word_vectors(
+    rows: Sequence[LabelledRow], previous: Sequence[Path], embedder: embedding.Embedder
+) -> static.WordVectors:
+    """The static stage's vocabulary and vectors: the corpus's words and the sentence
+    model's most frequent whole words, each embedded alone (or read from a `previous` file
+    that has it: same word, same bytes), idf and centre from the corpus `rows`."""
+    words = {
+        word
+        for row in rows
+        for word in static.WORD.findall(refine.refine_text(row.title, row.summary).lower())
+    }
+    words.update(embedding.sentence_model_words(static.VOCABULARY_PIECES))
+    spellings: dict[str, list[str]] = {}
+    for word in words:
+        spellings.setdefault(static.word_key(word), []).append(word)
+    # key -> the word the sentence model reads for it: a written form with its accents
+    # ("équipe", not "equipe") when there is one, the first in order among equals
+    embedded = {key: min(found, key=lambda w: (w == key, w)) for key, found in spellings.items()}
+    keys = sorted(embedded)
+    known: dict[str, tuple[Any, Any]] = {}
+    for path in previous:
+        known.update(_known_vectors(path))
+    missing = sorted({embedded[key] for key in keys} - set(known))
+    if missing:
+        vectors, scales = static.quantize(embedder.embed(missing))
+        known.update(zip(missing, zip(vectors, scales, strict=True), strict=True))
+    texts = [item_text(row.title, row.summary) for row in rows]
+    frequencies, documents = static.document_frequencies(texts)
+    matrix = np.array([known[embedded[key]][0] for key in keys], dtype=np.int8)
+    vectors = static.WordVectors(
+        rows={key: row for row, key in enumerate(keys)},
+        vectors=matrix,
+        scales=np.array([known[embedded[key]][1] for key in keys], dtype=np.float32),
+        idf=np.array(
+            [static.idf(frequencies.get(key, 0), documents) for key in keys], dtype=np.float32
+        ),
+        centre=np.zeros(matrix.shape[1], dtype=np.float32),
+        embedded=tuple(embedded[key] for key in keys),
     )
+    raw = vectors.raw(texts)
+    centre = raw[np.any(raw != 0, axis=1)].mean(axis=0).astype(np.float32)
+    return replace(vectors, centre=centre)
+
+
+def _known_vectors(path: Path) -> dict[str, tuple[Any, Any]]:
+    """word -> (int8 vector, scale) of a static stage file, {} without a usable one."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            if str(arrays["embedder"]) != static.EMBEDDER:
+                return {}
+            return dict(
+                zip(
+                    (str(word) for word in arrays["embedded"]),
+                    zip(arrays["vectors"], arrays["scales"], strict=True),
+                    strict=True,
+                )
+            )
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+
+
+def train_static(
+    words: static.WordVectors,
+    rows: Sequence[LabelledRow],
+    linear_thresholds: Mapping[str, float],
+    pairs_with: str,
+    *,
+    corrections: Sequence[LabelledRow] = (),
+) -> bytes:
+    """The static stage's file: its head trained on `words`' vectors of the corpus rows and
+    the corrections (each weighing `refine.CORRECTION_WEIGHT` rows, as in the e5 head)."""
+    corrected = {row.id for row in corrections}
+    training = sorted((row for row in rows if row.id not in corrected), key=_row_key)
+    training += sorted(
+        (replace(row, weight=refine.CORRECTION_WEIGHT) for row in corrections), key=_row_key
+    )
+    features = words.embed([item_text(row.title, row.summary) for row in training])
+    coef, intercept = fit_head(features.astype(np.float64), training)
+    thresholds = refine.blended_thresholds(linear_thresholds)
+    return static.static_bytes(words, coef, intercept, thresholds, pairs_with)
+
+
+def save_static(
+    rows: Sequence[LabelledRow],
+    metadata: Mapping[str, Any],
+    version: str,
+    model_path: Path,
+    *,
+    corrections: Sequence[LabelledRow] = (),
+) -> static.StaticStage:
+    """Train and write the poll path's second stage of model `version`
+    (`classifier.static.npz` beside the model) on the corpus `rows` and corrections. The
+    word vectors of the file it replaces, or of the shipped model's, are reused."""
+    path = static.static_path(model_path)
+    previous = [path, static.static_path(MODEL_PATH)]
+    words = build_word_vectors(rows, previous, embedding.Embedder(threads=os.cpu_count() or 1))
+    data = train_static(words, rows, metadata["thresholds"], version, corrections=corrections)
+    path.write_bytes(data)
+    return static.static_from_bytes(data)
+
+
+def describe_static(
+    stage: static.StaticStage, model_path: Path, report: EvaluationReport, *, corrections: int
+) -> None:
+    """`classifier.static.json` beside the stage: what it is, and the poll path's held-out
+    figures (`listener model info` reads it)."""
+    path = static.static_path(model_path)
+    description = {
+        "static_version": stage.head.version,
+        "pairs_with": stage.head.pairs_with,
+        "embedder": static.EMBEDDER,
+        "words": len(stage.words.rows),
+        "vocabulary_pieces": static.VOCABULARY_PIECES,
+        "dimensions": int(stage.words.vectors.shape[1]),
+        "head_c": refine.HEAD_C,
+        "thresholds": dict(stage.head.thresholds),
+        "training_corrections": corrections,
+        "static_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "heldout_poll_path": report_as_dict(report),
+    }
+    text = json.dumps(description, indent=2, ensure_ascii=False) + "\n"
+    path.with_suffix(".json").write_text(text, encoding="utf-8")
 
 
 def save_head(
@@ -870,10 +1010,22 @@ def retrain(
     report = evaluate(make_classifier(pipeline, metadata), heldout)
     metadata["heldout_rows"] = len(heldout)
     version = save_classifier(pipeline, metadata, model_path, evaluation=report)
+    stage = save_static(training, metadata, version, model_path, corrections=corrections)
+    poll_report = evaluate(load_classifier(model_path), heldout)
+    describe_static(stage, model_path, poll_report, corrections=len(corrections))
     head, two_stage = save_head(
         training, heldout, metadata, version, model_path, corpus=corpus, corrections=corrections
     )
-    return TrainingResult(version, metadata["training_rows"], len(heldout), report, head, two_stage)
+    return TrainingResult(
+        version,
+        metadata["training_rows"],
+        len(heldout),
+        report,
+        stage,
+        poll_report,
+        head,
+        two_stage,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -899,8 +1051,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{result.heldout_rows} held out")
     print(f"wrote {options.output} and {options.output.with_suffix('.json')}")
     print(format_evaluation(result.report))
-    print(f"\nsecond stage {result.head.version} ({refine.head_path(options.output)}), ", end="")
-    print("both stages on the same held-out rows:")
+    print(f"\nthe poll path, with its static stage {result.static.head.version} ", end="")
+    print(f"({static.static_path(options.output)}), on the same held-out rows:")
+    print(format_evaluation(result.poll_report))
+    print(
+        f"\nthe e5 stage {result.head.version} ({refine.head_path(options.output)}) too, ", end=""
+    )
+    print("on the same held-out rows:")
     print(format_evaluation(result.two_stage_report))
     return 0
 

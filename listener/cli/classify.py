@@ -181,17 +181,20 @@ def model_train(
     result = training.retrain(
         corpus or training.CORPUS_DIR, target, corrections=corrections
     )  # the same steps as `make model`, written to `target`
-    report = result.report
+    report = result.poll_report  # what polls store: the linear model and its static stage
     click.echo(
         f"model {result.version}: {result.training_rows} corpus rows + {len(corrections)} "
         f"corrections, evaluated on {result.heldout_rows} held-out rows"
     )
     click.echo(f"wrote {target} and {target.with_suffix('.json')}\n")
     click.echo(training.format_evaluation(report))
-    both = result.two_stage_report
+    first, both = result.report, result.two_stage_report
     click.echo(
-        f"\nsecond stage {result.head.version} ({head_path(target)}), both stages on the same "
-        f"rows: macro-F1 {both.overall.macro_f1:.3f}, uncertain {both.overall.uncertain_rate:.3f}"
+        f"\nthe linear model alone: macro-F1 {first.overall.macro_f1:.3f}; with the static "
+        f"stage {result.static.head.version} (above, as polls score): "
+        f"{report.overall.macro_f1:.3f}; with the e5 stage {result.head.version} "
+        f"({head_path(target)}) too: macro-F1 {both.overall.macro_f1:.3f}, "
+        f"uncertain {both.overall.uncertain_rate:.3f}"
     )
     _say_how_to_use(obj, target)
     if previous is not None:
@@ -240,7 +243,8 @@ def _say_how_to_use(obj: Context, target: Path) -> None:
 @click.option(
     "--first-stage-only",
     is_flag=True,
-    help="Leave out the second stage (the sentence-embedding re-scoring of uncertain items).",
+    help="Leave out the e5 stage (the refine job's re-scoring of uncertain items); the "
+    "poll path's static stage stays.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @click.pass_obj
@@ -292,11 +296,17 @@ def model_evaluate(
         click.echo(json.dumps(result, indent=2))
         return
     if stage is not None and first is not None:
-        click.echo(f"both stages (model {classifier.version}, second stage {stage.head.version}):")
+        click.echo(
+            f"all stages (model {classifier.version}, e5 stage {stage.head.version}), as the "
+            "refine job leaves items:"
+        )
     click.echo(training.format_evaluation(report))
     if first is not None:
-        click.echo("\nthe first stage alone (the linear model, as polls store it) and both:")
-        click.echo(training.format_comparison(first, report, names=("first", "both")))
+        click.echo(
+            "\nthe poll path alone (the linear model and its static stage, as polls store "
+            "it) and with the e5 stage:"
+        )
+        click.echo(training.format_comparison(first, report, names=("poll", "all")))
 
 
 def _read_labelled_jsonl(path: Path) -> list[Any]:
@@ -338,8 +348,9 @@ def _read_labelled_jsonl(path: Path) -> list[Any]:
 @handle_errors
 def model_info(obj: Context, model_file: Path | None) -> None:
     """The model's version, labels, training data, thresholds and held-out scores, and its
-    second stage."""
+    static and e5 stages."""
     from listener.classify.refine import head_path
+    from listener.classify.static import static_path
 
     path = model_file or model_path(obj.settings)
     meta_path = path.with_suffix(".json")
@@ -371,26 +382,47 @@ def model_info(obj: Context, model_file: Path | None) -> None:
             f"held-out:         macro-F1 {overall['macro_f1']:.3f} ({langs}) "
             f"on {overall['rows']} rows"
         )
+    _echo_static_stage(static_path(path), metadata.get("model_version"))
     _echo_second_stage(head_path(path), metadata.get("model_version"))
+
+
+def _echo_static_stage(path: Path, model_version: str | None) -> None:
+    """`model info`'s lines on the poll path's static stage beside the model, from its .json."""
+    described = path.with_suffix(".json")
+    if not described.is_file():
+        click.echo(f"static stage:     none ({path} not found; `listener model train` writes it)")
+        return
+    stage = json.loads(described.read_text(encoding="utf-8"))
+    paired = stage.get("pairs_with") == model_version
+    click.echo(
+        f"static stage:     {stage.get('static_version')} ({stage.get('words')} words), "
+        + ("made for this model" if paired else f"NOT for this model: {stage.get('pairs_with')}")
+    )
+    poll = (stage.get("heldout_poll_path") or {}).get("overall", {})
+    if poll:
+        click.echo(
+            f"held-out, polls:  macro-F1 {poll['macro_f1']:.3f}, uncertain "
+            f"{poll['uncertain_rate']:.3f} on {poll['rows']} rows (with the static stage)"
+        )
 
 
 def _echo_second_stage(path: Path, model_version: str | None) -> None:
     """`model info`'s lines on the second stage beside the model, from its .json."""
     described = path.with_suffix(".json")
     if not described.is_file():
-        click.echo(f"second stage:     none ({path} not found; `listener model train` writes it)")
+        click.echo(f"e5 stage:         none ({path} not found; `listener model train` writes it)")
         return
     head = json.loads(described.read_text(encoding="utf-8"))
     paired = head.get("pairs_with") == model_version
     click.echo(
-        f"second stage:     {head.get('head_version')} ({head.get('embedder')}), "
+        f"e5 stage:         {head.get('head_version')} ({head.get('embedder')}), "
         + ("made for this model" if paired else f"NOT for this model: {head.get('pairs_with')}")
     )
     both = (head.get("heldout_two_stage") or {}).get("overall", {})
     if both:
         click.echo(
-            f"held-out, both:   macro-F1 {both['macro_f1']:.3f}, uncertain "
-            f"{both['uncertain_rate']:.3f} on {both['rows']} rows"
+            f"held-out, all:    macro-F1 {both['macro_f1']:.3f}, uncertain "
+            f"{both['uncertain_rate']:.3f} on {both['rows']} rows (the e5 stage included)"
         )
 
 
@@ -552,7 +584,7 @@ def refine_command(obj: Context, limit: int | None) -> None:
             ) as bar:
                 done = refine_uncertain(
                     store,
-                    classifier.version,
+                    classifier,
                     stage,
                     now=now_utc(),
                     limit=total,

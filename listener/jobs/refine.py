@@ -1,10 +1,12 @@
-"""Wiring of the classifier's second stage (classify/refine.py): the current model's
-uncertain predictions re-scored off the poll path, newest items first.
+"""Wiring of the classifier's e5 stage (classify/refine.py): the current model's uncertain
+predictions re-scored off the poll path, newest items first.
 
-Polls stay fast: they store the linear model's prediction of every item. This job (the
-daemon runs it after each poll, `listener refine` once) embeds a bounded number of the items
-that prediction left uncertain, and replaces each one's prediction by the two models' blend,
-a batch per transaction. A stop request is seen between batches (about a second each).
+Polls stay fast: they store the poll path's prediction of every item (the linear model's,
+blended with its static stage where it was unsure). This job (the daemon runs it after each
+poll, `listener refine` once) embeds a bounded number of the items that prediction left
+uncertain, and replaces each one's prediction by the blend of the sentence model's head with
+the linear model's scores, a batch per transaction. A stop request is seen between batches
+(about a second each).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from listener.classify.decision import item_text
 from listener.jobs.services import Services
 from listener.store import Store
 
 if TYPE_CHECKING:
+    from listener.classify.decision import Classifier
     from listener.classify.embedding import SecondStage
 
 log = structlog.get_logger(__name__)
@@ -34,7 +38,7 @@ def refine_job(services: Services, now: datetime) -> int:
     try:
         return refine_uncertain(
             services.store,
-            classifier.version,
+            classifier,
             stage,
             now=now,
             limit=services.settings.classifier.refine_max_items,
@@ -46,7 +50,7 @@ def refine_job(services: Services, now: datetime) -> int:
 
 def refine_uncertain(
     store: Store,
-    model_version: str,
+    classifier: Classifier,
     stage: SecondStage,
     *,
     now: datetime,
@@ -54,9 +58,12 @@ def refine_uncertain(
     stop: threading.Event | None = None,
     on_batch: Callable[[int], object] = lambda count: None,
 ) -> int:
-    """Re-score up to `limit` of this model's uncertain items; how many were re-scored."""
+    """Re-score up to `limit` of this model's uncertain items; how many were re-scored. The
+    sentence model's head blends with the linear model's scores, recomputed from the items'
+    text (the stored ones include the poll path's static stage)."""
     from listener.classify.refine import EMBED_BATCH, refine_predictions, refine_text  # numpy
 
+    model_version = classifier.version
     done = settled = 0
     while done < limit and not (stop is not None and stop.is_set()):
         rows = store.items_to_refine(model_version, min(EMBED_BATCH, limit - done))
@@ -65,8 +72,11 @@ def refine_uncertain(
         vectors = stage.embedder.embed(
             [refine_text(title, summary) for _, title, summary, _ in rows]
         )
+        linear = classifier.predict_linear(
+            [item_text(title, summary) for _, title, summary, _ in rows]
+        )
         predictions = refine_predictions(
-            stage.head, [scores for *_, scores in rows], vectors, stage.uncertain_below
+            stage.head, [p.scores for p in linear], vectors, stage.uncertain_below
         )
         store.save_predictions(
             model_version,
