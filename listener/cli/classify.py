@@ -382,47 +382,38 @@ def model_info(obj: Context, model_file: Path | None) -> None:
             f"held-out:         macro-F1 {overall['macro_f1']:.3f} ({langs}) "
             f"on {overall['rows']} rows"
         )
-    _echo_static_stage(static_path(path), metadata.get("model_version"))
-    _echo_second_stage(head_path(path), metadata.get("model_version"))
+    version = metadata.get("model_version")
+    _echo_stage(
+        "static stage", static_path(path), version, version_key="static_version",
+        detail="words", report_key="heldout_poll_path", report_name="held-out, polls",
+    )  # fmt: skip
+    _echo_stage(
+        "e5 stage", head_path(path), version, version_key="head_version",
+        detail="embedder", report_key="heldout_two_stage", report_name="held-out, all",
+    )  # fmt: skip
 
 
-def _echo_static_stage(path: Path, model_version: str | None) -> None:
-    """`model info`'s lines on the poll path's static stage beside the model, from its .json."""
+def _echo_stage(
+    name: str, path: Path, model_version: str | None, *, version_key: str, detail: str,
+    report_key: str, report_name: str,
+) -> None:  # fmt: skip
+    """`model info`'s lines on a stage beside the model, from its .json: its version and
+    `detail` (a key of the .json), whether it is made for this model, its held-out score."""
     described = path.with_suffix(".json")
     if not described.is_file():
-        click.echo(f"static stage:     none ({path} not found; `listener model train` writes it)")
+        click.echo(f"{name + ':':<18}none ({path} not found; `listener model train` writes it)")
         return
     stage = json.loads(described.read_text(encoding="utf-8"))
     paired = stage.get("pairs_with") == model_version
     click.echo(
-        f"static stage:     {stage.get('static_version')} ({stage.get('words')} words), "
+        f"{name + ':':<18}{stage.get(version_key)} ({detail} {stage.get(detail)}), "
         + ("made for this model" if paired else f"NOT for this model: {stage.get('pairs_with')}")
     )
-    poll = (stage.get("heldout_poll_path") or {}).get("overall", {})
-    if poll:
+    report = (stage.get(report_key) or {}).get("overall", {})
+    if report:
         click.echo(
-            f"held-out, polls:  macro-F1 {poll['macro_f1']:.3f}, uncertain "
-            f"{poll['uncertain_rate']:.3f} on {poll['rows']} rows (with the static stage)"
-        )
-
-
-def _echo_second_stage(path: Path, model_version: str | None) -> None:
-    """`model info`'s lines on the second stage beside the model, from its .json."""
-    described = path.with_suffix(".json")
-    if not described.is_file():
-        click.echo(f"e5 stage:         none ({path} not found; `listener model train` writes it)")
-        return
-    head = json.loads(described.read_text(encoding="utf-8"))
-    paired = head.get("pairs_with") == model_version
-    click.echo(
-        f"e5 stage:         {head.get('head_version')} ({head.get('embedder')}), "
-        + ("made for this model" if paired else f"NOT for this model: {head.get('pairs_with')}")
-    )
-    both = (head.get("heldout_two_stage") or {}).get("overall", {})
-    if both:
-        click.echo(
-            f"held-out, all:    macro-F1 {both['macro_f1']:.3f}, uncertain "
-            f"{both['uncertain_rate']:.3f} on {both['rows']} rows (the e5 stage included)"
+            f"{report_name + ':':<18}macro-F1 {report['macro_f1']:.3f}, uncertain "
+            f"{report['uncertain_rate']:.3f} on {report['rows']} rows"
         )
 
 
