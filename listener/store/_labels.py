@@ -81,8 +81,10 @@ class LabelsMixin(StoreBase):
             return [(r[0], r[1], r[2]) for r in self.db.execute(sql, params)]
 
     def items_to_refine(self, model_version: str, limit: int) -> list[tuple[int, str, str, Any]]:
-        """(id, title, summary, linear scores) of this model's uncertain predictions that no
-        second stage has re-scored and nobody has corrected, newest items first."""
+        """(id, title, summary, stored scores) of this model's uncertain predictions that no
+        e5 stage has re-scored and nobody has corrected, newest items first. (The refine job
+        blends with the linear model's own scores, recomputed from the text: the stored ones
+        include the poll path's static stage.)"""
         sql = (
             "SELECT predictions.item_id, items.title, items.summary, predictions.scores"
             " FROM predictions INDEXED BY predictions_to_refine"
