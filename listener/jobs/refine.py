@@ -69,11 +69,9 @@ def refine_uncertain(
         rows = store.items_to_refine(model_version, min(EMBED_BATCH, limit - done))
         if not rows:
             break
-        vectors = stage.embedder.embed(
-            [refine_text(title, summary) for _, title, summary, _ in rows]
-        )
+        vectors = stage.embedder.embed([refine_text(title, summary) for _, title, summary in rows])
         linear = classifier.predict_linear(
-            [item_text(title, summary) for _, title, summary, _ in rows]
+            [item_text(title, summary) for _, title, summary in rows]
         )
         predictions = refine_predictions(
             stage.head, [p.scores for p in linear], vectors, stage.uncertain_below

@@ -80,22 +80,18 @@ class LabelsMixin(StoreBase):
         with wrap_errors("reading items"):
             return [(r[0], r[1], r[2]) for r in self.db.execute(sql, params)]
 
-    def items_to_refine(self, model_version: str, limit: int) -> list[tuple[int, str, str, Any]]:
-        """(id, title, summary, stored scores) of this model's uncertain predictions that no
-        e5 stage has re-scored and nobody has corrected, newest items first. (The refine job
-        blends with the linear model's own scores, recomputed from the text: the stored ones
-        include the poll path's static stage.)"""
+    def items_to_refine(self, model_version: str, limit: int) -> list[tuple[int, str, str]]:
+        """(id, title, summary) of this model's uncertain predictions that no e5 stage has
+        re-scored and nobody has corrected, newest items first. (Not their stored scores:
+        the refine job blends with the linear model's own, recomputed from the text.)"""
         sql = (
-            "SELECT predictions.item_id, items.title, items.summary, predictions.scores"
+            "SELECT predictions.item_id, items.title, items.summary"
             " FROM predictions INDEXED BY predictions_to_refine"
             f" JOIN items ON items.id = predictions.item_id WHERE {_TO_REFINE}"
             " ORDER BY predictions.item_id DESC LIMIT ?"
         )
         with wrap_errors("reading items to refine"):
-            return [
-                (r[0], r[1], r[2], json.loads(r[3]))
-                for r in self.db.execute(sql, [model_version, limit])
-            ]
+            return [(r[0], r[1], r[2]) for r in self.db.execute(sql, [model_version, limit])]
 
     def count_to_refine(self, model_version: str) -> int:
         sql = (
