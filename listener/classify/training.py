@@ -950,15 +950,17 @@ def save_head(
     rows: Sequence[LabelledRow],
     heldout: Sequence[LabelledRow],
     metadata: Mapping[str, Any],
-    version: str,
+    classifier: Classifier,
     model_path: Path,
     *,
     corpus: Path = CORPUS_DIR,
     corrections: Sequence[LabelledRow] = (),
 ) -> tuple[refine.Head, EvaluationReport]:
-    """Train and write the second stage of model `version` (`classifier.refine.npz` and its
-    .json beside the model) on the rows of `corpus` (and corrections), evaluate both stages
-    on `heldout`; (head, report). The corpus's embeddings cache is read and updated."""
+    """Train and write the e5 stage of `classifier` (the model saved at `model_path`:
+    `classifier.refine.npz` and its .json beside it) on the rows of `corpus` (and
+    corrections), evaluate every stage on `heldout`; (head, report). The corpus's
+    embeddings cache is read and updated."""
+    version = classifier.version
     cache_path = corpus / EMBEDDINGS_NAME
     embedder = embedding.Embedder(threads=os.cpu_count() or 1)
     cache = embedding.read_cache(cache_path)
@@ -978,7 +980,7 @@ def save_head(
         raise ClassifierError(f"{path}: the second stage was not written")
     uncertain_below = float(metadata.get("uncertain_below", DEFAULT_UNCERTAIN_BELOW))
     stage = embedding.SecondStage(head, embedder, uncertain_below)
-    report = evaluate(load_classifier(model_path), heldout, second_stage=stage)
+    report = evaluate(classifier, heldout, second_stage=stage)
     description = {
         "head_version": head.version,
         "pairs_with": version,
@@ -1011,10 +1013,17 @@ def retrain(
     metadata["heldout_rows"] = len(heldout)
     version = save_classifier(pipeline, metadata, model_path, evaluation=report)
     stage = save_static(training, metadata, version, model_path, corrections=corrections)
-    poll_report = evaluate(load_classifier(model_path), heldout)
+    saved = load_classifier(model_path)  # the files as written: the static stage included
+    poll_report = evaluate(saved, heldout)
     describe_static(stage, model_path, poll_report, corrections=len(corrections))
     head, two_stage = save_head(
-        training, heldout, metadata, version, model_path, corpus=corpus, corrections=corrections
+        training,
+        heldout,
+        metadata,
+        saved,
+        model_path,
+        corpus=corpus,
+        corrections=corrections,
     )
     return TrainingResult(
         version,
