@@ -133,6 +133,7 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
     if classifier is None:
         raise SystemExit(f"{SHIPPED_MODEL} has no .npz arrays: run `make model`")
     results = []
+    stages = []
     generate_s = 0.0
     for lang in LANGS:
         started = time.perf_counter()
@@ -151,11 +152,7 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
                     LABELS,
                 )
             )
-    stages = [
-        _stage_rates(classifier, make_items(options.seed, lang, options.classify_items,
-                                            *SUMMARY_WORDS), lang, options.classify_repeat)
-        for lang in LANGS
-    ]  # fmt: skip
+        stages.append(_stage_rates(classifier, items, lang, options.classify_repeat))
     second = _second_probe(options.seed)
     report = _report(probes, results, classifier.version, options, generate_s, second)
     table, misses = _stage_table(stages)
