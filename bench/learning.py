@@ -202,8 +202,9 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
         "the model trained on the corpus alone, after = retrained with the N corrections; "
         "first_stage_gain = the poll path (linear + static) adapted, the e5 head as shipped; "
         "same items for all",
-        "the dev set is a closed pool: the more a label fills the corrections, the less it "
-        "fills the other feeds, so learning the corrections' label mix scores against itself",
+        "the dev set is a closed pool (the more a label fills the corrections, the less it "
+        "fills the other feeds), but splits whose two label mixes match lose as much "
+        "(docs/design.md, 2026-12-06)",
         "N = 100 leaves few items of other feeds to measure on: read it as a sign, not a figure",
         "second table: the corrections are the first half of each of some feeds' items, "
         "measured on the rest of those same feeds (the target is read on the first table)",
