@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DB ?= listener.db
+# Empty: the database the settings give (`database`, ./listener.db by default); DB=path
+# chooses another, as --db does.
+DB ?=
+DB_OPTION := $(if $(DB),--db $(DB))
 # Empty: the settings file is found as the CLI finds it (./listener.toml, ~/.config/listener/,
 # /etc/listener/), else the built-in defaults, which config/listener.toml documents.
 CONFIG ?=
@@ -49,11 +52,11 @@ test-any-day: $(STAMP)  ## the suite a year ahead at 23:30, in two time zones fa
 cov: $(STAMP)  ## coverage run -m pytest && coverage report
 	$(BIN)/coverage run -m pytest -q -p no:randomly && $(BIN)/coverage report --skip-covered
 
-run: $(STAMP)  ## the daemon, with the settings file the CLI finds (CONFIG=... to choose), ./listener.db
-	$(BIN)/listener $(CONFIG_OPTION) --db $(DB) run
+run: $(STAMP)  ## the daemon, with the settings file the CLI finds (CONFIG=... to choose) and its database (DB=...)
+	$(BIN)/listener $(CONFIG_OPTION) $(DB_OPTION) run
 
 poll-once: $(STAMP)  ## one poll pass over every feed, then exit
-	$(BIN)/listener $(CONFIG_OPTION) --db $(DB) poll --all
+	$(BIN)/listener $(CONFIG_OPTION) $(DB_OPTION) poll --all
 
 model: $(STAMP)  ## retrain models/ from models/training/ (bit-for-bit reproducible)
 	$(BIN)/python -m listener.classify.training
@@ -64,10 +67,10 @@ eval-real: $(STAMP)  ## the shipped model on the real-item dev set (DEV_LABELS=.
 	$(BIN)/listener model evaluate --real-labels $(DEV_LABELS)
 
 digest-preview: $(STAMP)  ## render today's digest to stdout and digest.html; send nothing
-	$(BIN)/listener $(CONFIG_OPTION) --db $(DB) digest --preview --out digest.html
+	$(BIN)/listener $(CONFIG_OPTION) $(DB_OPTION) digest --preview --out digest.html
 
 status: $(STAMP)  ## is the daemon alive, next jobs, feed health, last digests
-	$(BIN)/listener $(CONFIG_OPTION) --db $(DB) status
+	$(BIN)/listener $(CONFIG_OPTION) $(DB_OPTION) status
 
 bench: $(STAMP)  ## benchmarks on generated data (about 14 min, 3 GB of temp disk); prints tables
 	$(BIN)/python -m bench
