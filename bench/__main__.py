@@ -21,7 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.machine import reference_ms
 from bench.report import SectionReport, format_report
 from bench.sections import SECTIONS, run_section
 
@@ -58,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     options = make_parser().parse_args(argv)
     work_dir = Path(tempfile.mkdtemp(prefix="listener-bench-", dir=options.tmpdir))
     reports = []
-    # Before and after the sections: the machine's speed can drift during a 14-minute run.
-    print(f"machine: reference workload {reference_ms():.0f} ms (bench/machine.py)", flush=True)
     try:
         for name in options.only or list(SECTIONS):
             section_dir = work_dir / name
@@ -67,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             report = _run_isolated(name, options, section_dir)
             reports.append(report)
             print(format_report(report), flush=True)
-        print(f"machine: reference workload {reference_ms():.0f} ms after the sections", flush=True)
     finally:
         if options.keep:
             print(f"work dir kept: {work_dir}", flush=True)
