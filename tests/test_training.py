@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import random
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from listener.classify.training import (
     save_classifier,
     split_heldout,
     train_classifier,
+    write_model_file,
 )
 from listener.errors import ClassifierError
 from tests.classifier_data import TINY, tiny_model, tiny_rows, train_tiny
@@ -258,6 +261,43 @@ def test_training_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     save_classifier(*train_tiny(), second)
     assert first.read_bytes() == second.read_bytes()
     assert first.with_suffix(".json").read_bytes() == second.with_suffix(".json").read_bytes()
+
+
+def test_a_model_file_that_cannot_be_written_whole_keeps_the_old_one(tmp_path: Path) -> None:
+    # A real fault: the kernel refuses to let the writing process grow a file past 1 MB
+    # (RLIMIT_FSIZE, as a full disk would stop it), in a process of its own.
+    model = tmp_path / "ours.skops"
+    save_classifier(*tiny_model(), model)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    limit = 1 << 20
+    assert len(before["ours.skops"]) < limit
+    writer = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from listener.classify.training import write_model_file\n"
+        "from listener.errors import ClassifierError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        "try:\n"
+        f"    write_model_file(Path(sys.argv[1]), b'x' * {4 * limit})\n"
+        "except ClassifierError as exc:\n"
+        "    sys.exit(str(exc))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", writer, str(model)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"cannot write {model}: File too large"
+    # The old model is whole, and no temporary file is left beside it.
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_model_file_is_replaced_whole(tmp_path: Path) -> None:
+    model = tmp_path / "models" / "ours.skops"
+    write_model_file(model, b"old")
+    write_model_file(model, b"new model")
+    assert model.read_bytes() == b"new model"
+    assert [path.name for path in model.parent.iterdir()] == ["ours.skops"]
 
 
 def test_normalise_skops_fixes_names_and_dates(tmp_path: Path) -> None:

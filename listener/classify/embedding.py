@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ import numpy as np
 from listener.classify.decision import Prediction
 from listener.classify.refine import (
     Head,
-    cache_bytes,
     head_from_bytes,
     refine_predictions,
     refine_text,
@@ -97,11 +96,6 @@ def read_cache(path: Path) -> dict[str, Any]:
         return {}
     with np.load(path, allow_pickle=False) as arrays:
         return dict(zip((str(k) for k in arrays["keys"]), arrays["vectors"], strict=True))
-
-
-def write_cache(path: Path, cache: Mapping[str, Any], keep: Sequence[str]) -> None:
-    """Keep the vectors of `keep` (the corpus's texts now)."""
-    path.write_bytes(cache_bytes(cache, keep))
 
 
 def sentence_model_words(limit: int) -> list[str]:

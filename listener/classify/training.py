@@ -483,6 +483,25 @@ def _nested(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
 # --- saving --------------------------------------------------------------------------------
 
 
+def write_model_file(path: Path, data: bytes) -> None:
+    """Write one model file whole or not at all: `data` goes to a temporary file beside
+    `path`, which then replaces it. A full disk, a killed `model train` or a process reading
+    the file meanwhile never meets a cut-short model: it finds the old file or the new one.
+    ClassifierError naming the file when it cannot be written (the old one is kept)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with temporary.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise ClassifierError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
 def save_classifier(
     pipeline: Any,
     metadata: Mapping[str, Any],
@@ -504,11 +523,10 @@ def save_classifier(
         "runtime_sha256": hashlib.sha256(runtime).hexdigest(),
         "heldout": report_as_dict(evaluation) if evaluation else None,
     }
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    model_path.write_bytes(data)
-    runtime_path(model_path).write_bytes(runtime)
+    write_model_file(model_path, data)
+    write_model_file(runtime_path(model_path), runtime)
     text = json.dumps(full, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
-    model_path.with_suffix(".json").write_text(text, encoding="utf-8")
+    write_model_file(model_path.with_suffix(".json"), text.encode("utf-8"))
     return version
 
 
@@ -919,7 +937,7 @@ def save_static(
     previous = [path, static.static_path(MODEL_PATH)]
     words = build_word_vectors(rows, previous, embedding.Embedder(threads=os.cpu_count() or 1))
     data = train_static(words, rows, metadata["thresholds"], version, corrections=corrections)
-    path.write_bytes(data)
+    write_model_file(path, data)
     return static.static_from_bytes(data)
 
 
@@ -943,7 +961,7 @@ def describe_static(
         "heldout_poll_path": report_as_dict(report),
     }
     text = json.dumps(description, indent=2, ensure_ascii=False) + "\n"
-    path.with_suffix(".json").write_text(text, encoding="utf-8")
+    write_model_file(path.with_suffix(".json"), text.encode("utf-8"))
 
 
 def save_head(
@@ -970,11 +988,12 @@ def save_head(
     training += sorted(weighted, key=_row_key)
     data = train_head(training, metadata["thresholds"], version, cache, embedder)
     path = refine.head_path(model_path)
-    path.write_bytes(data)
+    write_model_file(path, data)
     corpus_keys = [refine.text_key(refine.refine_text(r.title, r.summary)) for r in rows]
     corpus_keys += [refine.text_key(refine.refine_text(r.title, r.summary)) for r in heldout]
-    with contextlib.suppress(OSError):  # a read-only install: the cache only saves time
-        embedding.write_cache(cache_path, cache, keep=[k for k in corpus_keys if k in cache])
+    with contextlib.suppress(ClassifierError):  # a read-only install: the cache saves time
+        kept = [k for k in corpus_keys if k in cache]
+        write_model_file(cache_path, refine.cache_bytes(cache, kept))
     head = embedding.read_head(path)
     if head is None:  # written just above: only a vanished file gets here
         raise ClassifierError(f"{path}: the second stage was not written")
@@ -996,7 +1015,7 @@ def save_head(
         "heldout_two_stage": report_as_dict(report),
     }
     text = json.dumps(description, indent=2, ensure_ascii=False) + "\n"
-    path.with_suffix(".json").write_text(text, encoding="utf-8")
+    write_model_file(path.with_suffix(".json"), text.encode("utf-8"))
     return head, report
 
 
