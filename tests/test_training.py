@@ -300,6 +300,16 @@ def test_a_model_file_is_replaced_whole(tmp_path: Path) -> None:
     assert [path.name for path in model.parent.iterdir()] == ["ours.skops"]
 
 
+def test_a_model_file_behind_a_link_is_replaced_where_the_link_points(tmp_path: Path) -> None:
+    kept = tmp_path / "releases" / "2026.skops"
+    write_model_file(kept, b"old")
+    link = tmp_path / "ours.skops"
+    link.symlink_to(kept)
+    write_model_file(link, b"new model")
+    assert link.is_symlink()
+    assert kept.read_bytes() == b"new model"
+
+
 def test_normalise_skops_fixes_names_and_dates(tmp_path: Path) -> None:
     path = tmp_path / "classifier.skops"
     save_classifier(*tiny_model(), path)

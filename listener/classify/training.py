@@ -488,14 +488,17 @@ def write_model_file(path: Path, data: bytes) -> None:
     `path`, which then replaces it. A full disk, a killed `model train` or a process reading
     the file meanwhile never meets a cut-short model: it finds the old file or the new one.
     ClassifierError naming the file when it cannot be written (the old one is kept)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Through a symbolic link to the file it names, as writing in place did: the rename
+    # would otherwise put a plain file where the deployment keeps its link.
+    target = path.resolve() if path.is_symlink() else path
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         with temporary.open("wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        temporary.replace(path)
+        temporary.replace(target)
     except OSError as exc:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
