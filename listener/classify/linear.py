@@ -34,6 +34,7 @@ from listener.classify.decision import (
     Prediction,
     decide_labels,
     item_text,
+    retrain_hint,
 )
 from listener.classify.deferred import ModelFiles, read_model_files, runtime_path
 from listener.classify.static import StaticStage, static_from_bytes, static_path
@@ -467,8 +468,8 @@ def read_static_stage(model_path: Path, version: str) -> StaticStage | None:
         raise ClassifierError(f"{path}: {exc}") from exc
     if stage.head.pairs_with != version:
         raise ClassifierError(
-            f"{path} was made for model {stage.head.pairs_with}, not {version}: the files "
-            "come from different trainings; run `make model`"
+            f"{path} was made for model {stage.head.pairs_with}, not {version}: "
+            f"{retrain_hint(model_path)}"
         )
     return stage
 
