@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import os
 import statistics
 import time
@@ -127,11 +126,8 @@ def run(options: argparse.Namespace, work_dir: Path) -> SectionReport:
     uncertain_below = float(base_metadata["uncertain_below"])
 
     def head_for(corrections: list[Any]) -> refine.Head:
-        weighted = [
-            dataclasses.replace(row, weight=refine.CORRECTION_WEIGHT)
-            for row in sorted(corrections, key=lambda row: row.id)
-        ]
-        data = training.train_head(corpus_rows + weighted, thresholds, "bench", cache, embedder)
+        rows = training.with_weighted_corrections(corpus_rows, corrections)
+        data = training.train_head(rows, thresholds, "bench", cache, embedder)
         return refine.head_from_bytes(data)
 
     started = time.perf_counter()

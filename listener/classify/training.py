@@ -802,6 +802,17 @@ class TrainingResult:
     two_stage_report: EvaluationReport  # the same rows, the e5 stage included
 
 
+def with_weighted_corrections(
+    rows: Sequence[LabelledRow], corrections: Sequence[LabelledRow]
+) -> list[LabelledRow]:
+    """Pure: what a stage's head trains on: the corpus rows no correction replaces, then the
+    corrections, each weighing `refine.CORRECTION_WEIGHT` rows; each part sorted by id."""
+    corrected = {row.id for row in corrections}
+    training = sorted((row for row in rows if row.id not in corrected), key=_row_key)
+    weighted = (replace(row, weight=refine.CORRECTION_WEIGHT) for row in corrections)
+    return training + sorted(weighted, key=_row_key)
+
+
 def train_head(
     rows: Sequence[Any],
     linear_thresholds: Mapping[str, float],
@@ -914,11 +925,7 @@ def train_static(
 ) -> bytes:
     """The static stage's file: its head trained on `words`' vectors of the corpus rows and
     the corrections (each weighing `refine.CORRECTION_WEIGHT` rows, as in the e5 head)."""
-    corrected = {row.id for row in corrections}
-    training = sorted((row for row in rows if row.id not in corrected), key=_row_key)
-    training += sorted(
-        (replace(row, weight=refine.CORRECTION_WEIGHT) for row in corrections), key=_row_key
-    )
+    training = with_weighted_corrections(rows, corrections)
     features = words.embed([item_text(row.title, row.summary) for row in training])
     coef, intercept = fit_head(features.astype(np.float64), training)
     thresholds = refine.blended_thresholds(linear_thresholds)
@@ -985,10 +992,7 @@ def save_head(
     cache_path = corpus / EMBEDDINGS_NAME
     embedder = embedding.Embedder(threads=os.cpu_count() or 1)
     cache = embedding.read_cache(cache_path)
-    corrected = {row.id for row in corrections}
-    training = sorted((row for row in rows if row.id not in corrected), key=_row_key)
-    weighted = (replace(row, weight=refine.CORRECTION_WEIGHT) for row in corrections)
-    training += sorted(weighted, key=_row_key)
+    training = with_weighted_corrections(rows, corrections)
     data = train_head(training, metadata["thresholds"], version, cache, embedder)
     path = refine.head_path(model_path)
     write_model_file(path, data)
