@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from listener.classify.decision import Classifier, Prediction, check_metadata
+from listener.classify.decision import Classifier, Prediction, check_metadata, retrain_hint
 from listener.domain import LABELS
 from listener.errors import ClassifierError
 
@@ -56,7 +56,7 @@ def read_model_files(model_path: Path) -> tuple[dict[str, Any], bytes]:
     if metadata.get("artifact_sha256") != hashlib.sha256(data).hexdigest():
         raise ClassifierError(
             f"{metadata_path} does not describe {model_path} (checksum differs): "
-            "the two files come from different trainings; run `make model`"
+            f"the two files come from different trainings; {retrain_hint(model_path)}"
         )
     return metadata, data
 
