@@ -188,6 +188,20 @@ def test_export_jsonl_and_csv(filled_db: Path) -> None:
     assert table[1]["feed_url"] == "https://rh.example/feed"
 
 
+def test_export_to_a_file_says_how_many_items_it_wrote(filled_db: Path, tmp_path: Path) -> None:
+    target = tmp_path / "items.csv"
+    result = invoke(filled_db, "export", "--format", "csv", "-o", str(target))
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr == f"2 items exported to {target}\n"
+    assert len(list(csv.DictReader(target.open(encoding="utf-8")))) == 2
+    # No item matches: the file still exists, empty, and the count says so.
+    empty = tmp_path / "none.jsonl"
+    result = invoke(filled_db, "export", "--function", "cs", "-o", str(empty))
+    assert result.stderr == f"0 items exported to {empty}\n"
+    assert empty.read_bytes() == b""
+
+
 def test_export_since_filters(filled_db: Path) -> None:
     # The items are dated 1 and 2 hours before NOW (2026-11-26 08:00Z): far in the past
     # relative to a --since of one day only when the wall clock is later than that.

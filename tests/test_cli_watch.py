@@ -116,7 +116,7 @@ def test_bad_config_watch_is_reported_with_its_key(db: Path, tmp_path: Path) -> 
 
 def test_search_and_export_filter_by_watch(db: Path) -> None:
     invoke(db, "watch", "add", "globex", "globex")
-    exported = invoke(db, "export", "--watch", "globex").output.splitlines()
+    exported = invoke(db, "export", "--watch", "globex").stdout.splitlines()
     assert [json.loads(line)["title"] for line in exported] == ["Globex hires"]
     assert "Globex hires" in invoke(db, "search", "hires", "--watch", "globex").output
     unknown = invoke(db, "export", "--watch", "nope")

@@ -150,8 +150,10 @@ def export_command(
     the model version and the watches that mention it. In CSV, lists are joined with `;`
     and the scores are a JSON object.
     """
+    count = 0
     with obj.store() as store:
         rows = store.iter_items(item_filter(store, filters))
+        output.write("")  # a file is created even when no item matches
         if fmt == "csv":
             writer = csv.DictWriter(output, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
@@ -162,6 +164,11 @@ def export_command(
                     "scores": json.dumps(row["scores"], sort_keys=True),
                 }
                 writer.writerow({name: spreadsheet_safe(value) for name, value in cells.items()})
+                count += 1
         else:
             for row in rows:
                 output.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+    # On stderr, as `search` does: stdout is the export itself.
+    where = "" if output.name == "-" else f" to {output.name}"
+    click.echo(f"{plural(count, 'item')} exported{where}", err=True)
