@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import email.policy
-import os
 import smtplib
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -28,6 +26,7 @@ import structlog
 
 from listener.domain import SmtpSettings
 from listener.errors import MailError
+from listener.whole_file import write_whole
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -89,19 +88,9 @@ def write_outbox(message: EmailMessage, folder: Path, name: str) -> Path:
     path = folder / f"{name}.eml"
     # CRLF and encoded headers: the bytes an SMTP server would have received.
     data = message.as_bytes(policy=email.policy.SMTP)
-    tmp_name = ""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
+        write_whole(path, data, mode=0o600)  # a mailbox is its owner's to read
     except OSError as exc:
-        if tmp_name:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
         raise MailError(f"cannot write outbox file {path}: {exc.strerror or exc}") from exc
     return path
 

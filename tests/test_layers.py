@@ -17,6 +17,7 @@ LAYERS = (
     "listener",  # __init__: the version
     "shipped",  # where the model, corpus and default config live (checkout or wheel)
     "errors",
+    "whole_file",  # files replaced whole or not at all (outbox, model files, caches)
     "domain",
     "store",  # SQLite: translates rows and domain types, imports no feature
     "feeds",

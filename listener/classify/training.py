@@ -56,6 +56,7 @@ from listener.classify.model import (
 from listener.domain import LABELS
 from listener.errors import ClassifierError
 from listener.shipped import shipped_path
+from listener.whole_file import write_whole
 
 CORPUS_DIR = shipped_path("models/training")
 CORPUS_GLOB = "labelled_*.csv"
@@ -484,24 +485,12 @@ def _nested(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
 
 
 def write_model_file(path: Path, data: bytes) -> None:
-    """Write one model file whole or not at all: `data` goes to a temporary file beside
-    `path`, which then replaces it. A full disk, a killed `model train` or a process reading
-    the file meanwhile never meets a cut-short model: it finds the old file or the new one.
+    """Write one model file whole or not at all (`whole_file`): a full disk, a killed
+    `model train` or a process reading the file meanwhile never meets a cut-short model.
     ClassifierError naming the file when it cannot be written (the old one is kept)."""
-    # Through a symbolic link to the file it names, as writing in place did: the rename
-    # would otherwise put a plain file where the deployment keeps its link.
-    target = path.resolve() if path.is_symlink() else path
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with temporary.open("wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        temporary.replace(target)
+        write_whole(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
         raise ClassifierError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import lzma
-import os
 import re
 import shutil
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from listener.domain import Item
+from listener.whole_file import replacing
 
 # Tuned on the 4,905 items of /work/shared/realfeeds: 95% get an answer, and 0.45% of the
 # answers differ from the feed's language (mostly feeds that mix languages). 200 characters
@@ -88,15 +88,11 @@ def _read_model(cache_dir: Path | None) -> tuple[Any, ...]:
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     cached = cache_dir / f"py3langid-{digest}.npz"
     if not cached.is_file():
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
         try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            with lzma.open(source) as stream, partial.open("wb") as out:
+            # Whole or absent, whichever process writes it; a cache need not reach the disk.
+            with lzma.open(source) as stream, replacing(cached, durable=False) as out:
                 shutil.copyfileobj(stream, out, length=1 << 20)
-            partial.replace(cached)  # whole or absent, whichever process writes it
         except OSError:  # read-only, full: the cache is an optimisation
-            with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
             return tuple(modelio.load_model(source))
     try:
         with np.load(cached, allow_pickle=False) as data:
