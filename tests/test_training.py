@@ -36,7 +36,6 @@ from listener.classify.training import (
     save_classifier,
     split_heldout,
     train_classifier,
-    write_model_file,
 )
 from listener.errors import ClassifierError
 from tests.classifier_data import TINY, tiny_model, tiny_rows, train_tiny
@@ -290,24 +289,6 @@ def test_a_model_file_that_cannot_be_written_whole_keeps_the_old_one(tmp_path: P
     assert done.stderr.strip() == f"cannot write {model}: File too large"
     # The old model is whole, and no temporary file is left beside it.
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
-
-
-def test_a_model_file_is_replaced_whole(tmp_path: Path) -> None:
-    model = tmp_path / "models" / "ours.skops"
-    write_model_file(model, b"old")
-    write_model_file(model, b"new model")
-    assert model.read_bytes() == b"new model"
-    assert [path.name for path in model.parent.iterdir()] == ["ours.skops"]
-
-
-def test_a_model_file_behind_a_link_is_replaced_where_the_link_points(tmp_path: Path) -> None:
-    kept = tmp_path / "releases" / "2026.skops"
-    write_model_file(kept, b"old")
-    link = tmp_path / "ours.skops"
-    link.symlink_to(kept)
-    write_model_file(link, b"new model")
-    assert link.is_symlink()
-    assert kept.read_bytes() == b"new model"
 
 
 def test_normalise_skops_fixes_names_and_dates(tmp_path: Path) -> None:
