@@ -9,6 +9,7 @@ that was there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -50,3 +51,17 @@ def write_whole(path: Path, data: bytes, *, mode: int = 0o666) -> None:
     """`data` as the content of `path`, whole or not at all (see `replacing`)."""
     with replacing(path, mode=mode) as out:
         out.write(data)
+
+
+def move_whole(source: Path, path: Path) -> None:
+    """The file `source` renamed over `path` (through a symbolic link, as `replacing`), in
+    one step when both are on one file system; else copied whole (see `replacing`) and
+    removed."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        write_whole(target, source.read_bytes())
+        source.unlink()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import resource
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -397,6 +401,50 @@ def test_model_train_never_replaces_the_shipped_model_and_says_how_to_use_its_ow
     assert f"against the previous model ({own}), same held-out rows:" in replaced.stdout
     assert "to use it: restart the daemon" in replaced.stdout
     assert "set model_path" not in replaced.stdout
+
+
+def _cap_file_size(limit: int) -> None:
+    # The child's files may not grow past `limit` (as a full disk would stop them); without
+    # SIGXFSZ's default action, the write fails with EFBIG instead of killing the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_model_train_that_fails_half_way_keeps_every_file_of_the_old_model(
+    tmp_path: Path,
+) -> None:
+    corpus = write_tiny_corpus(tmp_path)
+    model = tmp_path / "models" / "ours.skops"
+    train = ["model", "train", "--corpus", str(corpus), "--output", str(model)]
+    assert invoke(tmp_path, *train).exit_code == 0
+    before = {path.name: path.read_bytes() for path in model.parent.iterdir()}
+    assert len(before) == 7  # the .skops, its .npz and .json, two stages and their .json
+    # Another corpus, so that a new model would differ from the saved one in every file.
+    with (corpus / "labelled_en.csv").open("a", encoding="utf-8") as rows:
+        rows.write("en-extra,en,human_resources,We are hiring nurses,Apply by Friday\n")
+    # A real fault, in a process of its own: its .skops (about 100 KB) fits under the cap,
+    # the static stage (about 10 MB) does not.
+    limit = 1 << 20
+    assert len(before["ours.skops"]) < limit < len(before["ours.static.npz"])
+    done = subprocess.run(
+        [sys.executable, "-m", "listener", "--db", str(tmp_path / "l.db"), *train],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: _cap_file_size(limit),
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Error: cannot write " in done.stderr
+    assert done.stderr.rstrip().endswith("ours.static.npz: File too large")
+    assert "Traceback" not in done.stderr
+    # Every file of the old model is as it was, and nothing else is left in its folder.
+    assert {path.name: path.read_bytes() for path in model.parent.iterdir()} == before
+
+    # Without the fault, the same command replaces every file.
+    assert invoke(tmp_path, *train).exit_code == 0
+    after = {path.name: path.read_bytes() for path in model.parent.iterdir()}
+    assert after.keys() == before.keys()
+    assert all(after[name] != before[name] for name in before)
 
 
 def test_model_train_compares_with_the_model_it_replaces(tmp_path: Path) -> None:

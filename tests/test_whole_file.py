@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from listener.whole_file import replacing, write_whole
+from listener.whole_file import move_whole, replacing, write_whole
 
 
 def test_write_whole_replaces_the_file_and_leaves_nothing_beside_it(tmp_path: Path) -> None:
@@ -54,3 +54,20 @@ def test_a_link_is_followed_to_the_file_it_names(tmp_path: Path) -> None:
 def test_a_private_file_is_private(tmp_path: Path) -> None:
     write_whole(tmp_path / "digest.eml", b"x", mode=0o600)  # as the outbox writes
     assert stat.S_IMODE((tmp_path / "digest.eml").stat().st_mode) == 0o600
+
+
+def test_a_file_from_another_file_system_is_copied_whole(tmp_path: Path) -> None:
+    other = Path("/dev/shm")  # noqa: S108 - a tmpfs, for a second file system on purpose
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system to move a file from")
+    source = other / f"listener-test-{tmp_path.name}"
+    source.write_bytes(b"new")
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"old")
+    try:
+        move_whole(source, target)  # os.replace fails with EXDEV: copied, then removed
+    finally:
+        source.unlink(missing_ok=True)
+    assert target.read_bytes() == b"new"
+    assert not source.exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["file.bin"]

@@ -16,10 +16,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
+import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,7 @@ from listener.classify.model import (
 from listener.domain import LABELS
 from listener.errors import ClassifierError
 from listener.shipped import shipped_path
-from listener.whole_file import write_whole
+from listener.whole_file import move_whole, write_whole
 
 CORPUS_DIR = shipped_path("models/training")
 CORPUS_GLOB = "labelled_*.csv"
@@ -928,12 +930,14 @@ def save_static(
     model_path: Path,
     *,
     corrections: Sequence[LabelledRow] = (),
+    replaces: Path | None = None,
 ) -> static.StaticStage:
     """Train and write the poll path's second stage of model `version`
     (`classifier.static.npz` beside the model) on the corpus `rows` and corrections. The
-    word vectors of the file it replaces, or of the shipped model's, are reused."""
+    word vectors of the file it replaces (the stage of `replaces`, else of `model_path`),
+    or of the shipped model's, are reused."""
     path = static.static_path(model_path)
-    previous = [path, static.static_path(MODEL_PATH)]
+    previous = [static.static_path(replaces or model_path), static.static_path(MODEL_PATH)]
     words = build_word_vectors(rows, previous, embedding.Embedder(threads=os.cpu_count() or 1))
     data = train_static(words, rows, metadata["thresholds"], version, corrections=corrections)
     write_model_file(path, data)
@@ -1015,31 +1019,76 @@ def save_head(
     return head, report
 
 
+def model_files(model_path: Path) -> tuple[Path, ...]:
+    """Every file of the model saved at `model_path`, the .skops first."""
+    return (
+        model_path,
+        runtime_path(model_path),
+        model_path.with_suffix(".json"),
+        static.static_path(model_path),
+        static.static_path(model_path).with_suffix(".json"),
+        refine.head_path(model_path),
+        refine.head_path(model_path).with_suffix(".json"),
+    )
+
+
+@contextlib.contextmanager
+def staged_model(model_path: Path) -> Iterator[Path]:
+    """Where a retrain writes the model it will save at `model_path`: a folder of its own
+    beside it (one file system), whose files replace the model's, one rename each, once
+    the block ends without an error. A failure or an interruption before that (a full disk,
+    Ctrl-C while the stages train) leaves every file of the old model as it was: never a
+    new .skops beside an old stage, which the model would refuse to load."""
+    try:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=model_path.parent, prefix=f".{model_path.name}."))
+    except OSError as exc:
+        raise ClassifierError(f"cannot write {model_path}: {exc.strerror or exc}") from exc
+    try:
+        staged = folder / model_path.name
+        yield staged
+        # The .skops last: whoever loads the model meanwhile sees the new stages beside the
+        # old .skops for a few microseconds at most, and is told to retrain (pairs_with).
+        pairs = zip(model_files(staged), model_files(model_path), strict=True)
+        for source, target in reversed(list(pairs)):
+            if source.exists():
+                try:
+                    move_whole(source, target)
+                except OSError as exc:
+                    raise ClassifierError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def retrain(
     corpus: Path = CORPUS_DIR,
     model_path: Path = MODEL_PATH,
     *,
     corrections: Sequence[LabelledRow] = (),
 ) -> TrainingResult:
-    """Train on the corpus minus its held-out split (plus corrections), evaluate, save."""
+    """Train on the corpus minus its held-out split (plus corrections), evaluate, save:
+    every file of the model at `model_path` replaced, or none (`staged_model`)."""
     training, heldout = split_heldout(read_corpus(corpus))
     pipeline, metadata = train_classifier(training, corrections=corrections)
     report = evaluate(make_classifier(pipeline, metadata), heldout)
     metadata["heldout_rows"] = len(heldout)
-    version = save_classifier(pipeline, metadata, model_path, evaluation=report)
-    stage = save_static(training, metadata, version, model_path, corrections=corrections)
-    saved = load_classifier(model_path)  # the files as written: the static stage included
-    poll_report = evaluate(saved, heldout)
-    describe_static(stage, model_path, poll_report, corrections=len(corrections))
-    head, two_stage = save_head(
-        training,
-        heldout,
-        metadata,
-        saved,
-        model_path,
-        corpus=corpus,
-        corrections=corrections,
-    )
+    with staged_model(model_path) as staged:
+        version = save_classifier(pipeline, metadata, staged, evaluation=report)
+        stage = save_static(
+            training, metadata, version, staged, corrections=corrections, replaces=model_path
+        )
+        saved = load_classifier(staged)  # the files as written: the static stage included
+        poll_report = evaluate(saved, heldout)
+        describe_static(stage, staged, poll_report, corrections=len(corrections))
+        head, two_stage = save_head(
+            training,
+            heldout,
+            metadata,
+            saved,
+            staged,
+            corpus=corpus,
+            corrections=corrections,
+        )
     return TrainingResult(
         version,
         metadata["training_rows"],
