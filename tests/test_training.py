@@ -35,6 +35,7 @@ from listener.classify.training import (
     report_as_dict,
     save_classifier,
     split_heldout,
+    staged_model,
     train_classifier,
 )
 from listener.errors import ClassifierError
@@ -289,6 +290,49 @@ def test_a_model_file_that_cannot_be_written_whole_keeps_the_old_one(tmp_path: P
     assert done.stderr.strip() == f"cannot write {model}: File too large"
     # The old model is whole, and no temporary file is left beside it.
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+_STAGING = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from listener.classify.training import staged_model\n"
+    "with staged_model(Path(sys.argv[1])) as staged:\n"
+    "    print(staged.parent, flush=True)\n"
+    "    sys.stdin.read()  # until the test closes stdin or kills this process\n"
+)
+
+
+def _staging(model: Path) -> tuple[subprocess.Popen[str], Path]:
+    """A process inside staged_model(model), and its staging folder."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STAGING, str(model)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    return child, Path(child.stdout.readline().strip())
+
+
+def test_a_retrain_removes_the_staging_folders_of_killed_ones_only(tmp_path: Path) -> None:
+    model = tmp_path / "ours.skops"
+    running, in_use = _staging(model)
+    try:
+        killed, abandoned = _staging(model)  # leaves the running one's folder alone
+        killed.kill()  # SIGKILL, as the OOM killer: no clean-up runs
+        killed.wait(timeout=30)
+        assert abandoned.is_dir()
+        assert in_use.is_dir()
+        with staged_model(model) as staged:
+            assert not abandoned.exists()  # its lock was free: removed
+            assert in_use.is_dir()  # its lock is held: left alone
+            assert staged.parent.is_dir()
+    finally:
+        assert running.stdin is not None
+        running.stdin.close()
+        running.wait(timeout=30)
+    # Each retrain that ended removed its own folder; nothing was staged, so none installed.
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_normalise_skops_fixes_names_and_dates(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -1038,13 +1039,22 @@ def staged_model(model_path: Path) -> Iterator[Path]:
     beside it (one file system), whose files replace the model's, one rename each, once
     the block ends without an error. A failure or an interruption before that (a full disk,
     Ctrl-C while the stages train) leaves every file of the old model as it was: never a
-    new .skops beside an old stage, which the model would refuse to load."""
+    new .skops beside an old stage, which the model would refuse to load.
+
+    The folder's lock file is held while it is in use, so the folders that killed
+    retrains left (SIGKILL, the OOM killer) are found and removed by the next one."""
+    folder: Path | None = None
     try:
         model_path.parent.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(dir=model_path.parent, prefix=f".{model_path.name}."))
+        lock = os.open(folder / _STAGING_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         raise ClassifierError(f"cannot write {model_path}: {exc.strerror or exc}") from exc
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a new file: nobody else can hold it yet
+        _remove_abandoned(model_path, keep=folder)
         staged = folder / model_path.name
         yield staged
         # The .skops last: whoever loads the model meanwhile sees the new stages beside the
@@ -1057,6 +1067,29 @@ def staged_model(model_path: Path) -> Iterator[Path]:
                 except OSError as exc:
                     raise ClassifierError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
+
+
+_STAGING_LOCK = ".lock"
+
+
+def _remove_abandoned(model_path: Path, keep: Path) -> None:
+    """Remove the staging folders of `model_path` whose retrain is gone: their lock file can
+    be taken. A folder without one (its retrain is creating it) or in use is left."""
+    for folder in model_path.parent.glob(f".{model_path.name}.*"):
+        if folder == keep or not folder.is_dir() or folder.is_symlink():
+            continue
+        try:
+            lock = os.open(folder / _STAGING_LOCK, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a retrain running now
+        finally:
+            os.close(lock)
         shutil.rmtree(folder, ignore_errors=True)
 
 
