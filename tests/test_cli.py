@@ -6,7 +6,11 @@ import csv
 import io
 import json
 import os
+import resource
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +204,47 @@ def test_export_to_a_file_says_how_many_items_it_wrote(filled_db: Path, tmp_path
     result = invoke(filled_db, "export", "--function", "cs", "-o", str(empty))
     assert result.stderr == f"0 items exported to {empty}\n"
     assert empty.read_bytes() == b""
+
+
+def _cap_file_size(limit: int) -> None:
+    # Files may not grow past `limit` in this process, as on a full disk (EFBIG, not SIGXFSZ).
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_an_export_that_cannot_be_written_whole_keeps_the_previous_file(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    store = open_store(db)
+    store.add_feed("https://rh.example/feed", now=NOW)
+    (source,) = store.feed_sources(None)
+    items = [make_item(source.id, n, title=f"Item {n}", summary="word " * 400) for n in range(600)]
+    apply_poll(store, poll(source.id), items)
+    store.close()
+    target = tmp_path / "items.jsonl"
+    target.write_text("yesterday's export\n")
+    # A real fault: the export (about 1.3 MB) outgrows what the kernel lets the process
+    # write; the database, only read, is not written.
+    done = subprocess.run(
+        [sys.executable, "-m", "listener", "--db", str(db), "export", "-o", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: _cap_file_size(1 << 19),
+    )
+    assert done.returncode == 1
+    assert done.stderr == f"Error: cannot write {target}: File too large\n"
+    assert target.read_text() == "yesterday's export\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["items.jsonl", "l.db"]
+    # Without the cap, the same export replaces it whole.
+    assert len(invoke(db, "export", "-o", str(target)).stderr.splitlines()) == 1
+    assert len(target.read_text().splitlines()) == 600
+
+
+def test_an_export_to_a_missing_folder_is_an_error(filled_db: Path, tmp_path: Path) -> None:
+    result = invoke(filled_db, "export", "-o", str(tmp_path / "nope" / "items.csv"))
+    assert result.exit_code == 1
+    assert f"cannot write {tmp_path / 'nope' / 'items.csv'}: no folder" in result.stderr
+    assert not (tmp_path / "nope").exists()
 
 
 def test_export_since_filters(filled_db: Path) -> None:

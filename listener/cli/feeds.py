@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from listener.cli.support import DURATION, Context, handle_errors, now_utc, plural
+from listener.cli.support import DURATION, Context, handle_errors, now_utc, output_file, plural
 from listener.daemon import install_signal_handlers
 from listener.domain import FeedRow, is_http_url
 from listener.errors import OpmlError
@@ -144,20 +144,21 @@ def feeds_import(obj: Context, path: Path, tags: tuple[str, ...]) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.File("w", encoding="utf-8"),
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
     default="-",
-    help="Write to this file (default: stdout).",
+    help="Write to this file, replaced once the OPML is whole (default: stdout).",
 )
 @click.pass_obj
 @handle_errors
-def feeds_export(obj: Context, output: Any) -> None:
+def feeds_export(obj: Context, output: Path) -> None:
     """Write every feed as OPML 2.0 (tags in `category`)."""
     with obj.store() as store:
         rows = store.list_feeds()
     opml = render_opml(
         (OpmlFeed(url=row.url, title=row.title, tags=row.tags) for row in rows), now=now_utc()
     )
-    output.write(opml)
+    with output_file(output) as out:
+        out.write(opml)
 
 
 @click.command("poll")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ from listener.cli.support import (
     handle_errors,
     item_filter,
     item_filter_options,
+    output_file,
     plural,
 )
 from listener.errors import QuerySyntaxError
@@ -130,9 +132,9 @@ def spreadsheet_safe(value: Any) -> Any:
 @click.option(
     "-o",
     "--output",
-    type=click.File("w", encoding="utf-8", lazy=True),
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
     default="-",
-    help="Write to this file (default: stdout).",
+    help="Write to this file, replaced once the export is whole (default: stdout).",
 )
 @click.pass_obj
 @handle_errors
@@ -140,7 +142,7 @@ def export_command(
     obj: Context,
     /,
     fmt: str,
-    output: Any,
+    output: Path,
     **filters: Any,
 ) -> None:
     """Stream every item (oldest first) as JSON lines or CSV, in bounded memory.
@@ -151,11 +153,10 @@ def export_command(
     and the scores are a JSON object.
     """
     count = 0
-    with obj.store() as store:
+    with obj.store() as store, output_file(output) as out:
         rows = store.iter_items(item_filter(store, filters))
-        output.write("")  # a file is created even when no item matches
         if fmt == "csv":
-            writer = csv.DictWriter(output, fieldnames=EXPORT_COLUMNS)
+            writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
             for row in rows:
                 cells = row | {
@@ -167,8 +168,8 @@ def export_command(
                 count += 1
         else:
             for row in rows:
-                output.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
     # On stderr, as `search` does: stdout is the export itself.
-    where = "" if output.name == "-" else f" to {output.name}"
+    where = "" if str(output) == "-" else f" to {output}"
     click.echo(f"{plural(count, 'item')} exported{where}", err=True)

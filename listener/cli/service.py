@@ -11,7 +11,7 @@ from typing import Any
 import click
 import structlog
 
-from listener.cli.support import Context, handle_errors, now_utc, plural
+from listener.cli.support import Context, handle_errors, now_utc, output_file, plural
 from listener.digest.periods import (
     describe_send_time,
     is_digest_due,
@@ -265,7 +265,8 @@ def digest_command(
             if out is not None:
                 html = message.get_body(preferencelist=("html",))
                 target = out if len(recipients) == 1 else out.with_stem(f"{out.stem}-{person.name}")
-                target.write_text(html.get_content() if html is not None else "", encoding="utf-8")
+                with output_file(target) as html_file:
+                    html_file.write(html.get_content() if html is not None else "")
                 click.echo(f"wrote {target}", err=True)
 
 

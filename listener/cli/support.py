@@ -3,13 +3,14 @@ handling that turns ListenerError into one clear message, and option types."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -26,6 +27,7 @@ from listener.errors import ListenerError
 from listener.feeds.opml import parse_opml
 from listener.logs import configure_logging, resolve_format
 from listener.store import Store, open_store
+from listener.whole_file import replacing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,6 +124,28 @@ def handle_errors(func: F) -> F:
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def output_file(path: Path) -> Iterator[IO[str]]:
+    """Where a command writes its output: stdout for "-", else a UTF-8 file that replaces
+    `path` whole once the block ends without an error. A full disk or an error half-way
+    keeps the file that was there and says `cannot write PATH: …` (one line, exit 1)."""
+    if str(path) == "-":
+        with click.open_file("-", "w", encoding="utf-8") as stdout:  # left open
+            yield stdout
+        return
+    if not path.parent.is_dir():  # a typo in the folder is an error, not a new folder
+        raise click.ClickException(f"cannot write {path}: no folder {path.parent}")
+    try:
+        with replacing(path) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")  # csv writes \r\n
+            try:
+                yield text
+            finally:
+                text.detach()  # flushed; `replacing` closes the file
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 class Duration(click.ParamType[int, Any]):
