@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import os
-import resource
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from listener.cli import cli
 from listener.feeds.opml import parse_opml
 from listener.store import open_store
 from tests.conftest import NOW
+from tests.file_limits import cap_file_size
 from tests.polls import apply_poll
 from tests.test_store import make_item, poll
 
@@ -206,12 +205,6 @@ def test_export_to_a_file_says_how_many_items_it_wrote(filled_db: Path, tmp_path
     assert empty.read_bytes() == b""
 
 
-def _cap_file_size(limit: int) -> None:
-    # Files may not grow past `limit` in this process, as on a full disk (EFBIG, not SIGXFSZ).
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-
 def test_an_export_that_cannot_be_written_whole_keeps_the_previous_file(tmp_path: Path) -> None:
     db = tmp_path / "l.db"
     store = open_store(db)
@@ -229,7 +222,7 @@ def test_an_export_that_cannot_be_written_whole_keeps_the_previous_file(tmp_path
         capture_output=True,
         text=True,
         timeout=60,
-        preexec_fn=lambda: _cap_file_size(1 << 19),
+        preexec_fn=lambda: cap_file_size(1 << 19),
     )
     assert done.returncode == 1
     assert done.stderr == f"Error: cannot write {target}: File too large\n"

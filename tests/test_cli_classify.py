@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import resource
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from pytest_httpserver import HTTPServer
 from listener.classify.training import save_classifier
 from listener.cli import cli
 from tests.classifier_data import tiny_model
+from tests.file_limits import cap_file_size
 from tests.test_poll import rss
 
 ROOT = Path(__file__).parent.parent
@@ -403,13 +402,6 @@ def test_model_train_never_replaces_the_shipped_model_and_says_how_to_use_its_ow
     assert "set model_path" not in replaced.stdout
 
 
-def _cap_file_size(limit: int) -> None:
-    # The child's files may not grow past `limit` (as a full disk would stop them); without
-    # SIGXFSZ's default action, the write fails with EFBIG instead of killing the process.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-
 def test_a_model_train_that_fails_half_way_keeps_every_file_of_the_old_model(
     tmp_path: Path,
 ) -> None:
@@ -431,7 +423,7 @@ def test_a_model_train_that_fails_half_way_keeps_every_file_of_the_old_model(
         capture_output=True,
         text=True,
         timeout=120,
-        preexec_fn=lambda: _cap_file_size(limit),
+        preexec_fn=lambda: cap_file_size(limit),
     )
     assert done.returncode == 1, done.stderr
     assert "Error: cannot write " in done.stderr
