@@ -247,7 +247,9 @@ def test_load_uses_uncertain_below_override(saved: Path) -> None:
 
 
 def test_load_refuses_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ClassifierError, match="not found: run `make model`"):
+    with pytest.raises(
+        ClassifierError, match="not found: train it with `listener model train --output "
+    ):
         load_classifier(tmp_path / "classifier.skops")
 
 

@@ -280,7 +280,7 @@ def test_missing_model_is_a_clear_startup_error(tmp_path: Path) -> None:
         catch_exceptions=False,
     )
     assert result.exit_code == 1
-    assert "not found: run `make model`" in result.output
+    assert "model.skops not found: train it with `listener model train --output " in (result.output)
 
 
 def test_model_evaluate_real_reads_the_dev_set_or_says_it_is_absent(tmp_path: Path) -> None:

@@ -269,6 +269,17 @@ def retrain_hint(where: Path | str) -> str:
     )
 
 
+def missing_model_hint(where: Path | str) -> str:
+    """How to get a model that is not there: a deployment's own is trained with the CLI; the
+    shipped one is used when no model_path is set (`make model` rebuilds it in a checkout)."""
+    model = Path(where).with_suffix(".skops")
+    return (
+        f"train it with `listener model train --output {model}`, or leave "
+        "classifier.model_path empty for the model shipped with listener "
+        "(`make model` rebuilds that one in a checkout)"
+    )
+
+
 def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 

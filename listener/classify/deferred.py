@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from listener.classify.decision import Classifier, Prediction, check_metadata, retrain_hint
+from listener.classify.decision import (
+    Classifier,
+    Prediction,
+    check_metadata,
+    missing_model_hint,
+    retrain_hint,
+)
 from listener.domain import LABELS
 from listener.errors import ClassifierError
 
@@ -44,14 +50,14 @@ def read_model_files(model_path: Path) -> tuple[dict[str, Any], bytes]:
     metadata_path = model_path.with_suffix(".json")
     for path in (model_path, metadata_path):
         if not path.is_file():
-            raise ClassifierError(f"model file {path} not found: run `make model` to build it")
+            raise ClassifierError(f"model file {path} not found: {missing_model_hint(model_path)}")
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
         data = model_path.read_bytes()
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ClassifierError(f"cannot read the model in {model_path}: {exc}") from exc
     if not isinstance(metadata, dict):
-        raise ClassifierError(f"{metadata_path}: not a JSON object: run `make model`")
+        raise ClassifierError(f"{metadata_path}: not a JSON object: {retrain_hint(model_path)}")
     check_metadata(metadata, metadata_path)
     if metadata.get("artifact_sha256") != hashlib.sha256(data).hexdigest():
         raise ClassifierError(

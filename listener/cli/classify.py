@@ -349,13 +349,14 @@ def _read_labelled_jsonl(path: Path) -> list[Any]:
 def model_info(obj: Context, model_file: Path | None) -> None:
     """The model's version, labels, training data, thresholds and held-out scores, and its
     static and e5 stages."""
+    from listener.classify.decision import missing_model_hint
     from listener.classify.refine import head_path
     from listener.classify.static import static_path
 
     path = model_file or model_path(obj.settings)
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
-        raise click.ClickException(f"{meta_path} not found: run `make model`")
+        raise click.ClickException(f"{meta_path} not found: {missing_model_hint(path)}")
     metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     try:
         _load(obj, path)
