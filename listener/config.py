@@ -15,6 +15,7 @@ keys, [alerts] the spike rule's, and `poll.max_body_mb` sets `FetchLimits.max_bo
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import os
 import re
 import tomllib
@@ -179,6 +180,9 @@ def parse_settings(
     problems: list[str] = []
     values: Settings = _build(Settings, raw, "", problems, skip=frozenset({"source", "cache_dir"}))
     if values is not None:
+        if not _is_address(email.utils.parseaddr(values.digest.sender)[1]):
+            # Every send would fail on it, hours later; say so at start-up.
+            problems.append(f"digest.sender: not an email address: {values.digest.sender!r}")
         problems += _check_recipients(values.recipients)
         problems += _check_watches(values.watches)
     if problems:
@@ -201,6 +205,10 @@ def cache_folder(environ: Mapping[str, str]) -> Path | None:
     return Path(base) / "listener" if base else None
 
 
+def _is_address(text: str) -> bool:
+    return re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", text) is not None
+
+
 def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
     problems = []
     names: set[str] = set()
@@ -213,7 +221,7 @@ def _check_recipients(recipients: tuple[Recipient, ...]) -> list[str]:
         names.add(recipient.name)
         if not NAME_PATTERN.fullmatch(recipient.name):
             problems.append(f"{key}.name: use letters, digits, '.', '-' or '_' only")
-        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", recipient.email):
+        if not _is_address(recipient.email):
             problems.append(f"{key}.email: not an email address: {recipient.email!r}")
         try:
             ZoneInfo(recipient.timezone)

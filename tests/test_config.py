@@ -63,6 +63,27 @@ def test_parse_settings_reports_every_problem_with_its_key() -> None:
     assert len(problems) == 7
 
 
+@pytest.mark.parametrize(
+    ("sender", "valid"),
+    [
+        ("listener <listener@localhost>", True),
+        ("veille@example.com", True),
+        ('"Veille, équipe RH" <veille@example.fr>', True),
+        ("listener", False),
+        ("listener <>", False),
+        ("", False),
+    ],
+)
+def test_the_digests_sender_must_be_an_address(sender: str, valid: bool) -> None:
+    raw = {"digest": {"sender": sender}}
+    if valid:
+        assert parse_settings(raw, {}).digest.sender == sender
+        return
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, {})
+    assert info.value.problems == [f"digest.sender: not an email address: {sender!r}"]
+
+
 def test_parse_settings_builds_frozen_feeds() -> None:
     settings = parse_settings(
         {"feeds": [{"url": "https://a.example/rss", "tags": ["hr"], "interval_minutes": 30}]}, {}
