@@ -181,7 +181,7 @@ def parse_settings(
     values: Settings = _build(Settings, raw, "", problems, skip=frozenset({"source", "cache_dir"}))
     if values is not None:
         if not _is_address(email.utils.parseaddr(values.digest.sender)[1]):
-            # Every send would fail on it, hours later; say so at start-up.
+            # smtplib would send it as `MAIL FROM:<word>`: refused or filtered, hours later.
             problems.append(f"digest.sender: not an email address: {values.digest.sender!r}")
         problems += _check_recipients(values.recipients)
         problems += _check_watches(values.watches)
