@@ -490,6 +490,7 @@ def test_build_digest_lists_uncertain_items_apart_closest_calls_first() -> None:
     recipient = dataclasses.replace(TEAM, items_per_section=3)
     digest = build_digest(recipient, PERIOD, data(*items))
     assert [s.lead.item_id for s in digest.uncertain] == [2, 3, 1]
+    assert digest.uncertain_total == 4  # item 4 too, not shown
     assert digest.counts["marketing"] == 1
     assert sum(digest.counts.values()) == 1
     assert digest.total_items == 6

@@ -385,6 +385,36 @@ def test_uncertain_items_show_their_top_two_guesses_and_how_to_label_them() -> N
     assert "listener label 108 LABEL" in page
 
 
+def test_the_uncertain_section_counts_what_it_does_not_show() -> None:
+    # Seven unsure stories, three shown: the heading counts all seven, and the reader learns
+    # where the other four are instead of missing them in the total.
+    unsure = tuple(
+        make_item(
+            200 + n,
+            f"Acme weighs a change number {n} to its customer programme",
+            f"Feed {n}",
+            (),
+            {"marketing": 0.3 + n / 100, "customer_service": 0.2},
+            n,
+            uncertain=True,
+        )
+        for n in range(7)
+    )
+    recipient = dataclasses.replace(TEAM, items_per_section=3)
+    digest = sample_digest(recipient, ITEMS + unsure)
+    assert (len(digest.uncertain), digest.uncertain_total) == (3, 8)  # with ITEMS' item 108
+    _, text, page = parts(digest)
+    assert "NEEDS A HUMAN EYE (8)" in text
+    assert "+ 5 more not shown: listener review lists them" in text
+    assert "Needs a human eye 8 items" in words_of(page)
+    assert "+ 5 more not shown: listener review lists them" in words_of(page)
+    assert "8 uncertain to review" in render_digest_summary(digest).get_content()
+    # All shown: no "more" line.
+    _, text, page = parts(sample_digest())
+    assert "NEEDS A HUMAN EYE (1)" in text
+    assert "more not shown: listener review" not in text + page
+
+
 def test_feed_health_and_footer() -> None:
     _, text, page = parts(sample_digest())
     for name, state in [

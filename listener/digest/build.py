@@ -154,6 +154,7 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
     averages = {label: daily_average(data.daily_counts.get(label, ()), days) for label in labels}
     followed = _followed(recipient)
     groups = [_settled_by_people(group) for group in _group(items)]
+    uncertain = _uncertain_stories(groups, recipient, followed)
     by_label = _groups_by_label(groups)
     sections = tuple(
         Section(
@@ -177,8 +178,9 @@ def build_digest(recipient: Recipient, period: DigestPeriod, data: DigestData) -
         counts=counts,
         baseline_days=days,
         sections=sections,
-        uncertain=_uncertain_stories(groups, recipient, followed),
+        uncertain=uncertain[: recipient.items_per_section],
         unhealthy_feeds=data.unhealthy_feeds,
+        uncertain_total=len(uncertain),
     )
 
 
@@ -243,7 +245,8 @@ def _uncertain_stories(
     groups: Sequence[Sequence[DigestItem]], recipient: Recipient, followed: tuple[str, ...]
 ) -> tuple[Story, ...]:
     """Stories that only have uncertain copies (a confident copy already settles the story),
-    whose top two guesses touch a followed function, closest calls first."""
+    whose top two guesses touch a followed function, closest calls first: all of them, so
+    that the digest can say how many it does not show."""
     stories = []
     for group in groups:
         if any(item.labels and not item.uncertain for item in group):
@@ -261,7 +264,7 @@ def _uncertain_stories(
         gap = abs(_best_score(lead) - UNCERTAIN_PIVOT)
         return (gap, -lead.published_at.timestamp(), lead.item_id)
 
-    return tuple(sorted(stories, key=closeness)[: recipient.items_per_section])
+    return tuple(sorted(stories, key=closeness))
 
 
 def _group(items: Sequence[DigestItem]) -> list[list[DigestItem]]:

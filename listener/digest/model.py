@@ -36,10 +36,11 @@ class Digest:
     counts: Mapping[str, int]  # label -> items, for every label (followed or not)
     baseline_days: int  # how many days the averages are over (0: none yet)
     sections: tuple[Section, ...]
-    uncertain: tuple[Story, ...]
+    uncertain: tuple[Story, ...]  # the closest calls, at most items_per_section of them
     unhealthy_feeds: tuple[FeedHealth, ...]
     watches: tuple[WatchSection, ...] = ()  # watches.with_watches fills these two
     share_of_voice: tuple[VoiceShare, ...] = ()
+    uncertain_total: int = 0  # uncertain stories near a followed function, shown or not
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,8 @@ def render_digest_summary(digest: Digest) -> EmailMessage:
         if section.stories
     ]
     if digest.uncertain:
-        parts.append(f"{len(digest.uncertain)} uncertain to review")
+        total = max(digest.uncertain_total, len(digest.uncertain))
+        parts.append(f"{total} uncertain to review")
     zone = ZoneInfo(digest.recipient.timezone)
     paragraph = " · ".join(parts) if parts else f"Nothing new {covered_span(digest.period, zone)}."
     email = digest.recipient.email
@@ -201,6 +202,7 @@ def _context(
     counts = tuple(_count_view(digest, section) for section in digest.sections)
     sections = tuple(_section_view(section, covered, zone) for section in digest.sections)
     uncertain = tuple(_story_view(story, None, covered, zone) for story in digest.uncertain)
+    uncertain_total = max(digest.uncertain_total, len(uncertain))
     feeds = tuple(_feed_view(feed) for feed in digest.unhealthy_feeds)
     first = next((section.stories[0].title for section in sections if section.stories), "")
     summary = " · ".join(f"{count.short} {count.count}" for count in counts if count.count)
@@ -220,6 +222,8 @@ def _context(
         "baseline_note": baseline_note(digest.baseline_days),
         "sections": sections,
         "uncertain": uncertain,
+        "uncertain_total": uncertain_total,
+        "uncertain_hidden": uncertain_total - len(uncertain),
         "feeds": feeds,
         "labels": ", ".join(LABELS),
         "generated": local_time(generated_at, zone, None),
