@@ -194,3 +194,22 @@ def test_stats_counts_per_function_day_and_feed_as_the_digest(
     assert [line[:10] for line in long.splitlines() if line[:2] == "20"] == [seen_on.isoformat()]
     assert "(364 days without items not shown)" in long
     assert "total" in long
+
+
+def test_status_counts_add_up_to_the_new_items(
+    labelled: tuple[Path, Path, dict[int, int]],
+) -> None:
+    # The uncertain item counts in no function: without its own count, five new items read
+    # as four function counts that do not say where the fifth went.
+    db, config, _ = labelled
+    result = invoke(db, "status", "--json", config=config)
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout)["items"]
+    assert (items["total"], items["last_24h_new"], items["last_24h_uncertain"]) == (5, 5, 1)
+    assert items["last_24h_by_function"]["communication"] == 2  # item 3's correction counts
+    assert (items["last_7d_new"], items["last_7d_uncertain"]) == (5, 1)
+    text = invoke(db, "status", config=config).stdout
+    assert (
+        "  last 24 h: 5 new: marketing 1, communication 2, human_resources 1, customer_service 0,"
+        " business_intelligence 0, other 0, uncertain 1"
+    ) in text
