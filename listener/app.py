@@ -196,6 +196,7 @@ def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> No
         started = _now()
         pid = os.getpid()
         scheduler = DaemonScheduler()
+        model_version = services.classifier.version if services.classifier else None
 
         def heartbeat() -> None:
             beats.record_heartbeat(
@@ -205,6 +206,7 @@ def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> No
                 started_at=started,
                 now=_now(),
                 next_runs=scheduler.next_runs(),
+                model_version=model_version,
             )
 
         jobs = [
@@ -225,7 +227,7 @@ def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> No
             config=config_note,
             database=str(store.path),
             version=__version__,
-            model=services.classifier.version if services.classifier else None,
+            model=model_version,
         )
         try:
             scheduler.run_until_stopped(jobs, stop)

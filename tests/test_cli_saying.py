@@ -4,12 +4,15 @@ stopped daemon said to be stopped."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import time_machine
 from pytest_httpserver import HTTPServer
 
+from listener.config import SHIPPED_MODEL
 from listener.store import open_store
 from tests.smtp import free_port
 from tests.test_cli import invoke, no_starter_feeds
@@ -76,3 +79,38 @@ def test_status_says_when_each_digest_goes_out_and_that_a_stopped_daemon_is_stop
     assert "next poll" not in out  # no stale "next" times
     assert "nothing polls, sends or checks until `listener run` starts again" in out
     assert "next digest: team at 07:30 Europe/Paris on 2026-11-27 (once the daemon runs)" in out
+
+
+def test_status_says_when_the_daemon_runs_an_older_model_than_the_file(tmp_path: Path) -> None:
+    # `listener model train` replaced the model file after the daemon loaded the old one:
+    # new items keep the old model's labels until a restart, so status says so.
+    db, config = tmp_path / "l.db", no_starter_feeds(tmp_path)
+    shipped = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())["model_version"]
+
+    def status_with_daemon_on(version: str) -> tuple[str, dict[str, Any]]:
+        store = open_store(db)
+        store.record_heartbeat(
+            pid=4242,
+            host="h",
+            version="0",
+            started_at=NOW - timedelta(hours=2),
+            now=NOW,
+            next_runs={"poll": NOW + timedelta(minutes=5)},
+            model_version=version,
+        )
+        store.close()
+        with time_machine.travel(NOW, tick=False):
+            text = invoke(db, "status", config=config).stdout
+            report = json.loads(invoke(db, "status", "--json", config=config).stdout)
+        return text, report
+
+    text, report = status_with_daemon_on("bf-000000000000")
+    assert "daemon:   running (pid 4242" in text
+    assert (
+        f"  model: it scores with bf-000000000000, loaded at start; {SHIPPED_MODEL} now holds "
+        f"{shipped}: restart the daemon to use it"
+    ) in text
+    assert report["daemon"]["model_version"] == "bf-000000000000"
+    assert report["model_file"] == {"path": str(SHIPPED_MODEL), "version": shipped}
+    text, _ = status_with_daemon_on(shipped)
+    assert "restart the daemon" not in text

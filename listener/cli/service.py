@@ -12,6 +12,7 @@ import click
 import structlog
 
 from listener.cli.support import Context, handle_errors, now_utc, output_file, plural
+from listener.config import model_path
 from listener.digest.periods import (
     describe_send_time,
     is_digest_due,
@@ -73,6 +74,8 @@ def status_command(obj: Context, as_json: bool) -> None:
         state = health_of(feed, now, settings.poll.silent_after_days).split(" ")[0]
         health[state] = health.get(state, 0) + 1
     alive = _daemon_alive(daemon, beat, now, settings.daemon.heartbeat_s)
+    model_file = model_path(settings)
+    file_version = _model_file_version(model_file)
     report: dict[str, Any] = {
         "config_file": obj.config_file.describe(),
         "database": str(obj.database_path()),
@@ -81,6 +84,7 @@ def status_command(obj: Context, as_json: bool) -> None:
             "alive": alive,
             "next_runs": json.loads(daemon["next_runs"]) if daemon else {},
         },
+        "model_file": {"path": str(model_file), "version": file_version},
         "feeds": {"total": counts["feeds"], **health},
         "items": {
             "total": counts["items"],
@@ -120,6 +124,13 @@ def status_command(obj: Context, as_json: bool) -> None:
         if alive:
             for name, at in sorted(report["daemon"]["next_runs"].items()):
                 click.echo(f"  next {name:<12} {at or '-'}")
+            running = daemon.get("model_version")
+            if running and file_version and running != file_version:
+                # `listener model train` replaced the file; the daemon loads it at start only.
+                click.echo(
+                    f"  model: it scores with {running}, loaded at start; {model_file} now "
+                    f"holds {file_version}: restart the daemon to use it"
+                )
         else:
             click.echo("  nothing polls, sends or checks until `listener run` starts again")
     click.echo(
@@ -158,6 +169,17 @@ def _next_digest(store: Store, person: Recipient, now: datetime, catch_up_hours:
     if is_digest_due(latest, now, already_sent=sent, catch_up=timedelta(hours=catch_up_hours)):
         return f"due now ({latest.day})"
     return describe_send_time(person, next_send_period(person, now))
+
+
+def _model_file_version(path: Path) -> str | None:
+    """The version the model file holds now (from its .json); None when it cannot be read,
+    which the commands that load it report."""
+    try:
+        metadata = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = metadata.get("model_version") if isinstance(metadata, dict) else None
+    return version if isinstance(version, str) else None
 
 
 def _window_counts(store: Store, start: datetime, end: datetime) -> dict[str, int]:

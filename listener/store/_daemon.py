@@ -21,17 +21,26 @@ class DaemonMixin(StoreBase):
         started_at: datetime,
         now: datetime,
         next_runs: Mapping[str, datetime | None],
+        model_version: str | None = None,
     ) -> None:
         runs = {name: to_db_time(at) if at else None for name, at in next_runs.items()}
         with wrap_errors("writing the heartbeat"), write_transaction(self.db):
             self.db.execute(
                 "INSERT INTO daemon (id, pid, host, version, started_at, heartbeat_at,"
-                " stopped_at, next_runs) VALUES (1, ?, ?, ?, ?, ?, NULL, ?)"
+                " stopped_at, next_runs, model_version) VALUES (1, ?, ?, ?, ?, ?, NULL, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host,"
                 " version = excluded.version, started_at = excluded.started_at,"
                 " heartbeat_at = excluded.heartbeat_at, stopped_at = NULL,"
-                " next_runs = excluded.next_runs",
-                [pid, host, version, to_db_time(started_at), to_db_time(now), json.dumps(runs)],
+                " next_runs = excluded.next_runs, model_version = excluded.model_version",
+                [
+                    pid,
+                    host,
+                    version,
+                    to_db_time(started_at),
+                    to_db_time(now),
+                    json.dumps(runs),
+                    model_version,
+                ],
             )
 
     def record_daemon_stopped(self, pid: int, now: datetime) -> None:

@@ -348,3 +348,10 @@ def m007_refined_predictions(db: Database) -> None:
         "CREATE INDEX predictions_to_refine ON predictions(model_version, item_id)"
         " WHERE uncertain = 1 AND refined_by IS NULL"
     )
+
+
+@migrations()
+def m008_daemon_model_version(db: Database) -> None:
+    # The model the running daemon loaded at start: `listener status` compares it with the
+    # configured model file, which `listener model train` may have replaced since.
+    db.execute("ALTER TABLE daemon ADD COLUMN model_version TEXT")
