@@ -11,13 +11,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from listener.store import open_store
+from tests.polls import apply_poll
 from tests.smtp import free_port
+from tests.test_cli_functions import NOW, _Prediction
 from tests.test_cli_functions import labelled  # noqa: F401 (a fixture)
+from tests.test_store import make_item, poll
 
 pytest.importorskip("datasette")
 
@@ -33,6 +38,22 @@ def web(
     tmp_path: Path,
 ) -> Iterator[tuple[str, dict[int, int]]]:
     db, config, ids = labelled
+    # A new feed's archive: first seen with the others, dated a month before. Like the
+    # digests, the week's queries leave it out.
+    store = open_store(db)
+    (source,) = store.feed_sources(None)
+    archive = make_item(
+        source.id,
+        99,
+        title="Archives : le plan social de 2019",
+        published_at=NOW - timedelta(days=30),
+    )
+    apply_poll(store, poll(source.id, started_at=NOW - timedelta(minutes=20)), [archive])
+    ids[99] = store.item_ids_for_keys([archive.key])[archive.key]
+    store.save_predictions(
+        "v1", [(ids[99], _Prediction(("human_resources",), {"human_resources": 0.95}, False))], NOW
+    )
+    store.close()
     port = free_port()
     log = (tmp_path / "web.log").open("w")
     command = [sys.executable, "-m", "listener", "--config", str(config), "--db", str(db)]
@@ -70,15 +91,21 @@ def test_web_view_searches_items_and_serves_the_canned_queries(
         row["function"]: row["items"]
         for row in get(f"{base}/this_week_by_function.json?_shape=array")
     }
-    assert by_function == {"communication": 2, "human_resources": 1, "marketing": 1}
+    # Item 3's correction wins; the uncertain item 2 counts apart; the archive not at all.
+    assert by_function == {
+        "communication": 2,
+        "human_resources": 1,
+        "marketing": 1,
+        "(uncertain)": 1,
+    }
     hr = get(f"{base}/function_items.json?function=human_resources&_shape=array")
     assert [(row["id"], row["source"]) for row in hr] == [(ids[1], "model")]
     mentions = get(f"{base}/watch_mentions.json?watch=acme&_shape=array")
-    assert {row["id"] for row in mentions} == set(ids.values())
+    assert {row["id"] for row in mentions} == set(ids.values()) - {ids[99]}  # polled after
     uncertain = get(f"{base}/uncertain_items.json?_shape=array")
     assert [row["id"] for row in uncertain] == [ids[2]]
     (feed,) = get(f"{base}/feed_health.json?_shape=array")
-    assert (feed["title"], feed["items"]) == ("RH blog", 5)
+    assert (feed["title"], feed["items"]) == ("RH blog", 6)
 
 
 def test_web_view_is_read_only_and_described(web: tuple[str, dict[int, int]]) -> None:

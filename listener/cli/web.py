@@ -16,26 +16,40 @@ from listener.cli.support import Context, handle_errors
 
 # Times are stored as ISO text in UTC ("2026-11-26T08:00:00Z"), so they compare as text.
 _WEEK_AGO = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')"
+# The digest's rule (store/_period.py, MAX_ITEM_AGE): an item counts as new when first seen,
+# unless its own date is more than a week older than that: a new feed's archive is not news.
+# For "first seen in the last 7 days", that is "dated within the last 14".
+_NEW_THIS_WEEK = f"""items.fetched_at >= {_WEEK_AGO}
+  and items.published_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-14 days')"""
 
 QUERIES: dict[str, dict[str, Any]] = {
     "this_week_by_function": {
         "title": "This week by function",
-        "description": "Items first seen in the last 7 days per business function (a person's"
-        " correction wins over the model; an item with two labels counts for both).",
-        "sql": f"""select item_labels.label as function, count(*) as items
-from item_labels join items on items.id = item_labels.item_id
-where items.fetched_at >= {_WEEK_AGO}
-group by item_labels.label order by items desc""",
+        "description": "New items of the last 7 days per business function, counted as"
+        " `listener status` and the digests count them: first seen in those days (a new"
+        " feed's archive, dated over a week before, is left out); a person's correction wins"
+        " over the model; an item with two labels counts for both; (uncertain) counts the"
+        " items the model was unsure of, which count in no function.",
+        "sql": f"""select function, count(*) as items from (
+  select item_labels.label as function
+  from item_labels join items on items.id = item_labels.item_id
+  where {_NEW_THIS_WEEK}
+  union all
+  select '(uncertain)' from items_view as items
+  where items.uncertain = 1 and {_NEW_THIS_WEEK}
+)
+group by function order by items desc""",
     },
     "function_items": {
         "title": "A function's items this week",
-        "description": "Items of one function (marketing, communication, human_resources,"
-        " customer_service, business_intelligence, other) first seen in the last 7 days.",
+        "description": "New items of one function (marketing, communication, human_resources,"
+        " customer_service, business_intelligence, other) in the last 7 days, as in"
+        " This week by function.",
         "sql": f"""select items.id, items.published_at, feeds.title as feed, items.title,
   items.url, item_labels.score, item_labels.source
 from item_labels join items on items.id = item_labels.item_id
 join feeds on feeds.id = items.feed_id
-where item_labels.label = :function and items.fetched_at >= {_WEEK_AGO}
+where item_labels.label = :function and {_NEW_THIS_WEEK}
 order by items.published_at desc limit 500""",
     },
     "watch_mentions": {
