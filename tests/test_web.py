@@ -20,8 +20,11 @@ import pytest
 from listener.store import open_store
 from tests.polls import apply_poll
 from tests.smtp import free_port
-from tests.test_cli_functions import NOW, _Prediction
-from tests.test_cli_functions import labelled  # noqa: F401 (a fixture)
+from tests.test_cli_functions import (
+    NOW,
+    _Prediction,
+    labelled,  # noqa: F401 (a fixture)
+)
 from tests.test_store import make_item, poll
 
 pytest.importorskip("datasette")
