@@ -259,6 +259,10 @@ class Known:
     content_hashes: Mapping[str, str] = field(default_factory=dict)
     # among the URLs the feed may move to, those another feed already has
     taken_urls: frozenset[str] = frozenset()
+    # item key -> (the key it is stored under, that item's content hash), for the items of
+    # the feed whose key is new but whose identifier was stored in another form
+    # (dedupe.key_aliases)
+    renamed: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +311,9 @@ class FeedUpdate:
     new: tuple[Item, ...] = ()
     changed: tuple[Item, ...] = ()  # stored, but their content changed
     unchanged: tuple[Item, ...] = ()
+    # (stored key, item) of the changed and unchanged items stored under another key (an
+    # identifier in another form): renamed to item.key before they are updated
+    rekeyed: tuple[tuple[str, Item], ...] = ()
     # The date new items without one are stored with; None: the poll's time (first seen).
     undated_at: datetime | None = None
     predictions: Predictions | None = None

@@ -65,6 +65,19 @@ def test_items_are_new_changed_or_unchanged_against_the_stored_hashes() -> None:
     assert update.move is None
 
 
+def test_an_item_stored_under_another_form_of_its_identifier_is_renamed_not_new() -> None:
+    # "a2" and "b2" are stored as "a1" and "b1" (http -> https, say). "b1" is also in this
+    # poll, so b2 stays a new item; "c2" and "c3" both point at "c1": the first takes it.
+    renamed = {"a2": ("a1", "c"), "b2": ("b1", "c"), "c2": ("c1", "old"), "c3": ("c1", "old")}
+    known = Known(content_hashes={"b1": "c"}, renamed=renamed)
+    items = (item("a2"), item("b2"), item("b1"), item("c2"), item("c3"))
+    update = decide(FEED, parsed(*items), known, NOW, POLICY, rand=0.5)
+    assert [(old, new.key) for old, new in update.rekeyed] == [("a1", "a2"), ("c1", "c2")]
+    assert [i.key for i in update.unchanged] == ["a2", "b1"]
+    assert [i.key for i in update.changed] == ["c2"]  # its content hash differs: updated
+    assert [i.key for i in update.new] == ["b2", "c3"]
+
+
 def test_not_modified_and_same_bytes_leave_the_content_alone() -> None:
     for outcome, status in ((NotModified(FEED.url, {}), "not_modified"), (fetched(), "unchanged")):
         update = decide(FEED, outcome, Known(), NOW, POLICY, rand=0.5)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from listener.domain import Item
-from listener.feeds.dedupe import content_hash, drop_duplicates, item_key
+from listener.feeds.dedupe import content_hash, drop_duplicates, item_key, key_aliases
 
 WHEN = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -122,3 +122,42 @@ def test_item_key_is_a_hex_sha256_of_its_inputs(
     assert len(key) == 64
     assert int(key, 16) >= 0
     assert key == item_key(feed_id, guid, url, title, raw, summary)
+
+
+def keyed(guid: str | None, url: str | None) -> Item:
+    key = item_key(1, guid, url, "t", None, "")
+    return Item(1, key, guid, url, "t", "", None, None, None, None, "h")
+
+
+def test_key_aliases_are_the_other_spellings_of_the_identifier() -> None:
+    aliases = set(key_aliases(keyed("http://acme.example/?p=1", None)))
+    assert aliases == {
+        item_key(1, other, None, "t", None, "")
+        for other in (
+            "https://acme.example/?p=1",
+            "http://www.acme.example/?p=1",
+            "https://www.acme.example/?p=1",
+        )
+    }
+    # A URL-keyed item: the same forms of its URL.
+    aliases = set(key_aliases(keyed(None, "https://www.acme.example/a")))
+    assert item_key(1, None, "http://acme.example/a", "t", None, "") in aliases
+    assert len(aliases) == 3
+    # A guid that is no URL has no other spelling, but the item may have been stored by its
+    # link before the feed gave it a guid.
+    assert key_aliases(keyed("tag:acme.example,2026:1", "https://acme.example/a")) == (
+        item_key(1, None, "https://acme.example/a", "t", None, ""),
+        item_key(1, None, "http://acme.example/a", "t", None, ""),
+        item_key(1, None, "http://www.acme.example/a", "t", None, ""),
+        item_key(1, None, "https://www.acme.example/a", "t", None, ""),
+    )
+    # Content-keyed items and non-http identifiers have none.
+    assert key_aliases(keyed(None, None)) == ()
+    assert key_aliases(keyed("urn:uuid:1", None)) == ()
+    assert key_aliases(keyed(None, "ftp://acme.example/a")) == ()
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_key_aliases_never_hold_the_key_itself(guid: str, url: str) -> None:
+    item = keyed(guid or None, url or None)
+    assert item.key not in key_aliases(item)

@@ -255,6 +255,66 @@ def test_changed_item_is_updated_not_duplicated(tmp_path: Path, httpserver: HTTP
     assert len(summaries) == 3
 
 
+def test_a_site_moved_to_https_keeps_its_items_instead_of_storing_them_twice(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    # Every guid and link goes from http://acme.example to https://www.acme.example; one
+    # item gains a guid it did not have; one is really new; one post is then listed in both
+    # forms, and each stays an item, as it did before.
+    def item(base: str, n: int, title: str, *, guid: bool = True) -> tuple[str, str, str, str]:
+        return (title, f"{base}/a{n}", f"{base}/?p={n}" if guid else "", f"Post {n}.")
+
+    old, moved = "http://acme.example", "https://www.acme.example"
+    first = [
+        item(old, 1, "Acme hires"),
+        item(old, 2, "Acme results"),
+        item(old, 3, "Help", guid=False),
+    ]
+    second = [*first, item(old, 4, "Acme in both forms")]
+    third = [
+        item(moved, 1, "Acme hires"),
+        item(moved, 2, "Acme results"),
+        item(moved, 3, "Help"),
+        item(moved, 4, "Acme in both forms"),
+        item(old, 4, "Acme in both forms"),
+        item(moved, 5, "Acme opens a store"),
+    ]
+    for items in (first, second, third):
+        body = rss("Acme", *items).replace(b"<guid></guid>", b"")
+        httpserver.expect_ordered_request("/feed").respond_with_data(body)
+    url = str(httpserver.url_for("/feed"))
+    run(tmp_path, "feeds", "add", url)
+    assert "3 new items" in run(tmp_path, "poll", "--all", workers=1).output
+    assert "1 new item," in run(tmp_path, "poll", "--all", workers=1).output
+    conn = sqlite3.connect(tmp_path / "l.db")
+    before = dict(conn.execute("SELECT title, id FROM items WHERE title != 'Acme in both forms'"))
+    result = run(tmp_path, "poll", "--all", workers=1)
+    # a1-a3 renamed (and updated: their links changed), a4's https form and a5 new.
+    assert "2 new items, 3 updated" in result.output, result.output
+    (polled,) = [e for e in json_logs(result.stderr) if e["event"] == "feed_polled"]
+    assert (polled["new"], polled["updated"], polled["seen"], polled["renamed"]) == (2, 3, 1, 3)
+    rows = conn.execute("SELECT id, title, guid, url FROM items ORDER BY id").fetchall()
+    assert [row[1] for row in rows] == [
+        "Acme hires",
+        "Acme results",
+        "Help",
+        "Acme in both forms",
+        "Acme in both forms",
+        "Acme opens a store",
+    ]
+    by_title = {title: (item_id, guid, link) for item_id, title, guid, link in rows}
+    assert by_title["Acme hires"] == (before["Acme hires"], f"{moved}/?p=1", f"{moved}/a1")
+    assert by_title["Help"] == (before["Help"], f"{moved}/?p=3", f"{moved}/a3")
+    # The next poll of the same body finds every item under its key: nothing renamed.
+    httpserver.expect_ordered_request("/feed").respond_with_data(
+        rss("Acme", *third).replace(b"<guid></guid>", b"") + b" "
+    )
+    again = run(tmp_path, "poll", "--all", workers=1)
+    (polled,) = [e for e in json_logs(again.stderr) if e["event"] == "feed_polled"]
+    assert (polled["new"], polled["updated"], polled["seen"]) == (0, 0, 6)
+    assert "renamed" not in polled
+
+
 def test_conditional_get_304_costs_no_parsing(tmp_path: Path, httpserver: HTTPServer) -> None:
     httpserver.expect_ordered_request("/feed").respond_with_data(
         GOOD, headers={"ETag": '"v1"', "Last-Modified": "Tue, 24 Nov 2026 09:00:00 GMT"}

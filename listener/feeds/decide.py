@@ -21,6 +21,7 @@ from listener.domain import (
     FeedSource,
     FeedUpdate,
     Fetched,
+    Item,
     Known,
     NotModified,
     Parsed,
@@ -80,8 +81,13 @@ def decide(
 def _parsed(
     feed: FeedSource, outcome: Parsed, known: Known, now: datetime, policy: PollPolicy, rand: float
 ) -> FeedUpdate:
-    parsed, fetched, hashes = outcome.feed, outcome.fetched, known.content_hashes
+    parsed, fetched = outcome.feed, outcome.fetched
     items = drop_duplicates(list(parsed.items))
+    rekeyed = _rekeyed(items, known)
+    hashes = {
+        **known.content_hashes,
+        **{item.key: known.renamed[item.key][1] for _, item in rekeyed},
+    }
     new = tuple(item for item in items if item.key not in hashes)
     changed = tuple(
         item for item in items if item.key in hashes and hashes[item.key] != item.content_hash
@@ -124,8 +130,29 @@ def _parsed(
         new=new,
         changed=changed,
         unchanged=unchanged,
+        rekeyed=rekeyed,
         undated_at=undated_at,
     )
+
+
+def _rekeyed(items: list[Item], known: Known) -> tuple[tuple[str, Item], ...]:
+    """(stored key, item) of the items to rename: their key is new, another form of their
+    identifier is stored, and no item of this poll has that stored key (a feed that lists
+    both forms keeps both items, as it always did). One item per stored key."""
+    if not known.renamed:
+        return ()
+    keys = {item.key for item in items}
+    taken: set[str] = set()
+    pairs = []
+    for item in items:
+        stored = known.renamed.get(item.key)
+        if item.key in known.content_hashes or stored is None:
+            continue
+        old = stored[0]
+        if old not in keys and old not in taken:
+            taken.add(old)
+            pairs.append((old, item))
+    return tuple(pairs)
 
 
 def _failed(

@@ -21,7 +21,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import (
     FIRST_COMPLETED,
     CancelledError,
@@ -55,6 +55,7 @@ from listener.domain import (
 )
 from listener.errors import ClassifierError, FetchError, ParseError, StoreError
 from listener.feeds.decide import PollOutcome, decide
+from listener.feeds.dedupe import key_aliases
 from listener.feeds.language import preload_language_model, with_languages
 from listener.feeds.schedule import is_network_down
 from listener.jobs.classify import predict_items
@@ -487,14 +488,38 @@ def _known(
     store: Store, source: FeedSource, items: Iterable[Item], permanent_url: str | None
 ) -> Known:
     """What the store holds that deciding this feed's poll needs."""
+    items = list(items)
     keys = list(dict.fromkeys(item.key for item in items))
     hashes = store.known_hashes(source.id, keys) if keys else {}
+    renamed = _renamed(store, source, items, hashes)
     taken = (
         permanent_url is not None
         and permanent_url != source.url
         and store.feed_id_for_url(permanent_url) is not None
     )
-    return Known(hashes, frozenset({permanent_url}) if taken and permanent_url else frozenset())
+    return Known(
+        hashes, frozenset({permanent_url}) if taken and permanent_url else frozenset(), renamed
+    )
+
+
+def _renamed(
+    store: Store, source: FeedSource, items: list[Item], hashes: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
+    """New keys whose identifier the store holds in another form (dedupe.key_aliases): key ->
+    (stored key, its content hash). Only for a feed parsed before, whose new items are few:
+    a first poll has nothing stored to find."""
+    if source.body_hash is None:
+        return {}
+    wanted = {
+        alias: item.key for item in items if item.key not in hashes for alias in key_aliases(item)
+    }
+    if not wanted:
+        return {}
+    found = store.known_hashes(source.id, list(wanted))
+    renamed: dict[str, tuple[str, str]] = {}
+    for alias, stored_hash in found.items():
+        renamed.setdefault(wanted[alias], (alias, stored_hash))
+    return renamed
 
 
 def _permanent_url(outcome: FetchOutcome | FetchError) -> str | None:
@@ -638,7 +663,11 @@ def _log_result(update: FeedUpdate, outcome: PollOutcome) -> None:
         kind = outcome.kind if isinstance(outcome, FetchError) else "parse"
         extra = {"kind": kind, "error_count": update.error_count}
     elif isinstance(outcome, Parsed):
-        extra = {"warning": outcome.feed.warning, "skipped": outcome.feed.skipped}
+        extra = {
+            "warning": outcome.feed.warning,
+            "skipped": outcome.feed.skipped,
+            "renamed": len(update.rekeyed),  # stored items found under another identifier
+        }
     fields = {k: v for k, v in extra.items() if v not in (None, 0)}
     with bound_contextvars(feed=result.url):
         event = log.warning if result.status in ("failed", "gone") else log.info

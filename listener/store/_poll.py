@@ -54,6 +54,13 @@ class PollMixin(StoreBase):
         now = to_db_time(result.started_at)
         undated = to_db_time(update.undated_at) if update.undated_at else now
         new, changed = update.new, update.changed
+        if update.rekeyed:
+            # Items whose identifier changed form (http -> https, say): the stored row takes
+            # the new key and guid first, then is updated like any other item.
+            db.conn.executemany(
+                "UPDATE items SET key=?, guid=? WHERE key=?",
+                [(item.key, item.guid, old) for old, item in update.rekeyed],
+            )
         if new:
             db.conn.executemany(
                 "INSERT INTO items (key, feed_id, guid, url, title, summary, author,"
