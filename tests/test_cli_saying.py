@@ -13,7 +13,7 @@ import time_machine
 from pytest_httpserver import HTTPServer
 
 from listener.config import SHIPPED_MODEL
-from listener.store import open_store
+from listener.store import Store, open_store
 from tests.smtp import free_port
 from tests.test_cli import invoke, no_starter_feeds
 
@@ -51,19 +51,25 @@ def test_every_feed_failing_to_connect_says_no_network_once(tmp_path: Path) -> N
     assert "failed http" not in out  # not one line per feed
 
 
-def test_status_says_when_each_digest_goes_out_and_that_a_stopped_daemon_is_stopped(
-    tmp_path: Path,
-) -> None:
-    db, config = tmp_path / "l.db", no_starter_feeds(tmp_path)
-    store = open_store(db)
+def beat(store: Store, now: datetime, model_version: str | None = None) -> None:
+    """A heartbeat of daemon 4242, started two hours before NOW, next poll 5 minutes on."""
     store.record_heartbeat(
         pid=4242,
         host="h",
         version="0",
         started_at=NOW - timedelta(hours=2),
-        now=NOW - timedelta(hours=1),
-        next_runs={"poll": NOW - timedelta(minutes=55)},
+        now=now,
+        next_runs={"poll": now + timedelta(minutes=5)},
+        model_version=model_version,
     )
+
+
+def test_status_says_when_each_digest_goes_out_and_that_a_stopped_daemon_is_stopped(
+    tmp_path: Path,
+) -> None:
+    db, config = tmp_path / "l.db", no_starter_feeds(tmp_path)
+    store = open_store(db)
+    beat(store, NOW - timedelta(hours=1))
     store.record_daemon_stopped(4242, NOW - timedelta(hours=1))
     # Today's digest (07:30 Paris) went out: the next one is tomorrow's.
     period = (NOW - timedelta(days=1), NOW)
@@ -89,15 +95,7 @@ def test_status_says_when_the_daemon_runs_an_older_model_than_the_file(tmp_path:
 
     def status_with_daemon_on(version: str) -> tuple[str, dict[str, Any]]:
         store = open_store(db)
-        store.record_heartbeat(
-            pid=4242,
-            host="h",
-            version="0",
-            started_at=NOW - timedelta(hours=2),
-            now=NOW,
-            next_runs={"poll": NOW + timedelta(minutes=5)},
-            model_version=version,
-        )
+        beat(store, NOW, model_version=version)
         store.close()
         with time_machine.travel(NOW, tick=False):
             text = invoke(db, "status", config=config).stdout
