@@ -20,7 +20,12 @@ import structlog
 
 from listener import __version__
 from listener.classify.decision import Classifier, retrain_hint
-from listener.classify.deferred import DeferredClassifier, ModelFiles, runtime_path
+from listener.classify.deferred import (
+    DeferredClassifier,
+    ModelFiles,
+    model_file_version,
+    runtime_path,
+)
 from listener.config import Settings, model_path
 from listener.daemon import DaemonScheduler, ScheduledJob, install_signal_handlers
 from listener.errors import ClassifierError
@@ -147,23 +152,67 @@ def open_services(
         services.fetcher.close()
 
 
+class ModelFollower:
+    """The daemon's model follows its file: `listener model train` replaces the configured
+    model (its seven files together), and the next poll or refine job loads it, so that
+    retraining needs no restart. Called on the job thread before those jobs, so a model
+    never changes under a running job. A new model that does not load (or whose second
+    stage does not) is logged once and the running one kept; it is tried again each time."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.refused: str | None = None  # the version last logged as not loading
+
+    def __call__(self, now: datetime) -> None:
+        services = self.services
+        running = services.classifier
+        if running is None:
+            return
+        path = model_path(services.settings)
+        version = model_file_version(path)
+        if version is None or version == running.version:
+            return
+        try:
+            classifier = load_model(services.settings)
+            second_stage = (
+                load_second_stage(services.settings, classifier)
+                if services.second_stage is not None
+                else None
+            )
+        except ClassifierError as exc:
+            if self.refused != version:
+                log.warning(
+                    "model_reload_failed", model=version, running=running.version, error=str(exc)
+                )
+                self.refused = version
+            return
+        services.classifier, services.second_stage = classifier, second_stage
+        services.store.record_model(classifier.version, {"path": str(path)}, now)
+        self.refused = None
+        log.info("model_reloaded", previous=running.version, model=classifier.version)
+
+
 def daemon_jobs(services: Services) -> list[ScheduledJob]:
     """The daemon's job table: what runs, how often. At start they run in this order: the
     poll first, so a new install's first digest reads what it stored."""
     settings = services.settings
     daemon = settings.daemon
+    follow_model = ModelFollower(services)
 
-    def scheduled(job: Job) -> functools.partial[None]:
-        return functools.partial(_run_job, job, services)
+    def scheduled(job: Job, *, classifies: bool = False) -> functools.partial[None]:
+        return functools.partial(_run_job, job, services, follow_model if classifies else None)
 
     jobs = [
         ScheduledJob(
-            "poll", scheduled(poll_job), every_s=daemon.poll_every_minutes * 60, jitter_s=5
+            "poll",
+            scheduled(poll_job, classifies=True),
+            every_s=daemon.poll_every_minutes * 60,
+            jitter_s=5,
         ),
     ]
     if services.second_stage is not None:
         every_s = settings.classifier.refine_every_minutes * 60
-        jobs.append(ScheduledJob("refine", scheduled(refine_job), every_s=every_s))
+        jobs.append(ScheduledJob("refine", scheduled(refine_job, classifies=True), every_s=every_s))
     jobs.append(
         ScheduledJob(
             "digest", scheduled(digest_job), every_s=settings.digest.check_every_minutes * 60
@@ -196,9 +245,9 @@ def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> No
         started = _now()
         pid = os.getpid()
         scheduler = DaemonScheduler()
-        model_version = services.classifier.version if services.classifier else None
 
         def heartbeat() -> None:
+            classifier = services.classifier  # the model in use now (ModelFollower)
             beats.record_heartbeat(
                 pid=pid,
                 host=socket.gethostname(),
@@ -206,7 +255,7 @@ def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> No
                 started_at=started,
                 now=_now(),
                 next_runs=scheduler.next_runs(),
-                model_version=model_version,
+                model_version=classifier.version if classifier else None,
             )
 
         jobs = [
@@ -227,7 +276,7 @@ def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> No
             config=config_note,
             database=str(store.path),
             version=__version__,
-            model=model_version,
+            model=services.classifier.version if services.classifier else None,
         )
         try:
             scheduler.run_until_stopped(jobs, stop)
@@ -238,8 +287,11 @@ def run_daemon(settings: Settings, store: Store, *, config_note: str = "") -> No
             log.info("daemon_stopped", pid=pid)
 
 
-def _run_job(job: Job, services: Services) -> None:
-    job(services, _now())
+def _run_job(job: Job, services: Services, follow_model: ModelFollower | None) -> None:
+    now = _now()
+    if follow_model is not None:
+        follow_model(now)
+    job(services, now)
 
 
 def _now() -> datetime:

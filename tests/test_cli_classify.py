@@ -390,6 +390,7 @@ def test_model_train_never_replaces_the_shipped_model_and_says_how_to_use_its_ow
     assert written.exit_code == 0, written.output
     assert own.is_file()
     assert f'to use it: set model_path = "{own}" under [classifier] in {config}' in (written.stdout)
+    assert "restart the daemon (it reads its settings when it starts)" in written.stdout
     assert "`listener reclassify --since 30d`" in written.stdout
     assert SHIPPED_MODEL.read_bytes() == shipped
 
@@ -398,7 +399,7 @@ def test_model_train_never_replaces_the_shipped_model_and_says_how_to_use_its_ow
     replaced = invoke(tmp_path, *base)
     assert replaced.exit_code == 0, replaced.output
     assert f"against the previous model ({own}), same held-out rows:" in replaced.stdout
-    assert "to use it: restart the daemon" in replaced.stdout
+    assert "to use it: a running daemon loads it before its next poll" in replaced.stdout
     assert "set model_path" not in replaced.stdout
 
 

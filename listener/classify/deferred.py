@@ -44,6 +44,17 @@ def runtime_path(model_path: Path) -> Path:
     return model_path.with_suffix(".npz")
 
 
+def model_file_version(model_path: Path) -> str | None:
+    """The version the model file holds now, from its .json (cheap: the artifact is not
+    read); None when that cannot be read, which loading the model then reports."""
+    try:
+        metadata = json.loads(model_path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = metadata.get("model_version") if isinstance(metadata, dict) else None
+    return version if isinstance(version, str) else None
+
+
 def read_model_files(model_path: Path) -> tuple[dict[str, Any], bytes]:
     """The model's metadata and artifact bytes, checked against each other and against this
     listener (labels, scikit-learn version, item text); ClassifierError."""

@@ -209,14 +209,15 @@ def model_train(
 
 def _say_how_to_use(obj: Context, target: Path) -> None:
     """The steps that put a newly written model to work, on stdout."""
-    steps = []
     if target.resolve() != model_path(obj.settings).resolve():
         where = obj.config_file.path or "listener.toml"
-        steps.append(f'set model_path = "{target.resolve()}" under [classifier] in {where}')
-    steps += [
-        "restart the daemon (it loads the model when it starts)",
-        "run `listener reclassify --since 30d` to re-score the items already stored",
-    ]
+        steps = [
+            f'set model_path = "{target.resolve()}" under [classifier] in {where}',
+            "restart the daemon (it reads its settings when it starts)",
+        ]
+    else:  # the configured model: a running daemon follows its file (app.ModelFollower)
+        steps = ["a running daemon loads it before its next poll, no restart needed"]
+    steps.append("run `listener reclassify --since 30d` to re-score the items already stored")
     click.echo("\nto use it: " + "; ".join(steps) + ".")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 import structlog
 
+from listener.classify.deferred import model_file_version
 from listener.cli.support import Context, handle_errors, now_utc, output_file, plural
 from listener.config import model_path
 from listener.digest.periods import (
@@ -75,7 +76,7 @@ def status_command(obj: Context, as_json: bool) -> None:
         health[state] = health.get(state, 0) + 1
     alive = _daemon_alive(daemon, beat, now, settings.daemon.heartbeat_s)
     model_file = model_path(settings)
-    file_version = _model_file_version(model_file)
+    file_version = model_file_version(model_file)
     report: dict[str, Any] = {
         "config_file": obj.config_file.describe(),
         "database": str(obj.database_path()),
@@ -126,10 +127,12 @@ def status_command(obj: Context, as_json: bool) -> None:
                 click.echo(f"  next {name:<12} {at or '-'}")
             running = daemon.get("model_version")
             if running and file_version and running != file_version:
-                # `listener model train` replaced the file; the daemon loads it at start only.
+                # `listener model train` replaced the file: the daemon loads it before its
+                # next poll or refine job, unless it does not load (model_reload_failed).
                 click.echo(
-                    f"  model: it scores with {running}, loaded at start; {model_file} now "
-                    f"holds {file_version}: restart the daemon to use it"
+                    f"  model: it scores with {running}; {model_file} now holds "
+                    f"{file_version}, which it loads before its next poll (if it stays, "
+                    "its log says why: model_reload_failed)"
                 )
         else:
             click.echo("  nothing polls, sends or checks until `listener run` starts again")
@@ -169,17 +172,6 @@ def _next_digest(store: Store, person: Recipient, now: datetime, catch_up_hours:
     if is_digest_due(latest, now, already_sent=sent, catch_up=timedelta(hours=catch_up_hours)):
         return f"due now ({latest.day})"
     return describe_send_time(person, next_send_period(person, now))
-
-
-def _model_file_version(path: Path) -> str | None:
-    """The version the model file holds now (from its .json); None when it cannot be read,
-    which the commands that load it report."""
-    try:
-        metadata = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    version = metadata.get("model_version") if isinstance(metadata, dict) else None
-    return version if isinstance(version, str) else None
 
 
 def _window_counts(store: Store, start: datetime, end: datetime) -> dict[str, int]:
