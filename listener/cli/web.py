@@ -13,14 +13,17 @@ from typing import Any
 import click
 
 from listener.cli.support import Context, handle_errors
+from listener.store import MAX_ITEM_AGE
 
 # Times are stored as ISO text in UTC ("2026-11-26T08:00:00Z"), so they compare as text.
-_WEEK_AGO = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')"
-# The digest's rule (store/_period.py, MAX_ITEM_AGE): an item counts as new when first seen,
-# unless its own date is more than a week older than that: a new feed's archive is not news.
-# For "first seen in the last 7 days", that is "dated within the last 14".
+_WEEK_DAYS = 7
+_WEEK_AGO = f"strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-{_WEEK_DAYS} days')"
+# The digest's rule (MAX_ITEM_AGE): an item counts as new when first seen, unless its own
+# date is more than MAX_ITEM_AGE older than that: a new feed's archive is not news. For
+# "first seen in the last 7 days", that is "dated within the last 7 + MAX_ITEM_AGE".
 _NEW_THIS_WEEK = f"""items.fetched_at >= {_WEEK_AGO}
-  and items.published_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-14 days')"""
+  and items.published_at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now',
+    '-{_WEEK_DAYS + MAX_ITEM_AGE.days} days')"""
 
 QUERIES: dict[str, dict[str, Any]] = {
     "this_week_by_function": {

@@ -47,13 +47,14 @@ from listener.store._digests import DigestsMixin
 from listener.store._feeds import FeedsMixin
 from listener.store._items import ItemsMixin
 from listener.store._labels import LabelsMixin
+from listener.store._period import MAX_ITEM_AGE
 from listener.store._poll import PollMixin
 from listener.store._spikes import SpikesMixin
 from listener.store._stats import TOTAL, UNCERTAIN, StatsMixin
 from listener.store._watches import WatchesMixin
 from listener.store.migrations import migrations
 
-__all__ = ["TOTAL", "UNCERTAIN", "Store", "open_store"]
+__all__ = ["MAX_ITEM_AGE", "TOTAL", "UNCERTAIN", "Store", "open_store"]
 
 
 class Store(
