@@ -70,6 +70,11 @@ def load_model(settings: Settings, *, deferred: bool = False) -> Classifier:
     return classifier
 
 
+def record_model(store: Store, settings: Settings, classifier: Classifier, now: datetime) -> None:
+    """Note `classifier` as the model in use from `now` (its predictions count from then)."""
+    store.record_model(classifier.version, {"path": str(model_path(settings))}, now)
+
+
 def load_second_stage(
     settings: Settings,
     classifier: Classifier,
@@ -117,7 +122,7 @@ def make_services(
     sentence model at its first item)."""
     classifier = load_model(settings, deferred=defer_model) if classify else None
     if classifier is not None:
-        store.record_model(classifier.version, {"path": str(model_path(settings))}, _now())
+        record_model(store, settings, classifier, _now())
     second_stage = None
     if refine and classifier is not None and settings.classifier.refine:
         try:
@@ -187,7 +192,7 @@ class ModelFollower:
                 self.refused = version
             return
         services.classifier, services.second_stage = classifier, second_stage
-        services.store.record_model(classifier.version, {"path": str(path)}, now)
+        record_model(services.store, services.settings, classifier, now)
         self.refused = None
         log.info("model_reloaded", previous=running.version, model=classifier.version)
 
